@@ -1,0 +1,22 @@
+"""tisdiss: split a recording of overlapping talkers into one track per speaker.
+
+Implements TISDiSS (arXiv 2509.15666), whose shared Separator and Reconstructor blocks run
+shallower or deeper at inference with the same weights.
+"""
+
+__version__ = "0.1.0.dev0"
+
+from .checkpoint import CheckpointError, load_checkpoint, load_espnet, save_checkpoint
+from .config import PRESETS, ModelConfig
+from .network import TISDiSS
+
+__all__ = [
+    "__version__",
+    "CheckpointError",
+    "ModelConfig",
+    "PRESETS",
+    "TISDiSS",
+    "load_checkpoint",
+    "load_espnet",
+    "save_checkpoint",
+]

@@ -1,0 +1,34 @@
+"""The ``tisdiss`` command line: a thin Typer layer over the Python API."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(
+    name="tisdiss",
+    help="Separate overlapping talkers into one clean track per speaker.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tisdiss {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Separate overlapping talkers into one clean track per speaker."""
+
+
+def main() -> None:
+    app()

@@ -1,4 +1,7 @@
-"""The ``tisdiss`` command line: a thin Typer layer over the Python API."""
+"""The ``tisdiss`` command line: a thin Typer layer over the Python API.
+
+Each sub-command lives in its own module and registers itself on :data:`app`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from . import __version__
+from .. import __version__
 
 app = typer.Typer(
     name="tisdiss",
@@ -14,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
 )
 
 
@@ -25,10 +29,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Separate overlapping talkers into one clean track per speaker."""
 
 
+def _register_commands() -> None:
+    from . import bench, evaluate, models, separate, train  # noqa: F401  (each registers on app)
+
+
 def main() -> None:
+    _register_commands()
     app()

@@ -1,0 +1,1 @@
+"""`tisdiss bench` (to be written)."""

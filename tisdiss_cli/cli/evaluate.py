@@ -1,0 +1,1 @@
+"""`tisdiss evaluate` (to be written)."""

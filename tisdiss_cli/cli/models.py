@@ -1,0 +1,1 @@
+"""`tisdiss models` (to be written)."""

@@ -1,0 +1,1 @@
+"""`tisdiss separate` (to be written)."""

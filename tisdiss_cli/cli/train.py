@@ -1,0 +1,1 @@
+"""`tisdiss train` (to be written)."""

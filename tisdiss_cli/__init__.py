@@ -9,12 +9,14 @@ __version__ = "0.1.0.dev0"
 from .checkpoint import CheckpointError, load_checkpoint, load_espnet, save_checkpoint
 from .config import PRESETS, ModelConfig
 from .network import TISDiSS
+from .api import Separator
 
 __all__ = [
     "__version__",
     "CheckpointError",
     "ModelConfig",
     "PRESETS",
+    "Separator",
     "TISDiSS",
     "load_checkpoint",
     "load_espnet",

@@ -1,0 +1,128 @@
+"""Separator: presets, arrays of any layout, files block by block, chunked == whole when it fits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from tisdiss_cli import Separator
+from tisdiss_cli.api import OutputExistsError, pick_device
+from tisdiss_cli.audio import AudioError
+from tisdiss_cli.checkpoint import save_checkpoint
+from tisdiss_cli.config import PRESETS
+from tisdiss_cli.network import TISDiSS, init_weights
+
+PRESET_META = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    model = TISDiSS(PRESETS["tiny"])
+    init_weights(model)
+    return save_checkpoint(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", PRESET_META)
+
+
+def speechy(n: int, rate: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / rate
+    return (0.2 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+
+
+def test_presets_and_overrides(tiny_path: Path) -> None:
+    sep = Separator(tiny_path, device="cpu", preset="balanced")
+    assert sep.depth() == (2, 1)
+    assert sep.depth("best") == (2, 3)
+    assert sep.depth("fast", n_re=0) == (1, 0)
+    assert sep.depth(n_sep=3, n_re=4) == (3, 4)
+    with pytest.raises(ValueError, match="unknown preset 'turbo'; available: fast, balanced, best"):
+        sep.depth("turbo")
+    with pytest.raises(ValueError, match="n_sep >= 1"):
+        sep.depth(n_sep=0)
+    x = speechy(4000, 8000)
+    model = sep.model
+    expected = model(torch.from_numpy(x)[None], n_sep=1, n_re=2)[0].detach().numpy()
+    np.testing.assert_allclose(sep.separate(x, 8000, preset="fast", n_re=2), expected, atol=1e-6)
+
+
+def test_array_layouts_and_input_untouched(tiny_path: Path) -> None:
+    sep = Separator(tiny_path, device="cpu")
+    x = speechy(3000, 8000)
+    stereo = np.stack([x, x])
+    keep = stereo.copy()
+    a = sep.separate(x, 8000)
+    b = sep.separate(stereo, 8000)
+    c = sep.separate(torch.from_numpy(stereo), 8000)
+    assert a.shape == (2, 3000) and a.dtype == np.float32
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_allclose(b, c, atol=1e-6)
+    np.testing.assert_array_equal(stereo, keep)
+    up = sep.separate(np.repeat(x, 2), 16000)  # resampled to 8 kHz and back
+    assert up.shape == (2, 6000)
+    with pytest.raises(ValueError, match="NaN"):
+        sep.separate(np.full(100, np.nan), 8000)
+
+
+def test_edge_cases_silence_and_tiny_inputs(tiny_path: Path) -> None:
+    sep = Separator(tiny_path, device="cpu")
+    silent = sep.separate(np.zeros(5000, np.float32), 8000)
+    assert silent.shape == (2, 5000) and not silent.any()
+    for n in (1, 10, 80, 127):  # shorter than one STFT frame (n_fft 128)
+        y = sep.separate(speechy(n, 8000), 8000)
+        assert y.shape == (2, n) and np.isfinite(y).all()
+    assert sep.separate(np.zeros(0), 8000).shape == (2, 0)
+
+
+def test_chunked_equals_whole_when_it_fits_and_long_input_chunks(tiny_path: Path) -> None:
+    whole = Separator(tiny_path, device="cpu", segment=100.0)
+    chunked = Separator(tiny_path, device="cpu", segment=1.0, overlap=0.25, batch_size=2)
+    x = speechy(8000, 8000)  # exactly one segment of the chunked separator
+    np.testing.assert_array_equal(chunked.separate(x, 8000), whole.separate(x, 8000))
+    long = speechy(8000 * 4, 8000, seed=1)
+    steps: list[tuple[int, int]] = []
+    y = chunked.separate(long, 8000, progress=lambda done, total: steps.append((done, total)))
+    assert y.shape == (2, len(long)) and np.isfinite(y).all()
+    assert len(steps) == chunked.plan.num_chunks(len(long)) == 5 and steps[-1] == (len(long), len(long))
+
+
+def test_separate_file_matches_array_api_and_never_overwrites(tiny_path: Path, tmp_path: Path) -> None:
+    sep = Separator(tiny_path, device="cpu", segment=1.0)
+    x = speechy(22050 * 3, 22050)
+    src = tmp_path / "in" / "talk.wav"
+    src.parent.mkdir()
+    sf.write(src, np.stack([x, x], 1), 22050, subtype="PCM_16")
+    before = src.read_bytes()
+    outs = sep.separate_file(src, tmp_path / "out", float_output=True)
+    assert [p.name for p in outs] == ["talk_spk1.wav", "talk_spk2.wav"]
+    assert src.read_bytes() == before
+    ref = sep.separate(sf.read(src, dtype="float32")[0].T, 22050)
+    for j, p in enumerate(outs):
+        y, rate = sf.read(p, dtype="float32")
+        assert rate == 22050 and len(y) == len(x)
+        # streaming resampling differs from whole-signal resampling only at block seams
+        assert np.abs(y - ref[j]).max() < 2e-3 * max(1.0, np.abs(ref[j]).max())
+    with pytest.raises(OutputExistsError, match="talk_spk1.wav: exists"):
+        sep.separate_file(src, tmp_path / "out")
+    res = sep.process_file(src, tmp_path / "out", overwrite=True, output_rate="model", fmt="flac", filename="{spk}-{stem}.{ext}")
+    assert [p.name for p in res.outputs] == ["1-talk.flac", "2-talk.flac"]
+    assert sf.info(res.outputs[0]).samplerate == 8000 and sf.info(res.outputs[0]).frames == 8000 * 3
+    assert res.depth == (2, 1) and res.chunks == 4
+    with pytest.raises(ValueError, match="same name"):
+        sep.separate_file(src, tmp_path / "out", filename="{stem}.{ext}")
+    bad = tmp_path / "in" / "bad.wav"
+    bad.write_text("not audio")
+    with pytest.raises(AudioError, match="bad.wav: not a readable audio file"):
+        sep.separate_file(bad, tmp_path / "out")
+    assert not any(p.name.endswith(".part") for p in (tmp_path / "out").iterdir())
+
+
+def test_device_choice() -> None:
+    assert pick_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        assert pick_device("auto").type in ("cpu", "mps")
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda:0")

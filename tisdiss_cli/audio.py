@@ -1,0 +1,208 @@
+"""Audio I/O for separation: block-wise reading (downmix, resample) and atomic block-wise writing.
+
+Everything here works on bounded blocks so that memory does not grow with the file length.
+Sample layout: numpy float32, ``[frames]`` for mono and ``[frames, channels]`` for writers.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+OutputFormat = Literal["wav", "flac"]
+
+BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the channel count
+_PCM24_MAX = 1.0 - 2.0**-23  # largest 24-bit PCM value, as a float
+
+
+class AudioError(ValueError):
+    """An input that cannot be separated; the message is ``path: reason`` on one line."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the header of an input file says."""
+
+    path: Path
+    sample_rate: int  # Hz
+    channels: int
+    frames: int  # samples per channel
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "Format not recognised" in text or "unknown format" in text.lower():
+        return "not a readable audio file"
+    return text or type(exc).__name__
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Header information; raises :class:`AudioError` for missing, unreadable or empty files."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile's error types vary between versions
+        raise AudioError(f"{path}: {_reason(exc)}") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: no audio samples")
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioError(f"{path}: bad header (rate {info.samplerate}, {info.channels} channels)")
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def to_mono(block: np.ndarray, channel: int | None = None) -> np.ndarray:
+    """``[frames, C] -> [frames]``: the mean of the channels, or channel ``channel`` (0-based)."""
+    if channel is None:
+        return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+    return block[:, channel]
+
+
+def read_blocks(
+    path: str | os.PathLike,
+    target_rate: int,
+    *,
+    channel: int | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+) -> Iterator[np.ndarray]:
+    """Yield the file as mono float32 blocks ``[n]`` at ``target_rate``.
+
+    channel: 0-based channel to keep (None: average all). Raises :class:`AudioError` on
+    unreadable data and on NaN/Inf samples (checked block by block, before resampling).
+    """
+    info = probe(path)
+    if channel is not None and not 0 <= channel < info.channels:
+        raise AudioError(f"{info.path}: has {info.channels} channel(s), no channel {channel + 1}")
+    block = max(1, int(block_seconds * info.sample_rate))
+    resampler = soxr.ResampleStream(info.sample_rate, target_rate, 1, dtype="float32") if info.sample_rate != target_rate else None
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            done = 0
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                last = len(data) < block or done + len(data) >= info.frames
+                if len(data) and not np.isfinite(data).all():
+                    raise AudioError(f"{info.path}: NaN or Inf samples near {done / info.sample_rate:.2f} s")
+                done += len(data)
+                mono = np.ascontiguousarray(to_mono(data, channel))
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono, last=last)
+                if len(mono):
+                    yield mono
+                if last:
+                    return
+    except AudioError:
+        raise
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"{info.path}: {_reason(exc)}") from None
+
+
+def resampled_length(frames: int, in_rate: int, out_rate: int) -> int:
+    """Length of ``frames`` samples after resampling (what soxr produces for a whole signal)."""
+    return frames if in_rate == out_rate else int(math.ceil(frames * out_rate / in_rate - 1e-9))
+
+
+def load(path: str | os.PathLike, target_rate: int, *, channel: int | None = None) -> np.ndarray:
+    """Whole file as mono float32 ``[n]`` at ``target_rate`` (for short files and tests)."""
+    blocks = list(read_blocks(path, target_rate, channel=channel))
+    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+
+
+def clip(block: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
+    """Saturate to the PCM range (libsndfile would wrap around); returns (block, clipped count).
+
+    Float subtypes are returned unchanged.
+    """
+    if subtype == "FLOAT":
+        return block, 0
+    top = _PCM24_MAX if subtype == "PCM_24" else 1.0 - 2.0**-15
+    over = (block > top) | (block < -1.0)
+    count = int(over.sum())
+    return (np.clip(block, -1.0, top) if count else block), count
+
+
+class AtomicWriter:
+    """Block-wise writer of one output file: a temporary file in the target folder, renamed
+    onto the target only by :meth:`commit`; :meth:`discard` (or an exception inside a ``with``
+    block) removes it, so an interrupted run never leaves a partial output.
+
+    ``write(block [n] or [n, C])``; samples beyond ``length`` are dropped and a short stream
+    is padded with zeros on commit, so the file has exactly ``length`` frames.
+    """
+
+    def __init__(self, path: Path, sample_rate: int, *, length: int, fmt: OutputFormat = "wav", float_output: bool = False, channels: int = 1) -> None:
+        if fmt == "flac" and float_output:
+            raise ValueError("FLAC cannot hold float samples; use --format wav with float output")
+        self.path = Path(path)
+        self.length = length
+        self.subtype = "FLOAT" if float_output else "PCM_24"
+        self.clipped = 0  # samples saturated at full scale
+        self.written = 0
+        self.channels = channels
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        try:
+            self._file: sf.SoundFile | None = sf.SoundFile(
+                tmp, "w", samplerate=sample_rate, channels=channels, format=fmt.upper(), subtype=self.subtype
+            )
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+
+    def write(self, block: np.ndarray) -> None:
+        assert self._file is not None, "writer already closed"
+        block = block[: max(0, self.length - self.written)]
+        if not len(block):
+            return
+        block, n = clip(np.asarray(block, dtype=np.float32), self.subtype)
+        self.clipped += n
+        self._file.write(block)
+        self.written += len(block)
+
+    def commit(self) -> Path:
+        assert self._file is not None, "writer already closed"
+        if self.written < self.length:
+            shape = (self.length - self.written,) + ((self.channels,) if self.channels > 1 else ())
+            self._file.write(np.zeros(shape, np.float32))
+            self.written = self.length
+        self._file.close()
+        self._file = None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> "AtomicWriter":
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None or self._file is not None:
+            self.discard()
+
+
+def write(path: str | os.PathLike, wave: np.ndarray, sample_rate: int, *, fmt: OutputFormat = "wav", float_output: bool = False) -> Path:
+    """Write a whole mono ``[n]`` signal atomically; returns the path."""
+    with AtomicWriter(Path(path), sample_rate, length=len(wave), fmt=fmt, float_output=float_output) as w:
+        w.write(wave)
+        return w.commit()

@@ -1,0 +1,208 @@
+"""Test-set loading, the one-pass depth sweep, and `tisdiss eval` end to end (tiny model)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from tests.conftest import DEV2MIX, need
+from tisdiss_cli import metrics
+from tisdiss_cli.checkpoint import save_checkpoint
+from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.config import PRESETS
+from tisdiss_cli.evaluate import evaluate, parse_depths
+from tisdiss_cli.network import TISDiSS, init_weights
+from tisdiss_cli.registry import LoadedModel
+from tisdiss_cli.testset import TestSetError, check_headers, load_testset, read_example
+
+pytest.importorskip("mir_eval")
+RATE = 8000
+
+
+def write_set(root: Path, n: int = 2, seconds: float = 0.4, rate: int = RATE, mix_dir: str = "mix", seed: int = 0) -> Path:
+    """A small wsj0-2mix style folder of two 'talkers' (modulated tones + noise), mix = s1 + s2."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    for i in range(n):
+        s1 = 0.3 * np.sin(2 * np.pi * (180 + 40 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(t.size)
+        s2 = 0.2 * np.sign(np.sin(2 * np.pi * (430 + 25 * i) * t)) * np.hanning(t.size) + 0.01 * rng.standard_normal(t.size)
+        for folder, wave in ((mix_dir, s1 + s2), ("s1", s1), ("s2", s2)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            sf.write(root / folder / f"utt{i}.wav", wave, rate, subtype="FLOAT")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TISDiSS:
+    torch.manual_seed(0)
+    model = TISDiSS(PRESETS["tiny"])
+    init_weights(model)
+    return model.double().eval()
+
+
+# ----------------------------------------------------------------------------- test sets
+
+
+def test_layouts_wsj0_librimix_and_list(tmp_path):
+    wsj = write_set(tmp_path / "wsj")
+    t = load_testset(wsj)
+    assert t.layout == "wsj0-2mix" and [u.id for u in t.utterances] == ["utt0", "utt1"]
+    assert t.utterances[0].refs == (wsj / "s1" / "utt0.wav", wsj / "s2" / "utt0.wav")
+
+    libri = write_set(tmp_path / "libri", mix_dir="mix_both")
+    assert load_testset(libri).layout == "librimix:mix_both"
+    assert load_testset(libri / "mix_both").root == libri  # pointing at the mix folder works
+    (libri / "mix_single").mkdir()
+    sf.write(libri / "mix_single" / "utt0.wav", np.zeros(100), RATE)
+    assert load_testset(libri, mix_dir="mix_single").num_refs == 1  # mix_single pairs with s1 only
+
+    listing = tmp_path / "list.tsv"
+    listing.write_text("mix\ts1\ts2\tid\n# comment\nwsj/mix/utt1.wav\twsj/s1/utt1.wav\twsj/s2/utt1.wav\tfirst\n"
+                       "wsj/mix/utt0.wav\twsj/s1/utt0.wav\twsj/s2/utt0.wav\n")
+    t = load_testset(listing)
+    assert t.layout == "list" and [u.id for u in t.utterances] == ["first", "utt0"]
+    assert t.utterances[0].mix == tmp_path / "wsj" / "mix" / "utt1.wav"
+    check_headers(t)
+
+
+def test_missing_reference_names_the_file(tmp_path):
+    root = write_set(tmp_path / "set")
+    (root / "s2" / "utt1.wav").unlink()
+    with pytest.raises(TestSetError, match=r"s2/utt1\.wav"):
+        load_testset(root)
+    listing = tmp_path / "l.tsv"
+    listing.write_text("set/mix/utt0.wav\tset/s1/utt0.wav\tset/s2/nope.wav\n")
+    with pytest.raises(TestSetError, match=r"nope\.wav"):
+        load_testset(listing)
+    with pytest.raises(TestSetError, match="not a test set"):
+        load_testset(tmp_path)
+
+
+def test_length_and_rate_mismatches_name_both_files(tmp_path):
+    root = write_set(tmp_path / "set")
+    wave, _ = sf.read(root / "s1" / "utt1.wav")
+    sf.write(root / "s1" / "utt1.wav", wave[:-7], RATE)
+    t = load_testset(root)
+    with pytest.raises(TestSetError, match=r"s1/utt1\.wav: \d+ samples differ from mixture .*mix/utt1\.wav"):
+        check_headers(t)
+    with pytest.raises(TestSetError, match=r"s1/utt1\.wav.*mix/utt1\.wav"):
+        read_example(t.utterances[1])
+    sf.write(root / "s1" / "utt1.wav", wave, 16000)
+    with pytest.raises(TestSetError, match=r"s1/utt1\.wav: sample rate 16000 Hz differs from mixture .*utt1\.wav"):
+        check_headers(t)
+
+
+def test_parse_depths():
+    assert parse_depths("1-8") == list(range(1, 9))
+    assert parse_depths("3") == [3]
+    assert parse_depths("1,3,6") == [1, 3, 6]
+    assert parse_depths("6,0-2, 2") == [0, 1, 2, 6]
+    for bad in ("a", "3-1", "-1", "1,,2", ""):
+        with pytest.raises(ValueError):
+            parse_depths(bad)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_one_pass_sweep_equals_separate_runs(tmp_path, tiny):
+    root = write_set(tmp_path / "set")
+    report = evaluate(tiny, root, n_sep=1, n_re_values=[3, 0, 2], rtf_utterances=0, save_estimates=tmp_path / "est")
+    assert [s.n_re for s in report.settings] == [0, 2, 3]
+    assert all(s.rtf is None for s in report.settings)
+    rows = {(r.id, r.n_re): r for r in report.utterances}
+    assert len(rows) == 6
+    with torch.inference_mode():
+        for utt in load_testset(root).utterances:
+            ex = read_example(utt)
+            base = metrics.mixture_baseline(ex.mix, ex.refs)
+            for k in (0, 2, 3):
+                est = tiny(torch.from_numpy(ex.mix)[None], n_sep=1, n_re=k)[0].numpy()
+                s = metrics.score(est, ex.refs, base)
+                r = rows[(utt.id, k)]
+                assert r.perm == s.perm
+                assert abs(r.si_snr - s.si_snr) < 1e-8 and abs(r.sdr - s.sdr) < 1e-6
+                # saved estimates are permutation-aligned: scoring them in file order gives the same
+                saved = np.stack([sf.read(tmp_path / "est" / f"nsep1-nre{k}" / f"s{j}" / f"{utt.id}.wav")[0] for j in (1, 2)])
+                assert saved.shape == ex.refs.shape
+                assert np.allclose(saved, est[list(s.perm)], atol=1e-6)
+    means = report.setting(2)
+    assert abs(means.si_snri - np.mean([rows[(u, 2)].si_snri for u in ("utt0", "utt1")])) < 1e-12
+
+
+def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):
+    root = write_set(tmp_path / "set16k", n=3, rate=16000, seconds=0.3)
+    loaded = LoadedModel(tiny, "tiny-test", {"best": (1, 1)}, {})
+    report = evaluate(loaded, root, limit=2, rtf_utterances=1, with_sdr=False)
+    assert report.model == "tiny-test" and report.sample_rate == RATE
+    assert [(s.n_sep, s.n_re) for s in report.settings] == [(1, 1)]  # the "best" preset
+    assert report.settings[0].utterances == 2 and report.settings[0].sdr is None
+    assert report.settings[0].rtf > 0 and report.rtf_utterances == 1
+    assert abs(report.audio_seconds - 0.6) < 1e-3
+
+    sep_only = TISDiSS(PRESETS["tiny"].replace(m_re=0, n_re=0))
+    with pytest.raises(ValueError, match="no reconstruction stage"):
+        evaluate(sep_only, root, n_re_values=[1], rtf_utterances=0)
+    with pytest.raises(ValueError, match="1 reference"):
+        libri = write_set(tmp_path / "libri", n=1, mix_dir="mix_single")
+        evaluate(tiny, load_testset(libri), rtf_utterances=0)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(1)
+    model = TISDiSS(PRESETS["tiny"])
+    init_weights(model)
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", {"presets": {"best": [1, 2]}})
+
+
+def run_cli(*args: str):
+    _register_commands()
+    return CliRunner().invoke(app, ["eval", *args])
+
+
+def test_cli_end_to_end(tmp_path, checkpoint):
+    root = write_set(tmp_path / "set", n=2, seconds=0.3)
+    out = tmp_path / "out"
+    result = run_cli(str(root), "--model", str(checkpoint), "--nre", "0,2", "--nsep", "1", "--rtf-utterances", "1",
+                     "--json", str(out / "r.json"), "--csv", str(out / "r.csv"))
+    assert result.exit_code == 0, result.output
+    assert "SI-SNRi" in result.output and "tiny.safetensors" in result.output
+    summary = json.loads((out / "r.json").read_text())
+    assert [s["n_re"] for s in summary["settings"]] == [0, 2] and summary["num_utterances"] == 2
+    assert all(s["rtf"] > 0 for s in summary["settings"])
+    with open(out / "r.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 and {r["id"] for r in rows} == {"utt0", "utt1"}
+    mean = np.mean([float(r["si_snri"]) for r in rows if r["n_re"] == "2"])
+    assert abs(mean - summary["settings"][1]["si_snri"]) < 1e-9
+
+
+def test_cli_errors_are_one_line(tmp_path, checkpoint):
+    root = write_set(tmp_path / "set", n=1, seconds=0.3)
+    (root / "s2" / "utt0.wav").unlink()
+    result = run_cli(str(root), "--model", str(checkpoint))
+    assert result.exit_code == 1
+    assert "s2/utt0.wav" in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    result = run_cli(str(tmp_path / "set"), "--model", str(checkpoint), "--nre", "5-2")
+    assert result.exit_code != 0 and "5-2" in result.output
+
+
+def test_cli_on_dev2mix_with_plot(tmp_path, checkpoint):
+    pytest.importorskip("matplotlib")
+    dev = need(DEV2MIX)
+    result = run_cli(str(dev), "--model", str(checkpoint), "--limit", "1", "--nre", "0-1", "--rtf-utterances", "0",
+                     "--no-sdr", "--plot", str(tmp_path / "curve.png"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"

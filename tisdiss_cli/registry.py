@@ -34,7 +34,6 @@ import torch
 from .checkpoint import (
     CheckpointError,
     convert_espnet_state,
-    load_checkpoint,
     load_espnet,
     load_state_strict,
     read_checkpoint,
@@ -446,8 +445,15 @@ def _load_path(path: Path) -> tuple[TISDiSS, dict[str, Any]]:
         if not (path.parent / "config.yaml").is_file():
             raise ModelNotFoundError(f"{path}: an ESPnet .pth needs the experiment's config.yaml next to it")
         return load_espnet(path.parent / "config.yaml", path), {"source_format": "espnet", "source": str(path)}
-    _, _, metadata = read_checkpoint(path)
-    return load_checkpoint(path), metadata
+    return _read_model(path)
+
+
+def _read_model(path: Path) -> tuple[TISDiSS, dict[str, Any]]:
+    """Model (eval, CPU) and metadata of a tisdiss checkpoint, reading the file once."""
+    config, state, metadata = read_checkpoint(path)
+    model = TISDiSS(config)
+    load_state_strict(model, state, source=str(path))
+    return model.eval(), metadata
 
 
 def load_model(
@@ -473,7 +479,8 @@ def load_model(
         path = models_dir() / local[name]["file"]
         if not is_verified(path):
             raise ModelNotFoundError(f"imported model {name!r}: {path} is missing or damaged; import it again")
-        return _loaded(load_checkpoint(path), read_checkpoint(path)[2], name, device, {"imported_from": local[name].get("source")})
+        model, metadata = _read_model(path)
+        return _loaded(model, metadata, name, device, {"imported_from": local[name].get("source")})
     path = Path(name).expanduser()
     if path.exists():
         model, metadata = _load_path(path)
@@ -490,9 +497,8 @@ def _loaded(model: TISDiSS, metadata: Mapping[str, Any], name: str, device: str,
 
 
 def _load_entry(entry: ModelEntry, device: str, progress: ProgressCallback | None) -> LoadedModel:
-    path = download_model(entry.name, progress=progress)
-    model = load_checkpoint(path)
-    presets = dict(entry.presets) or _presets_from(read_checkpoint(path)[2], model.config)
+    model, metadata = _read_model(download_model(entry.name, progress=progress))
+    presets = dict(entry.presets) or _presets_from(metadata, model.config)
     return LoadedModel(model.to(device).eval(), entry.name, presets, entry.to_dict())
 
 

@@ -96,8 +96,10 @@ def read_blocks(
             while True:
                 data = f.read(block, dtype="float32", always_2d=True)
                 last = len(data) < block or done + len(data) >= info.frames
-                if len(data) and not np.isfinite(data).all():
-                    raise AudioError(f"{info.path}: NaN or Inf samples near {done / info.sample_rate:.2f} s")
+                finite = np.isfinite(data).all(axis=1)
+                if not finite.all():
+                    at = done + int(np.argmin(finite))
+                    raise AudioError(f"{info.path}: NaN or Inf samples near {at / info.sample_rate:.2f} s")
                 done += len(data)
                 mono = np.ascontiguousarray(to_mono(data, channel))
                 if resampler is not None:

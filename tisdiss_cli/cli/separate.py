@@ -1,1 +1,183 @@
-"""`tisdiss separate` (to be written)."""
+"""`tisdiss separate`: files, folders or globs in, one file per speaker out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import torch
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from . import app
+from ..api import (
+    DEFAULT_FILENAME,
+    DEFAULT_OVERLAP,
+    DEFAULT_SEGMENT,
+    FileResult,
+    OutputExistsError,
+    Separator,
+    collect_inputs,
+    distributed_rank,
+    shard,
+)
+from ..audio import AudioError
+from ..registry import MODEL_ERRORS
+
+log = logging.getLogger(__name__)
+
+EXAMPLES = """
+[b]Examples[/b]
+
+  tisdiss separate meeting.wav --preset fast
+  tisdiss separate recordings/ -o separated/ --recursive
+  tisdiss separate "calls/**/*.flac" --nsep 2 --nre 3 --format flac
+  tisdiss separate talk.wav --float --filename "{stem}/{spk}.{ext}"
+  torchrun --nproc-per-node 4 "$(which tisdiss)" separate corpus/ -r   (one share per rank)
+"""
+
+
+class Fmt(str, Enum):
+    wav = "wav"
+    flac = "flac"
+
+
+class Rate(str, Enum):
+    input = "input"
+    model = "model"
+
+
+@app.command(epilog=EXAMPLES)
+def separate(
+    inputs: list[str] = typer.Argument(..., help="Audio files, folders or glob patterns (quote globs).", show_default=False),
+    output: Path = typer.Option(Path("separated"), "-o", "--output", help="Output folder; sub-folders of inputs are kept."),
+    recursive: bool = typer.Option(False, "-r", "--recursive", help="Descend into sub-folders of folder inputs."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model name, checkpoint file or ESPnet folder (default: best available)."),
+    preset: str = typer.Option("balanced", "-p", "--preset", help="Speed/quality preset: fast, balanced or best."),
+    nsep: Optional[int] = typer.Option(None, "--nsep", min=1, help="Separation repetitions N_sep (overrides the preset)."),
+    nre: Optional[int] = typer.Option(None, "--nre", min=0, help="Reconstruction repetitions N_re (overrides the preset)."),
+    segment: float = typer.Option(DEFAULT_SEGMENT, "--segment", min=0.05, help="Chunk length in seconds for long inputs."),
+    overlap: float = typer.Option(DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, help="Overlap of consecutive chunks, fraction of --segment."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Chunks run together (useful on GPU)."),
+    fmt: Fmt = typer.Option(Fmt.wav, "--format", help="Output container; samples are 24-bit PCM unless --float."),
+    float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV: no quantisation, no clipping."),
+    output_rate: Rate = typer.Option(Rate.input, "--output-rate", help="Write at the input's rate or the model's."),
+    channel: Optional[int] = typer.Option(None, "--channel", min=1, help="Use this channel (1-based) instead of the average."),
+    filename: str = typer.Option(DEFAULT_FILENAME, "--filename", help="Output name template with {stem}, {spk}, {ext}."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only."),
+) -> None:
+    """Separate each input into one file per speaker ([i]stem[/i]_spk1.wav, [i]stem[/i]_spk2.wav, ...)."""
+    out = Console(stderr=as_json, quiet=quiet, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if threads:
+        torch.set_num_threads(threads)
+    if fmt is Fmt.flac and float_output:
+        raise typer.BadParameter("FLAC cannot hold float samples; use --format wav with --float", param_hint="--float")
+    try:
+        Path(filename.format(stem="x", spk=1, ext="wav"))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise typer.BadParameter(f"bad template ({exc}); use {{stem}}, {{spk}}, {{ext}}", param_hint="--filename") from None
+
+    items, problems = collect_inputs(inputs, recursive=recursive)
+    for line in problems:
+        err.print(escape(line))
+    rank, world = distributed_rank()
+    if world > 1:
+        total = len(items)
+        items = shard(items, rank, world)
+        out.print(f"rank {rank} of {world}: {len(items)} of {total} files")
+    if not items and not problems:
+        out.print("nothing to do")
+        raise typer.Exit(0)
+
+    try:
+        separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap, batch_size=batch_size)
+        depth = separator.depth(preset, nsep, nre)
+    except (*MODEL_ERRORS, ValueError) as exc:
+        err.print(f"error: {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    source = "--nsep/--nre" if (nsep is not None or nre is not None) else f"preset {preset}"
+    out.print(f"model {escape(separator.loaded.name)} on {separator.device}, {source}: n_sep={depth[0]}, n_re={depth[1]}")
+
+    results: list[FileResult] = []
+    skipped: list[Path] = []
+    failed: list[str] = list(problems)
+    claimed: dict[Path, Path] = {}
+    t0 = time.perf_counter()
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+        console=out, disable=quiet or as_json or not out.is_terminal, transient=True,
+    )
+    with progress:
+        files_task = progress.add_task("files", total=len(items))
+        for item in items:
+            target_dir = output / item.subdir
+            chunk_task = progress.add_task(escape(item.path.name), total=None)
+
+            def on_progress(done: int, total: int, task: int = chunk_task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                targets = separator.output_paths(item.path, target_dir, fmt=fmt.value, filename=filename)
+                clash = next((claimed[t] for t in targets if t in claimed), None)
+                if clash is not None:
+                    raise ValueError(f"outputs would overwrite those of {clash}; use --filename or separate folders")
+                res = separator.process_file(
+                    item.path, target_dir, n_sep=depth[0], n_re=depth[1], fmt=fmt.value, float_output=float_output,
+                    output_rate=output_rate.value, channel=None if channel is None else channel - 1,
+                    filename=filename, overwrite=overwrite, progress=on_progress,
+                )
+            except OutputExistsError:
+                skipped.append(item.path)
+                out.print(f"skipped {escape(str(item.path))}: outputs exist (use --overwrite)")
+            except (AudioError, ValueError, OSError, RuntimeError) as exc:
+                reason = str(exc).removeprefix(f"{item.path}: ")
+                failed.append(f"{item.path}: {reason}")
+                err.print(escape(f"{item.path}: {' '.join(reason.split())}"))
+                log.debug("separating %s failed", item.path, exc_info=True)
+            else:
+                results.append(res)
+                claimed.update({t: item.path for t in res.outputs})
+                out.print(f"{escape(str(item.path))} -> {', '.join(escape(str(p)) for p in res.outputs)}")
+                for warning in res.warnings:
+                    err.print(f"{escape(str(item.path))}: warning: {escape(warning)}")
+            finally:
+                progress.remove_task(chunk_task)
+                progress.advance(files_task)
+
+    wall = time.perf_counter() - t0
+    audio_s = sum(r.duration for r in results)
+    summary = {
+        "model": separator.loaded.name,
+        "n_sep": depth[0],
+        "n_re": depth[1],
+        "device": str(separator.device),
+        "files": len(results),
+        "skipped": len(skipped),
+        "failed": len(failed),
+        "audio_seconds": round(audio_s, 3),
+        "wall_seconds": round(wall, 3),
+        "rtf": round(wall / audio_s, 4) if audio_s else None,
+        "outputs": [str(p) for r in results for p in r.outputs],
+        "errors": failed,
+    }
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        rtf = f", RTF {summary['rtf']}" if summary["rtf"] is not None else ""
+        out.print(
+            f"{len(results)} separated, {len(skipped)} skipped, {len(failed)} failed; "
+            f"{audio_s:.1f} s of audio in {wall:.1f} s{rtf}"
+        )
+    if failed:
+        raise typer.Exit(1)

@@ -26,7 +26,7 @@ import torch
 from . import metrics
 from .network import TISDiSS
 from .registry import LoadedModel
-from .testset import AudioExample, TestSet, check_headers, load_testset, read_example
+from .testset import AudioExample, TestSet, Utterance, check_headers, load_testset, read_example
 
 
 @dataclass(frozen=True)
@@ -221,6 +221,27 @@ def _time_settings(
     return rtf
 
 
+def _sweep(model: TISDiSS, mix: torch.Tensor, n_sep: int, values: Sequence[int]) -> dict[int, np.ndarray]:
+    """One forward pass: ``mix [1, L]`` -> {n_re: estimate [J, L] float64} for n_re in values."""
+    wanted = set(values)
+    return {k: est[0].double().cpu().numpy() for k, est in model.iter_depths(mix, n_sep=n_sep, max_n_re=max(values)) if k in wanted}
+
+
+def _score_utterance(
+    utt: Utterance, n_sep: int, outputs: dict[int, np.ndarray], mix: np.ndarray, refs: np.ndarray, with_sdr: bool,
+) -> dict[int, tuple[UtteranceResult, np.ndarray]]:
+    """Scores per n_re, and the estimate reordered to match the references."""
+    try:
+        base = metrics.mixture_baseline(mix, refs, with_sdr=with_sdr)
+        result = {}
+        for k, est in outputs.items():
+            s = metrics.score(est, refs, base, with_sdr=with_sdr)
+            result[k] = UtteranceResult(utt.id, n_sep, k, s.si_snr, s.si_snri, s.sdr, s.sdri, s.perm), est[list(s.perm)]
+        return result
+    except metrics.MetricError as exc:
+        raise metrics.MetricError(f"{utt.mix}: cannot score ({exc})") from None
+
+
 def _defaults(source: LoadedModel | TISDiSS) -> tuple[TISDiSS, str, tuple[int, int]]:
     if isinstance(source, LoadedModel):
         best = source.presets.get("best", (source.model.config.n_sep, source.model.config.n_re))
@@ -241,7 +262,7 @@ def evaluate(
     progress: ProgressFn | None = None,
     save_estimates: str | os.PathLike | None = None,
     with_sdr: bool = True,
-    rtf_utterances: int = 3,
+    rtf_utterances: int = 2,
 ) -> EvalReport:
     """Score ``source`` on ``testset`` at one n_sep and every n_re in ``n_re_values``.
 
@@ -289,23 +310,16 @@ def evaluate(
                 if len(timed_mixes) < rtf_utterances:
                     timed_mixes.append(mix)
                 start = time.perf_counter()
-                outputs = {}
-                for k, est in model.iter_depths(mix, n_sep=n_sep, max_n_re=values[-1]):
-                    if k in sums:
-                        outputs[k] = est[0].double().cpu().numpy()
+                outputs = _sweep(model, mix, n_sep, values)
                 forward_s += time.perf_counter() - start
                 start = time.perf_counter()
-                try:
-                    base = metrics.mixture_baseline(mix_np, refs, with_sdr=with_sdr)
-                    for k in values:
-                        s = metrics.score(outputs[k], refs, base, with_sdr=with_sdr)
-                        rows.append(UtteranceResult(utt.id, n_sep, k, s.si_snr, s.si_snri, s.sdr, s.sdri, s.perm))
-                        sums[k].append(s.si_snri)
-                        if out_dir is not None:
-                            _write_estimates(out_dir / f"nsep{n_sep}-nre{k}", utt.id, outputs[k][list(s.perm)], rate)
-                except metrics.MetricError as exc:
-                    raise metrics.MetricError(f"{utt.mix}: cannot score ({exc})") from None
+                scored = _score_utterance(utt, n_sep, outputs, mix_np, refs, with_sdr)
                 metric_s += time.perf_counter() - start
+                for k, (row, aligned) in scored.items():
+                    rows.append(row)
+                    sums[k].append(row.si_snri)
+                    if out_dir is not None:
+                        _write_estimates(out_dir / f"nsep{n_sep}-nre{k}", utt.id, aligned, rate)
                 if progress is not None:
                     running = {k: float(np.mean(v)) for k, v in sums.items()}
                     progress(EvalProgress("score", i + 1, len(tset), utt.id, running))

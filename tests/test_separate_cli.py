@@ -141,14 +141,13 @@ def test_ranks_split_files_deterministically(tiny_model: Path, tmp_path: Path) -
 
 def test_imported_espnet_model_reproduces_golden_outputs(tmp_path: Path) -> None:
     golden = need(GOLDEN)
-    from tisdiss_cli.registry import import_model
-
     conf = json.loads((golden / "config.json").read_text())
     exp = tmp_path / "exp"
     exp.mkdir()
     (exp / "config.yaml").write_text(yaml.safe_dump(conf))
     torch.save(torch.load(golden / "state_dict.pt", weights_only=True), exp / "valid.loss.ave.pth")
-    import_model(exp, "golden-tiny")
+    imported = runner.invoke(app, ["models", "import", str(exp), "--name", "golden-tiny"])
+    assert imported.exit_code == 0, imported.output
     mix = torch.load(golden / "input.pt", weights_only=True)[0].numpy()
     wav = tmp_path / "mix.wav"
     sf.write(wav, mix, 8000, subtype="FLOAT")

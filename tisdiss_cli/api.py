@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import itertools
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ from .chunking import ChunkPlan, OverlapAdd
 from .network import TISDiSS
 from .registry import LoadedModel, Preset, default_presets, load_model
 
-log = logging.getLogger(__name__)
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, CPU, one thread, n_sep=2 n_re=1):
 # segment 1 s: RTF 6.4, peak RSS 0.66 GB; 2 s: RTF 5.9, 1.14 GB; 4 s: RTF 10.1, 1.95 GB.

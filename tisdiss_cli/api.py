@@ -26,12 +26,15 @@ from .network import TISDiSS
 from .registry import LoadedModel, Preset, default_presets, load_model
 
 
-# Chosen by measurement (full-size sep1x2-re1x6 model, CPU, one thread, n_sep=2 n_re=1):
-# segment 1 s: RTF 6.4, peak RSS 0.66 GB; 2 s: RTF 5.9, 1.14 GB; 4 s: RTF 10.1, 1.95 GB.
-# Activation memory grows by about 0.4 GB per second of segment, so 2 s is the longest
-# segment that keeps a CPU run under 1.5 GB, and it was also the fastest. A quarter overlap
-# (0.5 s) gives the speaker re-alignment enough shared signal for a third more compute.
-DEFAULT_SEGMENT = 2.0  # seconds per chunk
+# Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).
+# One forward on a segment of 1 / 1.5 / 2 / 4 s: RTF 6.4 / - / 5.9 / 10.1 (one thread,
+# shared machine), peak RSS 0.66 / 1.20 / 1.39 / 1.95 GB; the whole `separate` pipeline on a
+# 16 kHz file with 2 s segments peaked at 1.52 GB. Activations grow by about 0.4 GB per second
+# of segment, so 1.5 s is the longest round value that keeps a CPU run under 1.5 GB, and the
+# cost per second of audio is flat between 1 and 2 s. A quarter overlap (0.375 s) gives the
+# speaker re-alignment enough shared signal for a third more compute. Longer segments give
+# the utterance-level normalisation more context; raise --segment on a GPU.
+DEFAULT_SEGMENT = 1.5  # seconds per chunk
 DEFAULT_OVERLAP = 0.25  # fraction of the segment shared by consecutive chunks
 DEFAULT_FILENAME = "{stem}_spk{spk}.{ext}"
 

@@ -199,7 +199,7 @@ def _swap_prefix(text: str, table: list[tuple[str, str]], to_tisdiss: bool) -> s
 
 def _rename(key: str, to_tisdiss: bool) -> str:
     key = _swap_prefix(key, _TOP_NAMES, to_tisdiss)
-    if ".blocks." in key and "_path." in key:
+    if "_path." in key:
         head, _, rest = key.partition("_path.")
         key = f"{head}_path.{_swap_prefix(rest, _PATH_NAMES, to_tisdiss)}"
     return key

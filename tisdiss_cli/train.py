@@ -315,8 +315,16 @@ def _datasets(config: TrainConfig, sample_rate: int) -> tuple[Dataset, Dataset]:
 LogFn = Callable[[dict[str, Any]], None]
 
 
-def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log: LogFn | None = None) -> Path:
-    """Train (or resume) a run; returns the path of the final averaged model."""
+@dataclass
+class TrainResult:
+    model_path: Path  # the final averaged model (written by rank 0)
+    model: TISDiSS  # this rank's weights at the end of the loop
+    step: int  # optimiser steps taken
+    stop_reason: str
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log: LogFn | None = None) -> TrainResult:
+    """Train (or resume) a run in ``run_dir``."""
     run_dir = Path(run_dir)
     device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     ddp = setup_distributed(device)
@@ -474,7 +482,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
         record({"event": "done", "step": step, "epoch": epoch, "reason": stop_reason or "all epochs done", "model": str(final)})
     if ddp.world > 1:
         dist.barrier()
-    return final
+    return TrainResult(final, model, step, stop_reason or "all epochs done")
 
 
 class TrainingForward(torch.nn.Module):

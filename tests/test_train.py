@@ -1,0 +1,135 @@
+"""Training: the tiny recipe learns, resume after SIGKILL is exact, DDP equals one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torch.multiprocessing as mp
+
+from tisdiss_cli.train import TrainConfig, apply_overrides, load_recipe, resolve_config, train
+
+RATE = 8000
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SPEAKER/UTT.flac folders of voiced, speaker-specific synthetic signals."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.2 * RATE)) / RATE
+    for split, speakers in (("train", 6), ("valid", 3)):
+        for s in range(speakers):
+            f0 = 90 + 37 * s + (200 if split == "valid" else 0)
+            folder = root / split / f"spk{s}"
+            folder.mkdir(parents=True)
+            for u in range(2):
+                env = 0.5 + 0.5 * np.sin(2 * np.pi * (3 + u) * t + s)
+                wave = sum(np.sin(2 * np.pi * f0 * h * t * (1 + 0.02 * u)) / h for h in range(1, 6)) * env
+                wave += 0.01 * rng.standard_normal(len(t))
+                sf.write(folder / f"u{u}.flac", (0.1 * wave).astype(np.float32), RATE)
+    return root
+
+
+def _config(corpus: Path, *overrides: str) -> TrainConfig:
+    return resolve_config("tiny", None, str(corpus), list(overrides))
+
+
+def _losses(run: Path) -> dict[int, float]:
+    """Last logged training loss per step (a resumed run logs some steps twice)."""
+    out: dict[int, float] = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "train":
+            out[event["step"]] = event["loss"]
+    return out
+
+
+def test_tiny_recipe_loss_falls_within_a_minute(corpus: Path, tmp_path: Path) -> None:
+    config = _config(corpus, "log_every_steps=1")
+    assert config.optim.max_steps == 50
+    start = time.perf_counter()
+    result = train(config, tmp_path / "run")
+    elapsed = time.perf_counter() - start
+    losses = [v for _, v in sorted(_losses(tmp_path / "run").items())]
+    assert result.step == 50 and len(losses) == 50
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 3.0  # dB of SI-SNR
+    assert elapsed < 60, f"tiny recipe took {elapsed:.1f} s"
+    assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_resume_after_sigkill_repeats_the_same_losses(corpus: Path, tmp_path: Path) -> None:
+    overrides = ["optim.max_steps=12", "save_every_steps=4", "log_every_steps=1", "data.epoch_size=16"]
+    reference = tmp_path / "reference"
+    train(_config(corpus, *overrides), reference)
+
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "tisdiss_cli", "train", "--recipe", "tiny", "--data", str(corpus),
+           "--run", str(run), "--threads", "1", "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    proc = subprocess.Popen(cmd)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and max(_losses(run), default=0) < 6 if (run / "metrics.jsonl").exists() else True:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    logged = _losses(run)
+    assert 4 <= max(logged) < 12, "the run should have been killed after its first checkpoint"
+    subprocess.run(cmd + ["--resume"], check=True)
+    expected = _losses(reference)
+    assert sorted(_losses(run)) == sorted(expected)
+    assert _losses(run) == expected  # bit-identical on CPU
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, run: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    result = train(config, run)
+    torch.save(result.model.state_dict(), Path(out) / f"rank{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_match_one_process(corpus: Path, tmp_path: Path) -> None:
+    config = _config(corpus, "optim.max_steps=3", "optim.batch_size=4", "optim.warmup_steps=1", "log_every_steps=1")
+    mp.spawn(_ddp_worker, args=(2, _free_port(), config, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True)
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    single = train(config, tmp_path / "single").model.state_dict()
+    initial = train(_config(corpus, "optim.max_steps=0", "optim.epochs=0"), tmp_path / "init").model.state_dict()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+        torch.testing.assert_close(rank0[key], single[key], rtol=1e-4, atol=1e-6)
+    assert any(not torch.equal(rank0[k], initial[k]) for k in rank0), "training changed nothing"
+
+
+def test_recipes_and_overrides() -> None:
+    paper = resolve_config("wsj0-2mix-paper", None, "corpus", ["optim.lr=1e-4", "model.n_re=8"])
+    assert paper.optim.lr == 1e-4 and paper.model.n_re == 8 and paper.model.emb_dim == 128
+    assert paper.data.train == str(Path("corpus") / "tr")
+    assert paper.optim.warmup_steps == 2000 and paper.optim.batch_size == 6 and paper.keep_best == 5
+    for name in ("libri2mix", "speech8k", "tiny"):
+        assert load_recipe(name)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        load_recipe("nope")
+    with pytest.raises(ValueError, match="unknown key 'optim.lrr'|unknown key 'lrr'"):
+        resolve_config("tiny", None, None, ["optim.lrr=1"])
+    assert apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=x"]) == {"a": {"b": 2}, "c": "x"}

@@ -109,16 +109,20 @@ def _ddp_worker(rank: int, world: int, port: int, config: TrainConfig, run: str,
 
 
 def test_ddp_two_cpu_processes_match_one_process(corpus: Path, tmp_path: Path) -> None:
-    config = _config(corpus, "optim.max_steps=3", "optim.batch_size=4", "optim.warmup_steps=1", "log_every_steps=1")
+    # float64: in float32, Adam turns all-reduce rounding in near-zero gradients (|g| < eps)
+    # into update differences of order lr, which would hide a real mismatch.
+    config = _config(corpus, "optim.max_steps=3", "optim.batch_size=4", "optim.warmup_steps=1", "precision=\"fp64\"")
     mp.spawn(_ddp_worker, args=(2, _free_port(), config, str(tmp_path / "ddp"), str(tmp_path)), nprocs=2, join=True)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     single = train(config, tmp_path / "single").model.state_dict()
-    initial = train(_config(corpus, "optim.max_steps=0", "optim.epochs=0"), tmp_path / "init").model.state_dict()
+    initial = train(_config(corpus, "optim.epochs=0", "precision=\"fp64\""), tmp_path / "init").model.state_dict()
     for key in rank0:
         assert torch.equal(rank0[key], rank1[key]), key
-        torch.testing.assert_close(rank0[key], single[key], rtol=1e-4, atol=1e-6)
-    assert any(not torch.equal(rank0[k], initial[k]) for k in rank0), "training changed nothing"
+    update = max(float((single[k] - initial[k]).abs().max()) for k in single)
+    gap = max(float((rank0[k] - single[k]).abs().max()) for k in single)
+    assert update > 1e-3, "training changed nothing"
+    assert gap < 1e-9, f"DDP differs from one process by {gap:.2e} (update {update:.2e})"
 
 
 def test_recipes_and_overrides() -> None:

@@ -72,7 +72,7 @@ class TrainConfig:
     save_every_steps: int = 500  # crash-safe checkpoint interval (and at every epoch end)
     keep_best: int = 5  # n best epochs kept and averaged into the final model
     log_every_steps: int = 20
-    precision: str = "fp32"  # "fp32" | "bf16" (autocast, GPU)
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast, GPU) | "fp64" (exact-arithmetic checks)
     compile: bool = False  # torch.compile the model
     device: str = "auto"
     init_from: str = ""  # checkpoint to start from (tisdiss file/run folder, or ESPnet folder)
@@ -339,7 +339,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
 
-    model = _initial_model(config).to(device)
+    if config.precision not in ("fp32", "bf16", "fp64"):
+        raise ValueError(f"precision must be fp32, bf16 or fp64, not {config.precision!r}")
+    dtype = torch.float64 if config.precision == "fp64" else torch.float32
+    model = _initial_model(config).to(device=device, dtype=dtype)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=optim_cfg.betas, weight_decay=optim_cfg.weight_decay)
     plateau = Plateau()
@@ -419,10 +422,10 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
         t0 = time.perf_counter()
         accum = 0
         for mix, ref in loader:
-            mix, ref = mix.to(device), ref.to(device)
+            mix, ref = mix.to(device, dtype), ref.to(device, dtype)
             with autocast:
                 waves = net(mix)
-            outputs = [DecodedOutput(stage, 0, w.float()) for stage, w in zip(forward.stages, waves)]
+            outputs = [DecodedOutput(stage, 0, w.to(dtype)) for stage, w in zip(forward.stages, waves)]
             loss, stats = multi_loss(outputs, ref, weights)
             (loss / optim_cfg.accum_steps).backward()
             accum += 1
@@ -508,7 +511,8 @@ def validate(model: TISDiSS, dataset: Dataset, weights: LossWeights, flags: Deco
     losses, improvements = [], []
     for i in range(len(dataset)):
         mix, ref = dataset[i]
-        mix, ref = mix[None].to(device), ref[None].to(device)
+        dtype = next(model.parameters()).dtype
+        mix, ref = mix[None].to(device, dtype), ref[None].to(device, dtype)
         outputs = model.forward_train(mix, flags=flags)
         loss, _ = multi_loss(outputs, ref, weights)
         final, _ = pit_neg_si_snr(outputs[-1].wave, ref)

@@ -6,11 +6,39 @@ and ``B' * S1`` as the batch, so one module serves the frequency, time and speak
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
+
+# Every module below has a straightforward reference implementation (the spec, written
+# plainly) and a fast one with the same numerics up to float rounding; tests compare them.
+_FAST = True
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the layers currently run their optimised implementations."""
+    return _FAST
+
+
+@contextmanager
+def reference_paths() -> Iterator[None]:
+    """Run the straightforward reference implementations inside this block (not thread-safe)."""
+    global _FAST
+    previous, _FAST = _FAST, False
+    try:
+        yield
+    finally:
+        _FAST = previous
+
+
+def _inplace_ok(*tensors: Tensor) -> bool:
+    """In-place element-wise ops are safe only when autograd will not need the inputs."""
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
 
 
 class RMSGroupNorm(nn.Module):
@@ -24,14 +52,25 @@ class RMSGroupNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         g = x.unflatten(-1, (self.groups, -1))
-        rms = g.pow(2).mean(-1, keepdim=True).sqrt()
-        return (g / (rms + self.eps)).flatten(-2) * self.gamma
+        if not _FAST:
+            rms = g.pow(2).mean(-1, keepdim=True).sqrt()
+            return (g / (rms + self.eps)).flatten(-2) * self.gamma
+        # One reduction pass and two multiplies instead of pow/mean/sqrt/div/mul temporaries.
+        rms = torch.linalg.vector_norm(g, dim=-1, keepdim=True)
+        if _inplace_ok(x, self.gamma):
+            out = g * rms.mul_(g.shape[-1] ** -0.5).add_(self.eps).reciprocal_()
+            return out.flatten(-2).mul_(self.gamma)
+        return (g / (rms * g.shape[-1] ** -0.5 + self.eps)).flatten(-2) * self.gamma
 
 
 def make_norm(config: ModelConfig) -> nn.Module:
     if config.norm_type == "rmsgroupnorm":
         return RMSGroupNorm(config.emb_dim, config.num_groups, config.eps)
     return nn.LayerNorm(config.emb_dim, eps=config.eps)
+
+
+# Sequences this short (the speaker path, J = 2) are mostly zero padding: scatter the conv taps.
+_SHORT_SEQ = 8
 
 
 class SwiGLUConvFFN(nn.Module):
@@ -49,7 +88,14 @@ class SwiGLUConvFFN(nn.Module):
         self.conv1d = nn.Conv1d(channels, 2 * hidden, kernel, stride=stride)
         self.deconv1d = nn.ConvTranspose1d(hidden, channels, kernel, stride=stride)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """x: [N, S, C] -> [N, S, C]; with ``residual`` (same shape) returns residual + FFN(x)."""
+        if _FAST and self.stride == 1:
+            return self._fast(x, residual)
+        out = self._reference(x)
+        return out if residual is None else residual + out
+
+    def _reference(self, x: Tensor) -> Tensor:
         seq = x.shape[1]
         k, s = self.kernel, self.stride
         left = k - s
@@ -59,6 +105,41 @@ class SwiGLUConvFFN(nn.Module):
         value, gate = u.split(self.hidden, dim=1)
         v = self.deconv1d(value * F.silu(gate))
         return v[:, :, left : left + seq].transpose(1, 2)
+
+    def _fast(self, x: Tensor, residual: Tensor | None) -> Tensor:
+        """Stride 1, no transposes: with padding K-1 on both sides the conv has S + K - 1
+        outputs, and kept deconv output p (window [K-1, K-1+S)) reads conv outputs p-K+1 .. p."""
+        if x.shape[1] <= _SHORT_SEQ:
+            out = self._short(x)
+            return out if residual is None else residual + out
+        left = self.kernel - 1
+        # [N, S, C] seen as a channels-last [N, C, 1, S]: oneDNN convolves it in place and
+        # keeps its outputs channels-last, so nothing is transposed or padded by hand.
+        x4 = x.transpose(1, 2).unsqueeze(2)
+        u = F.conv2d(x4, self.conv1d.weight.unsqueeze(2), self.conv1d.bias, padding=(0, left))
+        value, gate = u.split(self.hidden, dim=1)
+        g = F.silu(gate).mul_(value) if _inplace_ok(u) else F.silu(gate) * value
+        v = F.conv_transpose2d(g, self.deconv1d.weight.unsqueeze(2), self.deconv1d.bias)
+        v = v[:, :, 0, left : left + x.shape[1]].transpose(1, 2)
+        return v if residual is None else residual + v
+
+    def _short(self, x: Tensor) -> Tensor:
+        """Short sequences are mostly zero padding: only real positions enter the GEMMs."""
+        n, seq, c = x.shape
+        k, h = self.kernel, self.hidden
+        left = k - 1
+        w1, b1 = self.conv1d.weight, self.conv1d.bias  # [2H, C, K], [2H]
+        # Conv: every real position times every tap, each product added at its output.
+        z = (x.reshape(n * seq, c) @ w1.permute(1, 2, 0).reshape(c, k * 2 * h)).view(n, seq, k, 2 * h)
+        u = b1.expand(n, seq + left, 2 * h).clone()
+        for tap in range(k):
+            u[:, left - tap : left - tap + seq] += z[:, :, tap]
+        value, gate = u.split(h, dim=-1)
+        g = F.silu(gate).mul_(value) if _inplace_ok(u) else F.silu(gate) * value
+        # Deconv as a gather: kept output p reads g[p .. p+K-1] with taps K-1 .. 0.
+        w2, b2 = self.deconv1d.weight, self.deconv1d.bias  # [H, C, K], [C]
+        win = g.unfold(1, k, 1).reshape(n * seq, h * k)
+        return torch.addmm(b2, win, w2.flip(-1).permute(0, 2, 1).reshape(h * k, c)).view(n, seq, c)
 
 
 class RotaryEmbedding(nn.Module):
@@ -77,6 +158,12 @@ class RotaryEmbedding(nn.Module):
         positions = torch.arange(length, device=device, dtype=self.freqs.dtype)
         theta = (positions[:, None] * self.freqs[None, :]).repeat_interleave(2, dim=-1)
         return theta.cos(), theta.sin()
+
+    def phasors(self, length: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """[S, d/2] complex ``exp(i * theta)``, the same angles as :meth:`angles`."""
+        positions = torch.arange(length, device=device, dtype=self.freqs.dtype)
+        theta = positions[:, None] * self.freqs[None, :]
+        return torch.complex(theta.cos().to(dtype), theta.sin().to(dtype))
 
     @staticmethod
     def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -97,12 +184,21 @@ class MultiHeadSelfAttention(nn.Module):
         self.rope = RotaryEmbedding(attention_dim // n_heads)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: [N, S, C] -> [N, S, C]."""
         n, seq, _ = x.shape
-        # Channel (which * H + head) * d + e, which in (q, k, v).
-        q, k, v = self.qkv(x).unflatten(-1, (3, self.n_heads, -1)).permute(2, 0, 3, 1, 4)
-        cos, sin = self.rope.angles(seq, x.device)
-        q = self.rope.rotate(q, cos, sin)
-        k = self.rope.rotate(k, cos, sin)
+        qkv = self.qkv(x)  # channel (which * H + head) * d + e, which in (q, k, v)
+        if _FAST and not qkv.is_complex():
+            # RoPE as one complex multiply on q and k together (pairs (x0, x1) -> x0 + i x1).
+            width = qkv.shape[-1] // 3
+            qk = torch.view_as_complex(qkv[..., : 2 * width].unflatten(-1, (2, self.n_heads, -1, 2)))
+            qk = torch.view_as_real(qk * self.rope.phasors(seq, x.device, x.dtype)[:, None, None])
+            q, k = qk.flatten(-2).permute(2, 0, 3, 1, 4)
+            v = qkv[..., 2 * width :].unflatten(-1, (self.n_heads, -1)).transpose(1, 2)
+        else:
+            q, k, v = qkv.unflatten(-1, (3, self.n_heads, -1)).permute(2, 0, 3, 1, 4)
+            cos, sin = self.rope.angles(seq, x.device)
+            q = self.rope.rotate(q, cos, sin)
+            k = self.rope.rotate(k, cos, sin)
         o = F.scaled_dot_product_attention(q, k, v)  # [N, H, S, d]
         return self.out(o.transpose(1, 2).flatten(2))
 
@@ -131,9 +227,9 @@ class LocoformerPath(nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-2], shape[-1])
         if self.macaron:
-            x = x + self.ffn_pre(self.norm_pre(x))
+            x = self.ffn_pre(self.norm_pre(x), residual=x)
         x = x + self.attn(self.attn_norm(x))
-        x = x + self.ffn_post(self.norm_post(x))
+        x = self.ffn_post(self.norm_post(x), residual=x)
         return x.reshape(shape)
 
 

@@ -1,0 +1,79 @@
+"""The optimised layer implementations agree with the straightforward reference ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import GOLDEN, need
+from tisdiss_cli.config import PRESETS
+from tisdiss_cli.layers import SwiGLUConvFFN, fast_paths_enabled, reference_paths
+from tisdiss_cli.network import TISDiSS, init_weights
+
+
+def _tiny(seed: int = 0, dtype: torch.dtype = torch.float32) -> TISDiSS:
+    torch.manual_seed(seed)
+    model = TISDiSS(PRESETS["tiny"])
+    init_weights(model)
+    return model.to(dtype).eval()
+
+
+def test_reference_paths_switch_restores_flag() -> None:
+    assert fast_paths_enabled()
+    with reference_paths():
+        assert not fast_paths_enabled()
+    assert fast_paths_enabled()
+
+
+@pytest.mark.parametrize("seq", [1, 2, 3, 8, 9, 40])
+def test_ffn_fast_equals_reference(seq: int) -> None:
+    torch.manual_seed(seq)
+    ffn = SwiGLUConvFFN(16, 24, 4, 1)
+    x, res = torch.randn(5, seq, 16), torch.randn(5, seq, 16)
+    with reference_paths():
+        want = res + ffn(x)
+    torch.testing.assert_close(ffn(x, residual=res), want, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("n_sep,n_re", [(1, 0), (2, 1), (2, 3), (3, 2)])
+def test_model_fast_equals_reference(n_sep: int, n_re: int) -> None:
+    model = _tiny()
+    mix = torch.randn(2, 3000) * 0.02  # the golden input's scale (peak 0.1)
+    with torch.inference_mode():
+        with reference_paths():
+            want = model(mix, n_sep=n_sep, n_re=n_re)
+        got = model(mix, n_sep=n_sep, n_re=n_re)
+    torch.testing.assert_close(got, want, atol=2e-6, rtol=0)
+
+
+def test_training_path_gradients_match_reference() -> None:
+    model = _tiny(seed=1, dtype=torch.float64).train()
+    mix = torch.randn(1, 1600, dtype=torch.float64) * 0.1
+
+    def grads() -> list[torch.Tensor]:
+        model.zero_grad()
+        loss = sum(o.wave.pow(2).mean() for o in model.forward_train(mix, n_sep=2, n_re=2))
+        loss.backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    with reference_paths():
+        want = grads()
+    for g, w in zip(grads(), want):
+        torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 2e-6)])
+def test_fast_paths_match_golden(dtype: torch.dtype, atol: float) -> None:
+    from tisdiss_cli.checkpoint import load_espnet
+
+    folder = need(GOLDEN)
+    model = load_espnet(json.loads((folder / "config.json").read_text()),
+                        torch.load(folder / "state_dict.pt", weights_only=True)).to(dtype)
+    mix = torch.load(folder / "input.pt", weights_only=True).to(dtype)
+    outputs = torch.load(folder / "outputs.pt", weights_only=True)
+    with torch.inference_mode():
+        for n_sep, n_re in [(2, 1), (2, 3), (3, 2), (1, 1)]:
+            got = model(mix, n_sep=n_sep, n_re=n_re)[0].double()
+            torch.testing.assert_close(got, outputs[f"nsep{n_sep}_nre{n_re}"], atol=atol, rtol=0)

@@ -1,0 +1,60 @@
+"""Adaptive depth and the RTF calibration behind --max-rtf, at tiny size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tisdiss_cli import calibration
+from tisdiss_cli.adaptive import separate_adaptive, si_snr
+from tisdiss_cli.bench import random_model
+from tisdiss_cli.calibration import Calibration, calibrate, choose_depth
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    return random_model("random-tiny")
+
+
+def test_si_snr_of_identical_signals_is_large() -> None:
+    x = torch.randn(2, 800)
+    assert (si_snr(x, x) > 80).all()
+    assert (si_snr(x, torch.randn(2, 800)) < 0).all()  # unrelated signals
+
+
+def test_adaptive_never_exceeds_max_depth_and_matches_fixed_depth(tiny: torch.nn.Module) -> None:
+    mix = torch.randn(1, 1200) * 0.05
+    with torch.inference_mode():
+        wave, depth = separate_adaptive(tiny, mix, n_sep=2, max_n_re=3, threshold_db=1e9)
+        assert depth == 3  # nothing is ever "converged": runs to the preset's depth, no further
+        torch.testing.assert_close(wave, tiny(mix, n_sep=2, n_re=3))
+        wave, depth = separate_adaptive(tiny, mix, n_sep=2, max_n_re=3, threshold_db=-1e9)
+        assert depth == 1  # the first comparison (step 1 vs 0) already passes
+        torch.testing.assert_close(wave, tiny(mix, n_sep=2, n_re=1))
+        _, depth = separate_adaptive(tiny, mix, n_sep=2, max_n_re=0, threshold_db=-1e9)
+        assert depth == 0
+
+
+def test_choose_depth_takes_deepest_within_budget() -> None:
+    cal = Calibration("m", "cpu-1t", 2, {0: 0.1, 1: 0.3, 2: 0.5, 3: 0.7}, 1.0)
+    assert choose_depth(cal, 0.55) == (2, 2)
+    assert choose_depth(cal, 10.0) == (2, 3)
+    assert choose_depth(cal, 0.01) == (2, 0)  # nothing fits: the shallowest
+
+
+def test_calibration_is_measured_once_and_cached(tiny: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = calibrate(tiny, "tiny-test", n_sep=2, max_n_re=3, seconds=0.25)
+    assert sorted(first.rtf) == [0, 1, 2, 3]
+    assert all(b >= a for a, b in zip(list(first.rtf.values()), list(first.rtf.values())[1:]))
+    path = calibration.cache_path("tiny-test", first.device, 2, 3)
+    assert json.loads(path.read_text())["model_id"] == "tiny-test"
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("measured again despite the cache")
+
+    monkeypatch.setattr(calibration, "measure", fail)
+    assert calibrate(tiny, "tiny-test", n_sep=2, max_n_re=3) == first
+    n_sep, n_re = first.choose_depth(first.rtf[2])
+    assert n_sep == 2 and n_re >= 2

@@ -1,0 +1,40 @@
+"""Adaptive depth: stop the reconstruction loop once successive outputs stop changing."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .network import TISDiSS
+
+
+def si_snr(estimate: Tensor, reference: Tensor, eps: float = 1e-8) -> Tensor:
+    """SI-SNR in dB of ``estimate`` against ``reference`` over the last axis: [..., L] -> [...]."""
+    estimate = estimate - estimate.mean(-1, keepdim=True)
+    reference = reference - reference.mean(-1, keepdim=True)
+    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
+    target = scale * reference
+    noise = estimate - target
+    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+
+
+def separate_adaptive(
+    model: TISDiSS,
+    mix: Tensor,
+    *,
+    n_sep: int | None = None,
+    max_n_re: int | None = None,
+    threshold_db: float = 30.0,
+) -> tuple[Tensor, int]:
+    """mix: [B, L] -> (wave [B, J, L], n_re used), never deeper than ``max_n_re``.
+
+    After each reconstruction step k >= 1, stop when the SI-SNR of output k against output
+    k-1 exceeds ``threshold_db`` for every row and speaker (the step changed almost nothing).
+    """
+    previous: Tensor | None = None
+    depth, wave = 0, mix.new_zeros(0)
+    for depth, wave in model.iter_depths(mix, n_sep=n_sep, max_n_re=max_n_re):
+        if previous is not None and bool((si_snr(wave, previous) > threshold_db).all()):
+            break
+        previous = wave
+    return wave, depth

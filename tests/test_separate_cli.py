@@ -162,3 +162,27 @@ def test_imported_espnet_model_reproduces_golden_outputs(tmp_path: Path) -> None
         y, rate = sf.read(out / f"mix_spk{j + 1}.wav", dtype="float32")
         assert rate == 8000
         np.testing.assert_allclose(y, expected[j], atol=2e-6, rtol=0)
+
+
+def test_max_rtf_chooses_a_measured_depth_and_says_so(tiny_model: Path, tmp_path: Path) -> None:
+    src = tmp_path / "in.wav"
+    sf.write(src, (0.1 * np.random.default_rng(1).standard_normal(4000)).astype(np.float32), 8000)
+    generous = runner.invoke(app, ["separate", str(src), "-o", str(tmp_path / "a"), "--model", str(tiny_model), "--max-rtf", "1e6", "--json"])
+    assert generous.exit_code == 0, generous.output
+    assert json.loads(generous.stdout)["n_re"] == 3  # everything fits: the deepest preset's depth
+    assert "--max-rtf 1e+06 (measured RTF" in generous.stderr
+    strict = runner.invoke(app, ["separate", str(src), "-o", str(tmp_path / "b"), "--model", str(tiny_model), "--max-rtf", "0", "--json"])
+    assert strict.exit_code == 0, strict.output
+    assert json.loads(strict.stdout)["n_re"] == 0  # nothing is that fast: the shallowest depth
+
+
+@pytest.mark.parametrize("threshold, expected", [(-1e9, 1.0), (1e9, 3.0)])
+def test_adaptive_depth_is_reported_and_bounded_by_the_preset(tiny_model: Path, tmp_path: Path, threshold: float, expected: float) -> None:
+    src = tmp_path / "in.wav"
+    sf.write(src, (0.1 * np.random.default_rng(2).standard_normal(30000)).astype(np.float32), 8000)
+    result = runner.invoke(app, ["separate", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "--preset", "best",
+                                 "--adaptive", "--adaptive-threshold", str(threshold), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["n_re"] == 3
+    assert summary["adaptive_mean_n_re"] == expected  # stops at step 1, or runs to the preset's N_re and no further

@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 
 from . import audio
+from .adaptive import separate_adaptive
+from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan, OverlapAdd
 from .network import TISDiSS
 from .registry import LoadedModel, Preset, default_presets, load_model
@@ -106,6 +108,9 @@ class Separator:
     model: registry name, checkpoint path, ESPnet folder, None (best available), a
     :class:`LoadedModel` or a :class:`TISDiSS`. preset: "fast" | "balanced" | "best", the
     default depth; segment (seconds) and overlap (fraction) set the chunking.
+    adaptive_threshold (dB): stop each chunk's reconstruction loop once a step changes the
+    output less than this (SI-SNR between successive steps), never deeper than the chosen
+    N_re; the depth used per chunk is recorded in ``depths_used``.
     """
 
     def __init__(
@@ -117,8 +122,11 @@ class Separator:
         segment: float = DEFAULT_SEGMENT,
         overlap: float = DEFAULT_OVERLAP,
         batch_size: int = 1,
+        adaptive_threshold: float | None = None,
     ) -> None:
         self.device = pick_device(device)
+        self.adaptive_threshold = adaptive_threshold
+        self.depths_used: list[int] = []
         self.loaded = resolve_model(model, self.device)
         self.model = self.loaded.model
         self.sample_rate = self.model.config.sample_rate
@@ -142,6 +150,16 @@ class Separator:
             raise ValueError(f"need n_sep >= 1 and n_re >= 0, got n_sep={pair[0]}, n_re={pair[1]}")
         return pair
 
+    def calibration(self, n_sep: int | None = None) -> Calibration:
+        """Measured RTF per N_re on this device (cached per model and device)."""
+        n_sep = self.depth(n_sep=n_sep)[0]
+        deepest = max(n_re for _, n_re in self.loaded.presets.values())
+        return calibrate(self.model, self.loaded.name, n_sep=n_sep, max_n_re=deepest)
+
+    def depth_for_rtf(self, max_rtf: float, n_sep: int | None = None) -> Preset:
+        """The deepest (n_sep, n_re), up to the deepest preset, measured to run at RTF <= max_rtf."""
+        return self.calibration(n_sep).choose_depth(max_rtf)
+
     # -- core
     def _network(self, depth: Preset) -> Callable[[Tensor], Tensor]:
         """Chunks ``[B, S]`` -> sources ``[B, J, S]`` on CPU, float32."""
@@ -154,7 +172,12 @@ class Separator:
             x = chunks.to(self.device, torch.float32)
             if length < min_len:  # shorter than one STFT frame: pad, separate, trim
                 x = torch.nn.functional.pad(x, (0, min_len - length))
-            out = self.model(x, n_sep=n_sep, n_re=n_re)[..., :length].float().cpu()
+            if self.adaptive_threshold is None:
+                out = self.model(x, n_sep=n_sep, n_re=n_re)
+            else:
+                out, used = separate_adaptive(self.model, x, n_sep=n_sep, max_n_re=n_re, threshold_db=self.adaptive_threshold)
+                self.depths_used.append(used)
+            out = out[..., :length].float().cpu()
             silent = chunks.abs().amax(dim=-1) == 0
             out[silent] = 0.0  # silent in, silent out (not the network's residual bias)
             return out

@@ -9,6 +9,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 import typer
 from rich.console import Console
@@ -62,6 +63,9 @@ def separate(
     preset: str = typer.Option("balanced", "-p", "--preset", help="Speed/quality preset: fast, balanced or best."),
     nsep: Optional[int] = typer.Option(None, "--nsep", min=1, help="Separation repetitions N_sep (overrides the preset)."),
     nre: Optional[int] = typer.Option(None, "--nre", min=0, help="Reconstruction repetitions N_re (overrides the preset)."),
+    max_rtf: Optional[float] = typer.Option(None, "--max-rtf", min=0.0, help="Deepest N_re measured to run at this real-time factor or faster here (measured once, cached)."),
+    adaptive: bool = typer.Option(False, "--adaptive", help="Stop each chunk's reconstruction once the output stops changing (up to the chosen N_re)."),
+    adaptive_threshold: float = typer.Option(30.0, "--adaptive-threshold", help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB)."),
     segment: float = typer.Option(DEFAULT_SEGMENT, "--segment", min=0.05, help="Chunk length in seconds for long inputs."),
     overlap: float = typer.Option(DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, help="Overlap of consecutive chunks, fraction of --segment."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Chunks run together (useful on GPU)."),
@@ -101,12 +105,21 @@ def separate(
         raise typer.Exit(0)
 
     try:
-        separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap, batch_size=batch_size)
+        separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap, batch_size=batch_size,
+                              adaptive_threshold=adaptive_threshold if adaptive else None)
         depth = separator.depth(preset, nsep, nre)
+        if max_rtf is not None:
+            calibration = separator.calibration(depth[0])
+            depth = calibration.choose_depth(max_rtf)
     except (*MODEL_ERRORS, ValueError) as exc:
         err.print(f"error: {escape(str(exc))}")
         raise typer.Exit(1) from None
     source = "--nsep/--nre" if (nsep is not None or nre is not None) else f"preset {preset}"
+    if max_rtf is not None:
+        measured = calibration.rtf.get(depth[1])
+        source = f"--max-rtf {max_rtf:g} (measured RTF {measured:.3f} on {calibration.device})" if measured is not None else f"--max-rtf {max_rtf:g}"
+    if adaptive:
+        source += f", adaptive up to n_re={depth[1]} (threshold {adaptive_threshold:g} dB)"
     out.print(f"model {escape(separator.loaded.name)} on {separator.device}, {source}: n_sep={depth[0]}, n_re={depth[1]}")
 
     results: list[FileResult] = []
@@ -168,6 +181,7 @@ def separate(
         "audio_seconds": round(audio_s, 3),
         "wall_seconds": round(wall, 3),
         "rtf": round(wall / audio_s, 4) if audio_s else None,
+        "adaptive_mean_n_re": round(float(np.mean(separator.depths_used)), 3) if separator.depths_used else None,
         "outputs": [str(p) for r in results for p in r.outputs],
         "errors": failed,
     }
@@ -175,6 +189,8 @@ def separate(
         typer.echo(json.dumps(summary, indent=2))
     else:
         rtf = f", RTF {summary['rtf']}" if summary["rtf"] is not None else ""
+        if summary["adaptive_mean_n_re"] is not None:
+            rtf += f", mean adaptive depth n_re={summary['adaptive_mean_n_re']}"
         out.print(
             f"{len(results)} separated, {len(skipped)} skipped, {len(failed)} failed; "
             f"{audio_s:.1f} s of audio in {wall:.1f} s{rtf}"

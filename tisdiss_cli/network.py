@@ -150,6 +150,13 @@ class DecodedOutput:
     wave: Tensor  # [B, J, L]
 
 
+def _last(states: Iterator[Tensor], initial: Tensor) -> Tensor:
+    """Run a stage's loop to its end and return the final state (``initial`` if it ran 0 times)."""
+    for initial in states:  # noqa: B020 - only the last state is kept
+        pass
+    return initial
+
+
 def _keep(step: int, layers: int, repetitions: int, every_rep: bool, every_layer: bool) -> bool:
     """Whether block call ``step`` (0-based) is decoded (spec section 3.11 table)."""
     layer, rep = step % layers, step // layers
@@ -188,9 +195,7 @@ class TISDiSS(nn.Module):
     def _separate(self, mix: Tensor, n_sep: int) -> tuple[Tensor, Tensor, Tensor]:
         """Encoder + separation stage: (E, last state, scale)."""
         e, scale = self.encoder(mix)
-        h = e
-        for h in self.separator.steps(e, n_sep, self.mixer if self.config.sep_residual else None):
-            pass
+        h = _last(self.separator.steps(e, n_sep, self.mixer if self.config.sep_residual else None), e)
         return e, h, scale
 
     def forward(self, mix: Tensor, *, n_sep: int | None = None, n_re: int | None = None) -> Tensor:
@@ -199,8 +204,7 @@ class TISDiSS(nn.Module):
         e, h, scale = self._separate(mix, n_sep)
         y = self.splitter(h)
         if self.reconstructor is not None:
-            for y in self.reconstructor.steps(y, n_re, e, self.mixer):
-                pass
+            y = _last(self.reconstructor.steps(y, n_re, e, self.mixer), y)
         return self.decoder(y, scale, mix.shape[-1])
 
     def iter_depths(self, mix: Tensor, *, n_sep: int | None = None, max_n_re: int | None = None) -> Iterator[tuple[int, Tensor]]:
@@ -217,9 +221,9 @@ class TISDiSS(nn.Module):
         if self.reconstructor is None:
             return
         m_re = len(self.reconstructor.blocks)
-        for i, y in enumerate(self.reconstructor.steps(y, max_n_re, e, self.mixer)):
+        for i, state in enumerate(self.reconstructor.steps(y, max_n_re, e, self.mixer)):
             if (i + 1) % m_re == 0:
-                yield (i + 1) // m_re, self.decoder(y, scale, length)
+                yield (i + 1) // m_re, self.decoder(state, scale, length)
 
     def forward_train(
         self,
@@ -257,13 +261,12 @@ class TISDiSS(nn.Module):
         m_re = len(self.reconstructor.blocks)
         n_calls = m_re * n_re
         count = 0
-        for i, y in enumerate(self.reconstructor.steps(y, n_re, e, self.mixer)):
-            if i == n_calls - 1:
-                break
-            if _keep(i, m_re, n_re, flags.reconstruction, flags.every_layer):
+        state = y
+        for i, state in enumerate(self.reconstructor.steps(y, n_re, e, self.mixer)):
+            if i < n_calls - 1 and _keep(i, m_re, n_re, flags.reconstruction, flags.every_layer):
                 count += 1
-                outputs.append(DecodedOutput("re", count, decode(y)))
-        outputs.append(DecodedOutput("final", 0, decode(y)))
+                outputs.append(DecodedOutput("re", count, decode(state)))
+        outputs.append(DecodedOutput("final", 0, decode(state)))
         return outputs
 
 

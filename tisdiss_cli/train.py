@@ -174,7 +174,8 @@ class Plateau:
     scale: float = 1.0
 
     def update(self, valid_loss: float, optim: OptimConfig) -> None:
-        if valid_loss < self.best * (1 - 1e-4) if self.best > 0 else valid_loss < self.best - abs(self.best) * 1e-4:
+        # Relative threshold 1e-4, measured on |best| so it also holds for negative losses.
+        if math.isinf(self.best) or valid_loss < self.best - abs(self.best) * 1e-4:
             self.best, self.bad_epochs, self.since_best = valid_loss, 0, 0
             return
         self.bad_epochs += 1

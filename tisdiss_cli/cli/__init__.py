@@ -5,8 +5,6 @@ Each sub-command lives in its own module and registers itself on :data:`app`.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from .. import __version__
@@ -29,9 +27,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Separate overlapping talkers into one clean track per speaker."""
 

@@ -46,7 +46,7 @@ def train(
             cfg = resolve_config(recipe, str(config) if config else None, data, set_, init_from)
     except (OSError, ValueError, KeyError) as exc:
         _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     if print_config:
         typer.echo(json.dumps(cfg.to_dict(), indent=2))
         raise typer.Exit()
@@ -73,4 +73,4 @@ def train(
         run_training(cfg, run, resume=resume, log=show)
     except (OSError, ValueError) as exc:
         _err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from None

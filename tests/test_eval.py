@@ -206,3 +206,25 @@ def test_cli_on_dev2mix_with_plot(tmp_path, checkpoint):
                      "--no-sdr", "--plot", str(tmp_path / "curve.png"))
     assert result.exit_code == 0, result.output
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_adaptive_rows_match_separate_adaptive_runs(tmp_path, tiny):
+    from tisdiss_cli.adaptive import separate_adaptive
+
+    root = write_set(tmp_path / "set")
+    for threshold in (-1e9, 1e9, 20.0):
+        report = evaluate(tiny, root, n_sep=1, n_re_values=[1, 3], rtf_utterances=0, with_sdr=False, adaptive_threshold=threshold)
+        rows = {r.id: r for r in report.utterances if r.adaptive}
+        assert len(rows) == 2 and [s.n_re for s in report.settings] == [1, 3]  # fixed rows unchanged
+        with torch.inference_mode():
+            for utt in load_testset(root).utterances:
+                ex = read_example(utt)
+                wave, depth = separate_adaptive(tiny, torch.from_numpy(ex.mix)[None], n_sep=1, max_n_re=3, threshold_db=threshold)
+                assert rows[utt.id].n_re == depth <= 3
+                s = metrics.score(wave[0].numpy(), ex.refs, metrics.mixture_baseline(ex.mix, ex.refs, with_sdr=False), with_sdr=False)
+                assert abs(rows[utt.id].si_snri - s.si_snri) < 1e-8
+        assert report.adaptive_mean_n_re == np.mean([r.n_re for r in rows.values()])
+        if threshold < 0:
+            assert report.adaptive_mean_n_re == 1.0
+        if threshold > 1e6:
+            assert report.adaptive_mean_n_re == 3.0

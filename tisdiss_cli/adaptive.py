@@ -34,7 +34,12 @@ def separate_adaptive(
     previous: Tensor | None = None
     depth, wave = 0, mix.new_zeros(0)
     for depth, wave in model.iter_depths(mix, n_sep=n_sep, max_n_re=max_n_re):
-        if previous is not None and bool((si_snr(wave, previous) > threshold_db).all()):
+        if previous is not None and converged(wave, previous, threshold_db):
             break
         previous = wave
     return wave, depth
+
+
+def converged(wave: Tensor, previous: Tensor, threshold_db: float) -> bool:
+    """The stopping rule: output k agrees with output k-1 above the threshold everywhere."""
+    return bool((si_snr(wave, previous) > threshold_db).all())

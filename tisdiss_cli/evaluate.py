@@ -24,6 +24,7 @@ import soundfile as sf
 import torch
 
 from . import metrics
+from .adaptive import converged
 from .network import TISDiSS
 from .registry import LoadedModel
 from .testset import AudioExample, TestSet, Utterance, check_headers, load_testset, read_example
@@ -55,6 +56,7 @@ class UtteranceResult:
     sdr: float | None
     sdri: float | None
     perm: tuple[int, ...]  # estimate perm[j] was matched to reference s{j+1}
+    adaptive: bool = False  # the adaptive-depth row (n_re = the depth it stopped at)
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class EvalReport:
     forward_seconds: float = 0.0  # wall time of the one-pass sweeps
     metric_seconds: float = 0.0  # wall time of scoring (mir_eval dominates)
     rtf_utterances: int = 0  # utterances behind each RTF figure
+    adaptive: SettingResult | None = None  # adaptive depth: n_re is the deepest allowed
+    adaptive_threshold: float | None = None  # its stopping threshold (dB)
+    adaptive_mean_n_re: float | None = None  # mean depth it stopped at
 
     def setting(self, n_re: int) -> SettingResult:
         return next(s for s in self.settings if s.n_re == n_re)
@@ -221,10 +226,23 @@ def _time_settings(
     return rtf
 
 
-def _sweep(model: TISDiSS, mix: torch.Tensor, n_sep: int, values: Sequence[int]) -> dict[int, np.ndarray]:
-    """One forward pass: ``mix [1, L]`` -> {n_re: estimate [J, L] float64} for n_re in values."""
+def _sweep(
+    model: TISDiSS, mix: torch.Tensor, n_sep: int, values: Sequence[int], adaptive_threshold: float | None = None
+) -> tuple[dict[int, np.ndarray], tuple[int, np.ndarray] | None]:
+    """One forward pass: ``mix [1, L]`` -> ({n_re: estimate [J, L] float64} for n_re in values,
+    and with a threshold the (depth, estimate) adaptive depth would have stopped at)."""
     wanted = set(values)
-    return {k: est[0].double().cpu().numpy() for k, est in model.iter_depths(mix, n_sep=n_sep, max_n_re=max(values)) if k in wanted}
+    outputs: dict[int, np.ndarray] = {}
+    adaptive = None
+    previous = None
+    for k, est in model.iter_depths(mix, n_sep=n_sep, max_n_re=max(values)):
+        if k in wanted:
+            outputs[k] = est[0].double().cpu().numpy()
+        if adaptive_threshold is not None and adaptive is None:
+            if (previous is not None and converged(est, previous, adaptive_threshold)) or k == max(values):
+                adaptive = (k, est[0].double().cpu().numpy())
+            previous = est
+    return outputs, adaptive
 
 
 def _score_utterance(
@@ -263,6 +281,7 @@ def evaluate(
     save_estimates: str | os.PathLike | None = None,
     with_sdr: bool = True,
     rtf_utterances: int = 2,
+    adaptive_threshold: float | None = None,
 ) -> EvalReport:
     """Score ``source`` on ``testset`` at one n_sep and every n_re in ``n_re_values``.
 
@@ -270,6 +289,8 @@ def evaluate(
     ``device`` None keeps the model where it is; otherwise the model is moved there (in place).
     ``save_estimates`` writes ``DIR/nsep{S}-nre{K}/s{j}/ID.wav`` (model rate, float WAV,
     permutation-aligned to the references). ``rtf_utterances`` = 0 skips the speed timing.
+    ``adaptive_threshold`` (dB) also scores adaptive depth (see :mod:`tisdiss_cli.adaptive`),
+    up to the deepest requested n_re, from the same pass.
     Raises :class:`~tisdiss_cli.testset.TestSetError` for a bad test set, ``ValueError`` for
     settings the model cannot run.
     """
@@ -297,6 +318,7 @@ def evaluate(
     out_dir = Path(save_estimates) if save_estimates is not None else None
     sums: dict[int, list[float]] = {k: [] for k in values}
     rows: list[UtteranceResult] = []
+    adaptive_rows: list[UtteranceResult] = []
     timed_mixes: list[torch.Tensor] = []
     audio = forward_s = metric_s = 0.0
     was_training = model.training
@@ -310,10 +332,14 @@ def evaluate(
                 if len(timed_mixes) < rtf_utterances:
                     timed_mixes.append(mix)
                 start = time.perf_counter()
-                outputs = _sweep(model, mix, n_sep, values)
+                outputs, adaptive = _sweep(model, mix, n_sep, values, adaptive_threshold)
                 forward_s += time.perf_counter() - start
                 start = time.perf_counter()
                 scored = _score_utterance(utt, n_sep, outputs, mix_np, refs, with_sdr)
+                if adaptive is not None:
+                    depth, est = adaptive
+                    row, _ = _score_utterance(utt, n_sep, {depth: est}, mix_np, refs, with_sdr)[depth]
+                    adaptive_rows.append(dataclasses.replace(row, adaptive=True))
                 metric_s += time.perf_counter() - start
                 for k, (row, aligned) in scored.items():
                     rows.append(row)
@@ -328,16 +354,20 @@ def evaluate(
     finally:
         model.train(was_training)
 
-    settings = [_summarise(rows, n_sep, k, rtf.get(k)) for k in values]
-    return EvalReport(
+    settings = [_summarise([r for r in rows if r.n_re == k], n_sep, k, rtf.get(k)) for k in values]
+    report = EvalReport(
         model=name, testset=str(tset.root), layout=tset.layout, sample_rate=rate, device=str(dev),
-        settings=settings, utterances=rows, audio_seconds=audio, forward_seconds=forward_s,
+        settings=settings, utterances=rows + adaptive_rows, audio_seconds=audio, forward_seconds=forward_s,
         metric_seconds=metric_s, rtf_utterances=len(timed_mixes),
     )
+    if adaptive_rows:
+        report.adaptive = _summarise(adaptive_rows, n_sep, max(values), None)
+        report.adaptive_threshold = adaptive_threshold
+        report.adaptive_mean_n_re = float(np.mean([r.n_re for r in adaptive_rows]))
+    return report
 
 
-def _summarise(rows: list[UtteranceResult], n_sep: int, n_re: int, rtf: float | None) -> SettingResult:
-    mine = [r for r in rows if r.n_re == n_re]
+def _summarise(mine: list[UtteranceResult], n_sep: int, n_re: int, rtf: float | None) -> SettingResult:
 
     def mean(key: str) -> float | None:
         vals = [getattr(r, key) for r in mine]

@@ -50,6 +50,7 @@ def eval_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib)."),
     save_estimates: Optional[Path] = typer.Option(None, "--save-estimates", help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav."),
     rtf_utterances: int = typer.Option(2, "--rtf-utterances", min=0, help="Utterances timed per setting for the real-time factor (0: skip)."),
+    adaptive: Optional[float] = typer.Option(None, "--adaptive", help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), up to the deepest --nre; from the same pass."),
     sdr: bool = typer.Option(True, "--sdr/--no-sdr", help="Compute BSS Eval SDR (mir_eval; about 0.1-0.3 s per utterance and setting)."),
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i)) and speed against N_re, from one pass per utterance."""
@@ -89,7 +90,8 @@ def eval_command(
 
         try:
             report = evaluate(loaded, tset, n_sep=nsep, n_re_values=depths, limit=limit, progress=on_progress,
-                              save_estimates=save_estimates, with_sdr=sdr, rtf_utterances=rtf_utterances)
+                              save_estimates=save_estimates, with_sdr=sdr, rtf_utterances=rtf_utterances,
+                              adaptive_threshold=adaptive)
         except (TestSetError, MetricError, CheckpointError, ValueError, ImportError) as exc:
             bar.stop()
             _fail(str(exc))
@@ -100,6 +102,10 @@ def eval_command(
         table.add_column(name, justify="right")
     for s in report.settings:
         table.add_row(str(s.n_sep), str(s.n_re), _fmt(s.si_snr), _fmt(s.si_snri), _fmt(s.sdr), _fmt(s.sdri), _fmt(s.rtf, 3))
+    if report.adaptive is not None:
+        a = report.adaptive
+        table.add_row(str(a.n_sep), f"adaptive ≤{a.n_re} (mean {report.adaptive_mean_n_re:.2f})", _fmt(a.si_snr), _fmt(a.si_snri),
+                      _fmt(a.sdr), _fmt(a.sdri), "–")
     console.print(table)
     per_metric = report.metric_seconds / max(total, 1)
     console.print(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .download import cache_dir
+from .fileio import atomic_write_text
 from .network import TISDiSS
 
 
@@ -90,10 +90,7 @@ def calibrate(
         except (ValueError, KeyError, TypeError):
             pass  # damaged cache file: measure again
     result = Calibration(model_id, device, n_sep, measure(model, n_sep=n_sep, max_n_re=max_n_re, seconds=seconds), seconds)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
     return result
 
 

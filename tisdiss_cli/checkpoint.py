@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,6 +17,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .config import ModelConfig
+from .fileio import atomic_write
 from .layers import RotaryEmbedding
 from .network import TISDiSS
 
@@ -40,16 +40,7 @@ def save_checkpoint(model: TISDiSS, path: str | os.PathLike, metadata: Mapping[s
         "config": json.dumps(model.config.to_dict()),
         "metadata": json.dumps(dict(metadata or {})),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Tensor], dict[str, Any]]:

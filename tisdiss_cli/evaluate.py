@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +24,17 @@ import torch
 
 from . import metrics
 from .adaptive import converged
+from .fileio import atomic_write as _atomic_write
 from .network import TISDiSS
 from .registry import LoadedModel
-from .testset import AudioExample, TestSet, Utterance, check_headers, load_testset, read_example
+from .testset import (
+    AudioExample,
+    TestSet,
+    Utterance,
+    check_headers,
+    load_testset,
+    read_example,
+)
 
 
 @dataclass(frozen=True)
@@ -117,18 +124,6 @@ def parse_depths(text: str) -> list[int]:
             raise ValueError(f"bad depth range {part!r} in {text!r}: need 0 <= start <= end")
         values.update(range(a, b + 1))
     return sorted(values)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(report: EvalReport, path: str | os.PathLike) -> Path:

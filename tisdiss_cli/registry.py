@@ -27,9 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping
 
-from filelock import FileLock
-
 import torch
+from filelock import FileLock
 
 from .checkpoint import (
     CheckpointError,
@@ -51,6 +50,7 @@ from .download import (
     sha256_file,
     write_marker,
 )
+from .fileio import atomic_write_text
 from .network import TISDiSS
 
 if sys.version_info >= (3, 11):
@@ -259,11 +259,7 @@ def read_local_index() -> dict[str, dict[str, Any]]:
 
 
 def _write_local_index(index: Mapping[str, Any]) -> None:
-    path = _index_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(dict(index), indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write_text(_index_path(), json.dumps(dict(index), indent=1, sort_keys=True))
 
 
 def available_names() -> list[str]:

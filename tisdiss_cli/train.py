@@ -13,7 +13,6 @@ import json
 import math
 import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import load_checkpoint, load_espnet, read_checkpoint, save_checkpoint
 from .config import DecodeFlags, ModelConfig, preset
 from .data import DynamicMixDataset, MixingConfig, PremixedDataset, collate_padded
+from .fileio import atomic_write
 from .losses import LossWeights, multi_loss, neg_si_snr, pit_neg_si_snr
 from .network import DecodedOutput, TISDiSS, init_weights
 
@@ -220,18 +220,6 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
 # --------------------------------------------------------------------------- state
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _rng_state() -> dict[str, Any]:
     # Data are a pure function of (seed, epoch, index); these cover anything else random.
     return {"python": random.getstate(), "torch": torch.get_rng_state()}
@@ -392,8 +380,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
 
     def save_state() -> None:
         if ddp.main:
-            _atomic_torch_save(
-                {
+            atomic_write(
+                last_path,
+                lambda tmp: torch.save({
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "plateau": dataclasses.asdict(plateau),
@@ -403,8 +392,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
                     "skipped": skipped_total,
                     "best": best,
                     "rng": _rng_state(),
-                },
-                last_path,
+                }, tmp),
             )
 
     stop_reason = ""

@@ -515,6 +515,7 @@ def validate(model: TISDiSS, dataset: Dataset, weights: LossWeights, flags: Deco
 def write_final_model(model: TISDiSS, run_dir: Path, config: TrainConfig, best: list[tuple[float, int]]) -> Path:
     """Average the kept best epochs (or take the current weights) into ``model.safetensors``."""
     ckpt_dir = run_dir / "checkpoints"
+    best = best[: config.keep_best]  # keep_best may have been lowered on resume
     paths = [ckpt_dir / f"epoch{e}.safetensors" for _, e in best if (ckpt_dir / f"epoch{e}.safetensors").exists()]
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if paths:

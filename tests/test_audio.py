@@ -88,3 +88,11 @@ def test_writer_float_flac_and_discard(tmp_path: Path) -> None:
             w.write(x)
             raise KeyboardInterrupt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.flac", "f.wav"]
+
+
+def test_outputs_get_the_usual_file_mode(tmp_path) -> None:
+    """Atomic writes go through mkstemp (mode 0600); finished files must not stay private."""
+    from tisdiss_cli.fileio import FILE_MODE, atomic_write_text
+
+    target = atomic_write_text(tmp_path / "report.json", "{}")
+    assert target.stat().st_mode & 0o777 == FILE_MODE

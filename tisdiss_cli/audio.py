@@ -17,6 +17,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .fileio import FILE_MODE
+
 OutputFormat = Literal["wav", "flac"]
 
 BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the channel count
@@ -159,6 +161,7 @@ class AtomicWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
         os.close(fd)
+        os.chmod(tmp, FILE_MODE)
         self.tmp = Path(tmp)
         try:
             self._file: sf.SoundFile | None = sf.SoundFile(

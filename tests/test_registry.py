@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import json
 import logging
 from pathlib import Path
@@ -179,15 +181,19 @@ def test_import_rejects_bad_input(tmp_path: Path) -> None:
         import_model(tmp_path / "absent.safetensors", "absent")
 
 
-def test_default_offline_without_bundled_model_errors_clearly() -> None:
+def test_default_offline_without_bundled_model_errors_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
+        "tisdiss-small-8k": {"file": "not-there.safetensors"},
+    })))
     with pytest.raises(ModelNotFoundError, match="wsj0-2mix.*no bundled model.*TISDISS_OFFLINE"):
         load_model()
 
 
 def test_default_offline_falls_back_to_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    save_checkpoint(tiny_model(), tmp_path / "small.safetensors")
+    small = save_checkpoint(tiny_model(), tmp_path / "small.safetensors")
     monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
-        "tisdiss-small-8k": {"file": "small.safetensors"},
+        "tisdiss-small-8k": {"file": "small.safetensors", "size": small.stat().st_size,
+                             "sha256": hashlib.sha256(small.read_bytes()).hexdigest()},
     })))
     with caplog.at_level(logging.WARNING):
         loaded = load_model()

@@ -16,6 +16,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import DecodeFlags, ModelConfig
 from .layers import TFLocoformerBlock, TriplePathBlock
@@ -67,12 +68,21 @@ class MixingBlock(nn.Module):
         return self.act(torch.addcmul(self.bias, e + h, self.weight))
 
 
+def _call(block: nn.Module, x: Tensor, checkpointing: bool) -> Tensor:
+    """Run a block; with checkpointing (training only) its activations are recomputed in the
+    backward pass instead of stored, trading about one extra forward for much less memory."""
+    if checkpointing and torch.is_grad_enabled():
+        return checkpoint(block, x, use_reentrant=False)
+    return block(x)
+
+
 class Separator(nn.Module):
     """M_sep shared TF-Locoformer blocks run N_sep times: ``E [B, T, F, C]`` -> states."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(TFLocoformerBlock(config) for _ in range(config.m_sep))
+        self.checkpointing = False  # activation checkpointing per block call (training memory)
 
     def steps(self, e: Tensor, n_sep: int, mixer: MixingBlock | None) -> Iterator[Tensor]:
         """Yield the state after each block call (M_sep * n_sep of them)."""
@@ -80,7 +90,7 @@ class Separator(nn.Module):
         for i in range(len(self.blocks) * n_sep):
             if i > 0 and mixer is not None:
                 h = mixer(e, h)
-            h = self.blocks[i % len(self.blocks)](h)
+            h = _call(self.blocks[i % len(self.blocks)], h, self.checkpointing)
             yield h
 
 
@@ -115,13 +125,14 @@ class Reconstructor(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(TriplePathBlock(config) for _ in range(config.m_re))
         self.residual = config.re_residual
+        self.checkpointing = False  # activation checkpointing per block call (training memory)
 
     def steps(self, y: Tensor, n_re: int, e: Tensor, mixer: MixingBlock | None) -> Iterator[Tensor]:
         """Yield the state after each block call (M_re * n_re of them)."""
         for i in range(len(self.blocks) * n_re):
             if self.residual and mixer is not None:
                 y = mixer(e.unsqueeze(1), y)
-            y = self.blocks[i % len(self.blocks)](y)
+            y = _call(self.blocks[i % len(self.blocks)], y, self.checkpointing)
             yield y
 
 
@@ -184,6 +195,12 @@ class TISDiSS(nn.Module):
         self.splitter = Splitter(config)
         self.reconstructor = Reconstructor(config) if config.m_re > 0 else None
         self.decoder = Decoder(config)
+
+    def set_checkpointing(self, enabled: bool) -> None:
+        """Recompute block activations in backward instead of storing them (training)."""
+        self.separator.checkpointing = enabled
+        if self.reconstructor is not None:
+            self.reconstructor.checkpointing = enabled
 
     def _depths(self, n_sep: int | None, n_re: int | None) -> tuple[int, int]:
         n_sep = self.config.n_sep if n_sep is None else int(n_sep)

@@ -74,6 +74,7 @@ class TrainConfig:
     log_every_steps: int = 20
     precision: str = "fp32"  # "fp32" | "bf16" (autocast, GPU) | "fp64" (exact-arithmetic checks)
     compile: bool = False  # torch.compile the model
+    checkpointing: bool = False  # activation checkpointing per block: less memory, ~1 more forward
     device: str = "auto"
     init_from: str = ""  # checkpoint to start from (tisdiss file/run folder, or ESPnet folder)
     presets: dict[str, list[int]] = field(default_factory=dict)  # written into the final model card
@@ -332,6 +333,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
         raise ValueError(f"precision must be fp32, bf16 or fp64, not {config.precision!r}")
     dtype = torch.float64 if config.precision == "fp64" else torch.float32
     model = _initial_model(config).to(device=device, dtype=dtype)
+    model.set_checkpointing(config.checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=optim_cfg.betas, weight_decay=optim_cfg.weight_decay)
     plateau = Plateau()

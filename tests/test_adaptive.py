@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from tisdiss_cli import calibration
-from tisdiss_cli.adaptive import separate_adaptive, si_snr
+from tisdiss_cli.adaptive import converged, separate_adaptive
 from tisdiss_cli.bench import random_model
 from tisdiss_cli.calibration import Calibration, calibrate, choose_depth
 
@@ -18,10 +18,12 @@ def tiny() -> torch.nn.Module:
     return random_model("random-tiny")
 
 
-def test_si_snr_of_identical_signals_is_large() -> None:
+def test_stopping_rule() -> None:
     x = torch.randn(2, 800)
-    assert (si_snr(x, x) > 80).all()
-    assert (si_snr(x, torch.randn(2, 800)) < 0).all()  # unrelated signals
+    assert converged(x, x, 60.0)  # identical outputs agree to the 70 dB bound
+    assert not converged(x, x, 70.0)  # ... and never beyond it
+    assert not converged(x, torch.randn(2, 800), 0.0)  # unrelated outputs: below 0 dB
+    assert not converged(torch.stack([x[0], torch.randn(800)]), x, 30.0)  # every row must agree
 
 
 def test_adaptive_never_exceeds_max_depth_and_matches_fixed_depth(tiny: torch.nn.Module) -> None:

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
+from .losses import neg_si_snr
 from .network import TISDiSS
-
-
-def si_snr(estimate: Tensor, reference: Tensor, eps: float = 1e-8) -> Tensor:
-    """SI-SNR in dB of ``estimate`` against ``reference`` over the last axis: [..., L] -> [...]."""
-    estimate = estimate - estimate.mean(-1, keepdim=True)
-    reference = reference - reference.mean(-1, keepdim=True)
-    scale = (estimate * reference).sum(-1, keepdim=True) / (reference.pow(2).sum(-1, keepdim=True) + eps)
-    target = scale * reference
-    noise = estimate - target
-    return 10 * torch.log10((target.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
 
 
 def separate_adaptive(
@@ -41,5 +31,6 @@ def separate_adaptive(
 
 
 def converged(wave: Tensor, previous: Tensor, threshold_db: float) -> bool:
-    """The stopping rule: output k agrees with output k-1 above the threshold everywhere."""
-    return bool((si_snr(wave, previous) > threshold_db).all())
+    """The stopping rule: output k agrees with output k-1 above the threshold everywhere.
+    SI-SNR is bounded at 70 dB (as in the loss), so a threshold of 70 or more never stops."""
+    return bool((-neg_si_snr(wave, previous) > threshold_db).all())

@@ -95,7 +95,6 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
     for key, value in values.items():
         if key not in known:
             raise ValueError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
-        sub = known[key].type
         if key == "model":
             base = preset(value.pop("preset")) if isinstance(value, dict) and "preset" in value else ModelConfig()
             value = base.replace(**value) if isinstance(value, dict) else value
@@ -105,7 +104,7 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
             value = _build(DataConfig, value, f"{where}.data")
         elif key == "optim":
             value = _build(OptimConfig, value, f"{where}.optim")
-        elif isinstance(value, list) and "tuple" in str(sub):
+        elif isinstance(value, list) and isinstance(known[key].default, tuple):  # TOML/JSON have no tuples
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
@@ -193,7 +192,6 @@ class Plateau:
 class Dist:
     rank: int = 0
     world: int = 1
-    local_rank: int = 0
 
     @property
     def main(self) -> bool:
@@ -207,7 +205,7 @@ def setup_distributed(device: torch.device) -> Dist:
         return Dist()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Dist(dist.get_rank(), dist.get_world_size())
 
 
 def pick_device(name: str, local_rank: int = 0) -> torch.device:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .config import DecodeFlags, ModelConfig
-from .layers import TFLocoformerBlock, TriplePathBlock
+from .layers import TFLocoformerBlock, TriplePathBlock, deconv2d_same
 
 
 def stft(x: Tensor, n_fft: int, hop: int) -> Tensor:
@@ -52,7 +52,10 @@ class Encoder(nn.Module):
         scale = mix.std(dim=-1, keepdim=True).nan_to_num(0.0).clamp_min(1e-10)
         spec = stft(mix / scale, self.n_fft, self.hop)
         x = torch.stack((spec.real, spec.imag), dim=1)  # [B, 2, T, F]
-        return self.norm(self.conv(x)).permute(0, 2, 3, 1), scale
+        # A contiguous [B, T, F, C] state: every later op then runs over contiguous memory
+        # instead of striding by T * F. (A channels-last conv would save this copy, but
+        # GroupNorm's channels-last kernel loses float32 precision: 20x the golden error.)
+        return self.norm(self.conv(x)).permute(0, 2, 3, 1).contiguous(), scale
 
 
 class MixingBlock(nn.Module):
@@ -113,9 +116,11 @@ class Splitter(nn.Module):
         u = self.conv2d(h.permute(0, 3, 1, 2))
         if self.gated:
             value, gate = u.split(self.middle, dim=1)
-            u = self.deconv2d(value * F.silu(gate))
+            g = F.silu(gate).mul_(value) if not torch.is_grad_enabled() else F.silu(gate) * value
+            u = deconv2d_same(g, self.deconv2d)
         b, _, t, f = u.shape
-        return u.view(b, self.num_spk, -1, t, f).permute(0, 1, 3, 4, 2)  # channel j*C+c -> spk j
+        # channel j*C+c -> speaker j; contiguous [B, J, T, F, C] for the reconstructor's paths
+        return u.unflatten(1, (self.num_spk, -1)).permute(0, 1, 3, 4, 2).contiguous()
 
 
 class Reconstructor(nn.Module):

@@ -45,7 +45,10 @@ def child(args: argparse.Namespace) -> None:
     from tisdiss_cli import Separator
     from tisdiss_cli.config import PRESETS
     from tisdiss_cli.network import TISDiSS, init_weights
+    from tisdiss_cli.runtime import tune_allocator
 
+    if not args.no_tune_allocator:
+        tune_allocator()  # as the tisdiss command does
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.model:
@@ -78,6 +81,7 @@ def main() -> None:
     p.add_argument("--segment", type=float, default=None)
     p.add_argument("--overlap", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--no-tune-allocator", action="store_true", help="keep glibc's default malloc settings")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -101,6 +105,7 @@ def main() -> None:
                        "--batch-size", str(args.batch_size)]
                 cmd += ["--model", args.model] if args.model else []
                 cmd += ["--threads", str(args.threads)] if args.threads else []
+                cmd += ["--no-tune-allocator"] if args.no_tune_allocator else []
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode:
                     print(f"{minutes:g} min {preset}: failed\n{done.stderr}", file=sys.stderr)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.conftest import GOLDEN, need
-from tisdiss_cli.config import PRESETS
 from tisdiss_cli import layers
+from tisdiss_cli.config import PRESETS
 from tisdiss_cli.layers import SwiGLUConvFFN, fast_paths_enabled, reference_paths
 from tisdiss_cli.network import TISDiSS, init_weights
 

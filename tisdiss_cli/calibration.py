@@ -51,7 +51,9 @@ def device_label(device: torch.device) -> str:
 
 
 def cache_path(model_id: str, device: str, n_sep: int, max_n_re: int) -> Path:
-    key = hashlib.sha256(f"{model_id}|{device}|{n_sep}|{max_n_re}".encode()).hexdigest()[:16]
+    from . import __version__  # a new release may run at another speed: measure again
+
+    key = hashlib.sha256(f"{model_id}|{device}|{n_sep}|{max_n_re}|{__version__}".encode()).hexdigest()[:16]
     return cache_dir() / "calibration" / f"{key}.json"
 
 

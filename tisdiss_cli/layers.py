@@ -171,8 +171,8 @@ class SwiGLUConvFFN(nn.Module):
 
         if torch.is_grad_enabled() or n <= _SHORT_ROWS:
             return rows(x2, res2).view(n, seq, c)
-        # Inference: blocks of rows keep the [R, (S+K-1) * 2H] intermediate (12x the input)
-        # in cache instead of allocating it whole (1.25 GB for a 10-s input).
+        # Inference: blocks of rows keep the wide [R, (S+K-1) * 2H] intermediate in cache
+        # instead of allocating it whole (1.25 GB for a 10-s input at the released size).
         out = x2.new_empty(n, seq * c)
         for start in range(0, n, _SHORT_ROWS):
             stop = min(n, start + _SHORT_ROWS)

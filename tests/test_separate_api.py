@@ -34,7 +34,7 @@ def speechy(n: int, rate: int, seed: int = 0) -> np.ndarray:
 
 
 def test_presets_and_overrides(tiny_path: Path) -> None:
-    sep = Separator(tiny_path, device="cpu", preset="balanced")
+    sep = Separator(tiny_path, device="cpu", preset="balanced", match_level=False)
     assert sep.depth() == (2, 1)
     assert sep.depth("best") == (2, 3)
     assert sep.depth("fast", n_re=0) == (1, 0)
@@ -126,3 +126,28 @@ def test_device_choice() -> None:
         assert pick_device("auto").type in ("cpu", "mps")
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda:0")
+
+
+def test_outputs_are_matched_to_the_input_level(tiny_path: Path) -> None:
+    x = speechy(6000, 8000)
+    raw = Separator(tiny_path, device="cpu", segment=100.0, match_level=False).separate(x, 8000)
+    matched = Separator(tiny_path, device="cpu", segment=100.0).separate(x, 8000)
+    # one gain for the whole (single-chunk) file: same waveforms, the mixture's total energy
+    gain = float(np.sqrt((x.astype(np.float64) ** 2).sum() / (raw.astype(np.float64) ** 2).sum()))
+    assert abs(gain - 1.0) > 0.05  # the random tiny model's own level is off, so this tests something
+    np.testing.assert_allclose(matched, gain * raw, rtol=1e-4, atol=1e-7)
+    # chunked: every chunk is matched, so the whole file lands near the input's energy too
+    chunked = Separator(tiny_path, device="cpu", segment=0.25, overlap=0.25).separate(speechy(8000 * 3, 8000, seed=2), 8000)
+    ratio = (chunked.astype(np.float64) ** 2).sum() / (speechy(8000 * 3, 8000, seed=2).astype(np.float64) ** 2).sum()
+    assert 0.7 < ratio < 1.3
+
+
+def test_match_level_keeps_silence_and_relative_levels() -> None:
+    from tisdiss_cli.api import match_level
+
+    sources = torch.stack([torch.randn(2, 100) * 5, torch.zeros(2, 100)])  # [B=2, J=2, S]
+    mixture = torch.randn(2, 100)
+    out = match_level(sources, mixture)
+    torch.testing.assert_close(out[0].pow(2).sum(), mixture[0].pow(2).sum())
+    torch.testing.assert_close(out[0, 0] / out[0, 1], sources[0, 0] / sources[0, 1])
+    assert torch.equal(out[1], torch.zeros(2, 100))  # nothing to scale: no NaN

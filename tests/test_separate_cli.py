@@ -153,7 +153,8 @@ def test_imported_espnet_model_reproduces_golden_outputs(tmp_path: Path) -> None
     sf.write(wav, mix, 8000, subtype="FLOAT")
     out = tmp_path / "sep"
     # --segment 4: the 2-s input must run whole (the CPU default segment is shorter).
-    args = ["separate", str(wav), "-o", str(out), "--model", "golden-tiny", "--nsep", "2", "--nre", "3", "--format", "wav", "--float", "--segment", "4"]
+    args = ["separate", str(wav), "-o", str(out), "--model", "golden-tiny", "--nsep", "2", "--nre", "3", "--format", "wav", "--float", "--segment", "4",
+            "--model-level"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "n_sep=2, n_re=3" in result.stdout

@@ -102,6 +102,18 @@ def _as_mono(wave: np.ndarray | Tensor) -> np.ndarray:
     return x
 
 
+def match_level(sources: Tensor, mixture: Tensor) -> Tensor:
+    """Scale ``[B, J, S]`` sources so that their summed energy equals the ``[B, S]`` mixture's.
+
+    The training losses are scale-invariant, so a network's output level is arbitrary (an
+    undertrained one can be 20x too loud and clip). One gain per mixture keeps the speakers'
+    relative levels, and every SI-SNR and SDR unchanged.
+    """
+    source_energy = sources.pow(2).sum(dim=(-2, -1))
+    gain = (mixture.pow(2).sum(-1) / source_energy.clamp_min(torch.finfo(sources.dtype).tiny)).sqrt()
+    return sources * torch.where(source_energy > 0, gain, 1.0)[:, None, None]
+
+
 class Separator:
     """Separates mixtures with a TISDiSS model, chunk by chunk for long inputs.
 
@@ -111,6 +123,8 @@ class Separator:
     adaptive_threshold (dB): stop each chunk's reconstruction loop once a step changes the
     output less than this (SI-SNR between successive steps), never deeper than the chosen
     N_re; the depth used per chunk is recorded in ``depths_used``.
+    match_level: scale each chunk's outputs so their total energy equals the mixture's
+    (:func:`match_level`); False keeps the network's own output level.
     """
 
     def __init__(
@@ -123,8 +137,10 @@ class Separator:
         overlap: float = DEFAULT_OVERLAP,
         batch_size: int = 1,
         adaptive_threshold: float | None = None,
+        match_level: bool = True,
     ) -> None:
         self.device = pick_device(device)
+        self.match_level = match_level
         self.adaptive_threshold = adaptive_threshold
         self.depths_used: list[int] = []
         self.loaded = resolve_model(model, self.device)
@@ -178,6 +194,8 @@ class Separator:
                 out, used = separate_adaptive(self.model, x, n_sep=n_sep, max_n_re=n_re, threshold_db=self.adaptive_threshold)
                 self.depths_used.append(used)
             out = out[..., :length].float().cpu()
+            if self.match_level:
+                out = match_level(out, chunks.float())
             silent = chunks.abs().amax(dim=-1) == 0
             out[silent] = 0.0  # silent in, silent out (not the network's residual bias)
             return out

@@ -72,6 +72,7 @@ def separate(
     fmt: Fmt = typer.Option(Fmt.wav, "--format", help="Output container; samples are 24-bit PCM unless --float."),
     float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV: no quantisation, no clipping."),
     output_rate: Rate = typer.Option(Rate.input, "--output-rate", help="Write at the input's rate or the model's."),
+    match_level: bool = typer.Option(True, "--match-level/--model-level", help="Scale each chunk's outputs to the input's energy, or keep the network's own level."),
     channel: Optional[int] = typer.Option(None, "--channel", min=1, help="Use this channel (1-based) instead of the average."),
     filename: str = typer.Option(DEFAULT_FILENAME, "--filename", help="Output name template with {stem}, {spk}, {ext}."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
@@ -106,7 +107,7 @@ def separate(
 
     try:
         separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap, batch_size=batch_size,
-                              adaptive_threshold=adaptive_threshold if adaptive else None)
+                              adaptive_threshold=adaptive_threshold if adaptive else None, match_level=match_level)
         depth = separator.depth(preset, nsep, nre)
         if max_rtf is not None:
             calibration = separator.calibration(depth[0])

@@ -54,7 +54,7 @@ class Encoder(nn.Module):
         x = torch.stack((spec.real, spec.imag), dim=1)  # [B, 2, T, F]
         # A contiguous [B, T, F, C] state: every later op then runs over contiguous memory
         # instead of striding by T * F. (A channels-last conv would save this copy, but
-        # GroupNorm's channels-last kernel loses float32 precision: 20x the golden error.)
+        # GroupNorm's channels-last kernel loses float32 precision: up to 20x the golden error.)
         return self.norm(self.conv(x)).permute(0, 2, 3, 1).contiguous(), scale
 
 

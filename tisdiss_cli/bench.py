@@ -62,7 +62,8 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for queued GPU work, so wall-clock timings cover it (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -89,10 +90,10 @@ def time_forward(
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             model(mix, n_sep=n_sep, n_re=n_re)
-            _sync(device)
+            synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return BenchResult(n_sep, n_re, seconds, batch_size, tuple(times), peak_memory_mb(device))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .bench import synchronize
 from .download import cache_dir
 from .fileio import atomic_write_text
 from .network import TISDiSS
@@ -68,8 +69,7 @@ def measure(model: TISDiSS, *, n_sep: int, max_n_re: int, seconds: float = 2.0, 
             model(mix[:, : mix.shape[-1] // 4], n_sep=n_sep, n_re=min(max_n_re, 1))
         start = time.perf_counter()
         for k, wave in model.iter_depths(mix, n_sep=n_sep, max_n_re=max_n_re):
-            if p.device.type == "cuda":
-                torch.cuda.synchronize(p.device)
+            synchronize(p.device)
             rtf[k] = (time.perf_counter() - start) / seconds
     return rtf
 

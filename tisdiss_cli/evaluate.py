@@ -24,6 +24,7 @@ import torch
 
 from . import metrics
 from .adaptive import converged
+from .bench import synchronize
 from .fileio import atomic_write as _atomic_write
 from .network import TISDiSS
 from .registry import LoadedModel
@@ -196,11 +197,6 @@ def _resample(example: AudioExample, rate: int) -> tuple[np.ndarray, np.ndarray]
     return mix, np.ascontiguousarray(refs)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _time_settings(
     model: TISDiSS, mixes: list[torch.Tensor], n_sep: int, n_re_values: Sequence[int], rate: int,
     device: torch.device, progress: ProgressFn | None, running: dict[int, float],
@@ -210,11 +206,11 @@ def _time_settings(
     model(mixes[0], n_sep=n_sep, n_re=max(n_re_values))  # warm-up (allocator, kernels)
     rtf = {}
     for i, k in enumerate(n_re_values):
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         for mix in mixes:
             model(mix, n_sep=n_sep, n_re=k)
-        _sync(device)
+        synchronize(device)
         rtf[k] = (time.perf_counter() - start) / audio
         if progress is not None:
             progress(EvalProgress("rtf", i + 1, len(n_re_values), "", dict(running)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -122,7 +123,6 @@ def config_from_espnet(conf: Mapping[str, Any]) -> ModelConfig:
             raise CheckpointError(f"separator_conf has no {key!r}")
     unsupported = {
         "input_type": (sep["input_type"], "stft"),
-        "band_split": (sep["band_split"], False),
         "mask": (sep["mask"], False),
         "split_compress": (sep["split_compress"], False),
         "tf_order": (sep["tf_order"], "ft"),
@@ -134,7 +134,9 @@ def config_from_espnet(conf: Mapping[str, Any]) -> ModelConfig:
     if list(ffn_type) != ["swiglu_conv1d", "swiglu_conv1d"]:
         raise CheckpointError(f"separator_conf ffn_type={ffn_type!r} is not supported")
     enc = dict(conf.get("encoder_conf") or {})
+    bands = _band_split_from_espnet(sep)
     return ModelConfig(
+        **bands,
         num_spk=int(sep["num_spk"]),
         emb_dim=int(sep["emb_dim"]),
         attention_dim=int(sep["attention_dim"]),
@@ -159,6 +161,29 @@ def config_from_espnet(conf: Mapping[str, Any]) -> ModelConfig:
     )
 
 
+def _band_split_from_espnet(sep: Mapping[str, Any]) -> dict[str, Any]:
+    """The band-split fields of ModelConfig from a separator_conf (the reference's
+    constructor defaults where a key is absent)."""
+    if not sep.get("band_split", False):
+        return {}
+    split_type = sep.get("split_type", "bandsplit")
+    if split_type not in ("bandsplit", "mel"):
+        raise CheckpointError(f"separator_conf split_type={split_type!r} is not supported (only 'bandsplit' or 'mel')")
+    for key in ("band_split_encoder_type", "band_split_decoder_type"):
+        if sep.get(key, "linear") != "linear":
+            raise CheckpointError(f"separator_conf {key}={sep[key]!r} is not supported (only 'linear')")
+    if int(sep.get("band_split_decoder_depth", 2)) != 2:
+        raise CheckpointError("separator_conf band_split_decoder_depth must be 2 (the only depth supported)")
+    if sep.get("stereo", False):
+        raise CheckpointError("separator_conf stereo=true is not supported")
+    fields: dict[str, Any] = {"band_split": split_type, "band_mlp_expansion": int(sep.get("mlp_expansion_factor", 4))}
+    if split_type == "mel":
+        fields["num_bands"] = int(sep.get("num_bands", 25))
+    elif sep.get("freqs_per_bands"):
+        fields["band_widths"] = tuple(int(w) for w in sep["freqs_per_bands"])
+    return fields
+
+
 # (ESPnet prefix, tisdiss prefix); the first table applies to the whole key, the second to
 # the part after "<stage>.blocks.<m>.<path>_path.".
 _TOP_NAMES: list[tuple[str, str]] = [
@@ -181,14 +206,32 @@ _PATH_NAMES: list[tuple[str, str]] = [
 
 
 def _swap_prefix(text: str, table: list[tuple[str, str]], to_tisdiss: bool) -> str:
-    for espnet, ours in table:
+    # Longest prefix first: "mixer.act." must win over "mixer." on the way back.
+    for espnet, ours in sorted(table, key=lambda pair: -len(pair[0 if to_tisdiss else 1])):
         src, dst = (espnet, ours) if to_tisdiss else (ours, espnet)
         if text.startswith(src):
             return dst + text[len(src) :]
     return text
 
 
+# Band-split modules: (ESPnet pattern, tisdiss pattern) with the band index in the middle.
+_BAND_NAMES: list[tuple[str, str]] = [
+    (r"separator\.band_split_encoder\.to_features\.(\d+)\.0\.", r"encoder.band_split.bands.\1.norm."),
+    (r"separator\.band_split_encoder\.to_features\.(\d+)\.1\.", r"encoder.band_split.bands.\1.proj."),
+    (r"separator\.band_split_decoder\.to_freqs\.(\d+)\.0\.", r"decoder.band_restore.bands.\1.mlp."),
+]
+_BAND_NAMES_BACK: list[tuple[str, str]] = [
+    (r"encoder\.band_split\.bands\.(\d+)\.norm\.", r"separator.band_split_encoder.to_features.\1.0."),
+    (r"encoder\.band_split\.bands\.(\d+)\.proj\.", r"separator.band_split_encoder.to_features.\1.1."),
+    (r"decoder\.band_restore\.bands\.(\d+)\.mlp\.", r"separator.band_split_decoder.to_freqs.\1.0."),
+]
+
+
 def _rename(key: str, to_tisdiss: bool) -> str:
+    for pattern, replacement in _BAND_NAMES if to_tisdiss else _BAND_NAMES_BACK:
+        renamed, n = re.subn("^" + pattern, replacement, key)
+        if n:
+            return renamed
     key = _swap_prefix(key, _TOP_NAMES, to_tisdiss)
     if "_path." in key:
         head, _, rest = key.partition("_path.")
@@ -200,7 +243,8 @@ def espnet_to_tisdiss_key(key: str) -> str | None:
     """Translate one ESPnet key; None for the constant RoPE frequencies tisdiss does not store."""
     if key.endswith(".attn.rope.freqs"):
         return None
-    if not key.startswith(tuple(espnet for espnet, _ in _TOP_NAMES)):
+    known = tuple(espnet for espnet, _ in _TOP_NAMES) + ("separator.band_split_encoder.", "separator.band_split_decoder.")
+    if not key.startswith(known):
         return key  # unknown: kept, so the strict loader reports it as unexpected
     return _rename(key, to_tisdiss=True)
 

@@ -8,6 +8,7 @@ from typing import Any, Literal, Mapping
 
 NormType = Literal["rmsgroupnorm", "layernorm"]
 SplitterKind = Literal["swiglu_conv_deconv2d", "conv2d"]
+BandSplitKind = Literal["none", "bandsplit", "mel"]
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,15 @@ class ModelConfig:
     n_fft: int = 128  # STFT size (periodic Hann window of the same length)
     hop_length: int = 64  # STFT hop
     sample_rate: int = 8000  # rate the model was trained at
+    # Band-split Encoder / band-restoration Decoder (paper section 3.5) instead of Conv2D / DeConv2D:
+    band_split: BandSplitKind = "none"  # "bandsplit": TIGER widths (65 -> 33); "mel": mel bands (65 -> 32)
+    num_bands: int = 32  # bands of the "mel" layout
+    band_widths: tuple[int, ...] = ()  # "bandsplit" with own widths (bins per band); () = TIGER's
+    band_mlp_expansion: int = 4  # hidden width of each band's output MLP, in multiples of C
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ffn_hidden_dim", tuple(int(h) for h in self.ffn_hidden_dim))
+        object.__setattr__(self, "band_widths", tuple(int(w) for w in self.band_widths))
         if self.attention_dim % self.n_heads:
             raise ValueError(f"attention_dim {self.attention_dim} is not divisible by n_heads {self.n_heads}")
         if (self.attention_dim // self.n_heads) % 2:
@@ -49,6 +56,10 @@ class ModelConfig:
             raise ValueError(f"unknown norm_type {self.norm_type!r}")
         if self.splitter not in ("swiglu_conv_deconv2d", "conv2d"):
             raise ValueError(f"unknown splitter {self.splitter!r}")
+        if self.band_split not in ("none", "bandsplit", "mel"):
+            raise ValueError(f"unknown band_split {self.band_split!r} (none, bandsplit or mel)")
+        if self.band_widths and (self.band_split != "bandsplit" or min(self.band_widths) < 1):
+            raise ValueError("band_widths needs band_split='bandsplit' and positive widths")
         if len(self.ffn_hidden_dim) != 2:
             raise ValueError("ffn_hidden_dim needs two widths (macaron FFN)")
         if self.m_sep < 1 or self.m_re < 0 or self.n_sep < 1 or self.n_re < 0:
@@ -61,6 +72,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["ffn_hidden_dim"] = list(self.ffn_hidden_dim)
+        d["band_widths"] = list(self.band_widths)
         return d
 
     @classmethod

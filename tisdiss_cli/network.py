@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from .bandsplit import BandRestore, BandSplit
 from .config import DecodeFlags, ModelConfig
 from .layers import TFLocoformerBlock, TriplePathBlock, deconv2d_same
 
@@ -39,18 +40,23 @@ class Encoder(nn.Module):
     """Variance normalisation, STFT and input projection.
 
     ``mix [B, L] -> (E [B, T, F, C], scale [B, 1])``; ``scale`` is the unbiased std of each
-    mixture, undone by the decoder.
+    mixture, undone by the decoder. With band split, F is the number of bands.
     """
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_fft, self.hop = config.n_fft, config.hop_length
-        self.conv = nn.Conv2d(2, config.emb_dim, 3, padding=1)
-        self.norm = nn.GroupNorm(1, config.emb_dim, eps=1e-5)  # utterance-level statistics
+        if config.band_split != "none":
+            self.band_split = BandSplit(config)
+        else:
+            self.conv = nn.Conv2d(2, config.emb_dim, 3, padding=1)
+            self.norm = nn.GroupNorm(1, config.emb_dim, eps=1e-5)  # utterance-level statistics
 
     def forward(self, mix: Tensor) -> tuple[Tensor, Tensor]:
         scale = mix.std(dim=-1, keepdim=True).nan_to_num(0.0).clamp_min(1e-10)
         spec = stft(mix / scale, self.n_fft, self.hop)
+        if hasattr(self, "band_split"):
+            return self.band_split(spec), scale  # no norm after the bands (as the reference)
         x = torch.stack((spec.real, spec.imag), dim=1)  # [B, 2, T, F]
         # A contiguous [B, T, F, C] state: every later op then runs over contiguous memory
         # instead of striding by T * F. (A channels-last conv would save this copy, but
@@ -142,17 +148,24 @@ class Reconstructor(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Output head and iSTFT: ``[B, J, T, F, C] -> [B, J, L]``, times the encoder's scale."""
+    """Output head and iSTFT: ``[B, J, T, F, C] -> [B, J, L]``, times the encoder's scale.
+    With band split, F is the number of bands and band restoration is the head."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_fft, self.hop = config.n_fft, config.hop_length
-        self.deconv = nn.ConvTranspose2d(config.emb_dim, 2, 3, padding=1)
+        if config.band_split != "none":
+            self.band_restore = BandRestore(config)
+        else:
+            self.deconv = nn.ConvTranspose2d(config.emb_dim, 2, 3, padding=1)
 
     def forward(self, y: Tensor, scale: Tensor, length: int) -> Tensor:
         b, j, t, f, c = y.shape
-        out = self.deconv(y.reshape(b * j, t, f, c).permute(0, 3, 1, 2))  # [B*J, 2, T, F]
-        spec = torch.complex(out[:, 0], out[:, 1])
+        if hasattr(self, "band_restore"):
+            spec = self.band_restore(y.reshape(b * j, t, f, c))  # [B*J, T, F] complex
+        else:
+            out = self.deconv(y.reshape(b * j, t, f, c).permute(0, 3, 1, 2))  # [B*J, 2, T, F]
+            spec = torch.complex(out[:, 0], out[:, 1])
         wave = istft(spec, self.n_fft, self.hop, length)
         return wave.view(b, j, length) * scale.unsqueeze(1)
 

@@ -59,6 +59,7 @@ class OptimConfig:
     epochs: int = 150
     early_stop: int = 10  # epochs without valid improvement
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
+    max_minutes: float = 0.0  # stop this invocation after this much wall time (0 = no limit)
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
     optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=optim_cfg.betas, weight_decay=optim_cfg.weight_decay)
     plateau = Plateau()
     step, epoch, batch_in_epoch, skipped_total, bad_streak = 0, 0, 0, 0, 0
+    train_seconds = 0.0  # wall time spent in this run over all invocations (resumes included)
     best: list[tuple[float, int]] = []  # (valid loss, epoch) of kept epoch checkpoints
     random.seed(config.seed)
 
@@ -348,6 +350,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
         plateau = Plateau(**state["plateau"])
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         skipped_total, best = state["skipped"], [tuple(b) for b in state["best"]]
+        train_seconds = float(state.get("train_seconds", 0.0))
         _set_rng_state(state["rng"])
     elif ddp.main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -391,11 +394,14 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
                     "batch_in_epoch": batch_in_epoch,
                     "skipped": skipped_total,
                     "best": best,
+                    "train_seconds": elapsed(),
                     "rng": _rng_state(),
                 }, tmp),
             )
 
     stop_reason = ""
+    started = time.perf_counter()
+    elapsed = lambda: train_seconds + (time.perf_counter() - started)  # noqa: E731
     while epoch < optim_cfg.epochs and not stop_reason:
         train_set.set_epoch(epoch)  # type: ignore[attr-defined]
         sampler.set_epoch(epoch, skip=batch_in_epoch * local_batch)
@@ -439,14 +445,17 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if step % config.log_every_steps == 0:
-                elapsed = (time.perf_counter() - t0) / config.log_every_steps
+                per_step = (time.perf_counter() - t0) / config.log_every_steps
                 record({"event": "train", "step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                        "grad_norm": float(grad_norm), "sec_per_step": elapsed, **stats})
+                        "grad_norm": float(grad_norm), "sec_per_step": per_step, "train_seconds": elapsed(), **stats})
                 t0 = time.perf_counter()
             if step % config.save_every_steps == 0:
                 save_state()
             if optim_cfg.max_steps and step >= optim_cfg.max_steps:
                 stop_reason = f"reached max_steps={optim_cfg.max_steps}"
+                break
+            if optim_cfg.max_minutes and time.perf_counter() - started >= optim_cfg.max_minutes * 60:
+                stop_reason = f"reached max_minutes={optim_cfg.max_minutes:g}"
                 break
         if stop_reason:
             save_state()
@@ -461,7 +470,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
                 (ckpt_dir / f"epoch{dropped}.safetensors").unlink(missing_ok=True)
             best = best[: config.keep_best]
         record({"event": "epoch", "epoch": epoch, "step": step, "valid_loss": valid_loss, "valid_si_snri": valid_sisnri,
-                "lr_scale": plateau.scale, "skipped": skipped_total})
+                "lr_scale": plateau.scale, "skipped": skipped_total, "train_seconds": elapsed()})
         epoch += 1
         batch_in_epoch = 0
         save_state()

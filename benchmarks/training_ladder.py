@@ -33,6 +33,10 @@ RUNGS: dict[str, list[str]] = {
     "bs256-c32-lr4e-3": BAND256 + ["optim.lr=4e-3"],
     "bs256-c32-nre1": BAND256 + ["model.n_re=1"],
     "bs256-c32-b8": BAND256 + ["optim.batch_size=8"],
+    "bs256-c32-mask": BAND256 + ["model.band_mask=true"],  # tisdiss option: complex mask output
+    "bs256-c48-mask": BAND256 + ["model.band_mask=true", "model.emb_dim=48", "model.attention_dim=48", "model.ffn_hidden_dim=[96,96]"],
+    "bs128-c32-mask": ["model.band_split=bandsplit", "model.band_mask=true"],
+    "bs256-c32-mask-lr4e-3": BAND256 + ["model.band_mask=true", "optim.lr=4e-3"],
 }
 
 
@@ -63,6 +67,9 @@ def summarise(root: Path) -> str:
         if not epochs or not trains:
             continue
         per_step = sorted(e["sec_per_step"] for e in trains)[len(trains) // 2]
+        log_every = trains[0]["step"]
+        for e in epochs + trains:  # runs from before train_seconds was recorded: sum the step times
+            e.setdefault("train_seconds", sum(t["sec_per_step"] * log_every for t in trains if t["step"] <= e["step"]))
         curve = ", ".join(f"{e['train_seconds'] / 60:.0f}: {e['valid_si_snri']:.2f}" for e in epochs)
         params = ""
         model = root / name / "model.safetensors"

@@ -166,3 +166,19 @@ def test_espnet_band_split_folder_imports(variant: str, tmp_path: Path) -> None:
     with torch.inference_mode():
         out = model(golden["input"].double(), n_sep=2, n_re=3)[0]
     torch.testing.assert_close(out, golden["outputs"]["nsep2_nre3"], rtol=0, atol=1e-10)
+
+
+def test_band_mask_multiplies_the_mixture_spectrum() -> None:
+    """With band_mask, a unit mask from every band gives back the mixture for each speaker."""
+    config = ModelConfig(emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2,
+                         band_split="bandsplit", band_mask=True)
+    model = TISDiSS(config).double().eval()
+    init_weights(model)
+    ones = lambda y: torch.ones(*y.shape[:-2], config.n_freq, dtype=torch.complex128)  # noqa: E731
+    model.decoder.band_restore.forward = ones  # type: ignore[method-assign]
+    mix = torch.randn(2, 3000, dtype=torch.float64)
+    with torch.inference_mode():
+        out = model(mix, n_sep=1, n_re=1)
+    torch.testing.assert_close(out, mix[:, None].expand_as(out), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="band_mask"):
+        ModelConfig(band_mask=True)

@@ -42,6 +42,7 @@ class ModelConfig:
     num_bands: int = 32  # bands of the "mel" layout
     band_widths: tuple[int, ...] = ()  # "bandsplit" with own widths (bins per band); () = TIGER's
     band_mlp_expansion: int = 4  # hidden width of each band's output MLP, in multiples of C
+    band_mask: bool = False  # tisdiss option: band outputs are a complex mask on the mixture spectrum
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ffn_hidden_dim", tuple(int(h) for h in self.ffn_hidden_dim))
@@ -58,6 +59,8 @@ class ModelConfig:
             raise ValueError(f"unknown splitter {self.splitter!r}")
         if self.band_split not in ("none", "bandsplit", "mel"):
             raise ValueError(f"unknown band_split {self.band_split!r} (none, bandsplit or mel)")
+        if self.band_mask and self.band_split == "none":
+            raise ValueError("band_mask needs a band-split configuration")
         if self.band_widths and (self.band_split != "bandsplit" or min(self.band_widths) < 1):
             raise ValueError("band_widths needs band_split='bandsplit' and positive widths")
         if len(self.ffn_hidden_dim) != 2:

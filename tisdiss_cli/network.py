@@ -39,8 +39,9 @@ def istft(spec: Tensor, n_fft: int, hop: int, length: int) -> Tensor:
 class Encoder(nn.Module):
     """Variance normalisation, STFT and input projection.
 
-    ``mix [B, L] -> (E [B, T, F, C], scale [B, 1])``; ``scale`` is the unbiased std of each
-    mixture, undone by the decoder. With band split, F is the number of bands.
+    ``mix [B, L] -> (E [B, T, F, C], scale [B, 1], X [B, T, n_freq])``; ``scale`` is the
+    unbiased std of each mixture, undone by the decoder; X is the spectrum of the normalised
+    mixture (a masking decoder multiplies it). With band split, F is the number of bands.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -52,16 +53,16 @@ class Encoder(nn.Module):
             self.conv = nn.Conv2d(2, config.emb_dim, 3, padding=1)
             self.norm = nn.GroupNorm(1, config.emb_dim, eps=1e-5)  # utterance-level statistics
 
-    def forward(self, mix: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, mix: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         scale = mix.std(dim=-1, keepdim=True).nan_to_num(0.0).clamp_min(1e-10)
         spec = stft(mix / scale, self.n_fft, self.hop)
         if hasattr(self, "band_split"):
-            return self.band_split(spec), scale  # no norm after the bands (as the reference)
+            return self.band_split(spec), scale, spec  # no norm after the bands (as the reference)
         x = torch.stack((spec.real, spec.imag), dim=1)  # [B, 2, T, F]
         # A contiguous [B, T, F, C] state: every later op then runs over contiguous memory
         # instead of striding by T * F. (A channels-last conv would save this copy, but
         # GroupNorm's channels-last kernel loses float32 precision: up to 20x the golden error.)
-        return self.norm(self.conv(x)).permute(0, 2, 3, 1).contiguous(), scale
+        return self.norm(self.conv(x)).permute(0, 2, 3, 1).contiguous(), scale, spec
 
 
 class MixingBlock(nn.Module):
@@ -154,15 +155,18 @@ class Decoder(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.n_fft, self.hop = config.n_fft, config.hop_length
+        self.mask = config.band_mask
         if config.band_split != "none":
             self.band_restore = BandRestore(config)
         else:
             self.deconv = nn.ConvTranspose2d(config.emb_dim, 2, 3, padding=1)
 
-    def forward(self, y: Tensor, scale: Tensor, length: int) -> Tensor:
+    def forward(self, y: Tensor, scale: Tensor, length: int, mix_spec: Tensor) -> Tensor:
         b, j, t, f, c = y.shape
         if hasattr(self, "band_restore"):
             spec = self.band_restore(y.reshape(b * j, t, f, c))  # [B*J, T, F] complex
+            if self.mask:  # the estimate is a complex mask on the mixture's spectrum
+                spec = (spec.view(b, j, t, -1) * mix_spec.unsqueeze(1)).view(b * j, t, -1)
         else:
             out = self.deconv(y.reshape(b * j, t, f, c).permute(0, 3, 1, 2))  # [B*J, 2, T, F]
             spec = torch.complex(out[:, 0], out[:, 1])
@@ -227,20 +231,20 @@ class TISDiSS(nn.Module):
             raise ValueError(f"need n_sep >= 1 and n_re >= 0, got n_sep={n_sep}, n_re={n_re}")
         return n_sep, n_re
 
-    def _separate(self, mix: Tensor, n_sep: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Encoder + separation stage: (E, last state, scale)."""
-        e, scale = self.encoder(mix)
+    def _separate(self, mix: Tensor, n_sep: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Encoder + separation stage: (E, last state, scale, mixture spectrum)."""
+        e, scale, spec = self.encoder(mix)
         h = _last(self.separator.steps(e, n_sep, self.mixer if self.config.sep_residual else None), e)
-        return e, h, scale
+        return e, h, scale, spec
 
     def forward(self, mix: Tensor, *, n_sep: int | None = None, n_re: int | None = None) -> Tensor:
         """mix: [B, L] -> [B, J, L] at (n_sep, n_re); None takes the config's default."""
         n_sep, n_re = self._depths(n_sep, n_re)
-        e, h, scale = self._separate(mix, n_sep)
+        e, h, scale, spec = self._separate(mix, n_sep)
         y = self.splitter(h)
         if self.reconstructor is not None:
             y = _last(self.reconstructor.steps(y, n_re, e, self.mixer), y)
-        return self.decoder(y, scale, mix.shape[-1])
+        return self.decoder(y, scale, mix.shape[-1], spec)
 
     def iter_depths(self, mix: Tensor, *, n_sep: int | None = None, max_n_re: int | None = None) -> Iterator[tuple[int, Tensor]]:
         """Yield ``(n_re, [B, J, L])`` for n_re = 0 .. max_n_re from one forward pass.
@@ -249,16 +253,16 @@ class TISDiSS(nn.Module):
         repetitions, decoded. Stop iterating early to save the remaining compute.
         """
         n_sep, max_n_re = self._depths(n_sep, max_n_re)
-        e, h, scale = self._separate(mix, n_sep)
+        e, h, scale, spec = self._separate(mix, n_sep)
         y = self.splitter(h)
         length = mix.shape[-1]
-        yield 0, self.decoder(y, scale, length)
+        yield 0, self.decoder(y, scale, length, spec)
         if self.reconstructor is None:
             return
         m_re = len(self.reconstructor.blocks)
         for i, state in enumerate(self.reconstructor.steps(y, max_n_re, e, self.mixer)):
             if (i + 1) % m_re == 0:
-                yield (i + 1) // m_re, self.decoder(state, scale, length)
+                yield (i + 1) // m_re, self.decoder(state, scale, length, spec)
 
     def forward_train(
         self,
@@ -273,8 +277,8 @@ class TISDiSS(nn.Module):
         The final output is always last and never repeated."""
         n_sep, n_re = self._depths(n_sep, n_re)
         length = mix.shape[-1]
-        e, scale = self.encoder(mix)
-        decode = lambda y: self.decoder(y, scale, length)  # noqa: E731
+        e, scale, spec = self.encoder(mix)
+        decode = lambda y: self.decoder(y, scale, length, spec)  # noqa: E731
         outputs: list[DecodedOutput] = []
 
         m_sep = len(self.separator.blocks)

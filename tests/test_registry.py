@@ -16,7 +16,7 @@ import yaml
 from tests.conftest import GOLDEN, need
 from tests.test_download import FileServer, blob_id
 from tisdiss_cli.checkpoint import config_from_espnet, save_checkpoint
-from tisdiss_cli.config import PRESETS
+from tisdiss_cli.config import PRESETS, ModelConfig
 from tisdiss_cli.download import DownloadError, OfflineError
 from tisdiss_cli.network import TISDiSS, init_weights
 from tisdiss_cli.registry import (
@@ -94,7 +94,7 @@ def test_packaged_wsj0_2mix_entry() -> None:
     assert entry.git_blob == "226f9f1349ce8f8c123c34225476ee9d0cdfedaf"
     assert entry.url.endswith("valid.loss.ave_5best.pth") and "%2B" in entry.url
     assert entry.download_name == "valid.loss.ave_5best.pth"
-    assert entry.config == PRESETS["sep1x2-re1x6"].to_dict()
+    assert entry.config is not None and ModelConfig.from_dict(entry.config) == PRESETS["sep1x2-re1x6"]
     assert entry.params == sum(p.numel() for p in TISDiSS(PRESETS["sep1x2-re1x6"]).parameters()) == 8_011_779
     assert entry.presets == {"fast": (2, 1), "balanced": (2, 3), "best": (2, 8)}
     table = {int(k): v for k, v in entry.quality["by_n_re"].items()}

@@ -31,9 +31,9 @@ def _child(seconds: float, n_re: int, args: argparse.Namespace) -> None:
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    from tisdiss_cli.bench import random_model, time_forward
-    from tisdiss_cli.layers import reference_paths
-    from tisdiss_cli.runtime import tune_allocator
+    from tisdiss_cli.evaluation.bench import random_model, time_forward
+    from tisdiss_cli.model.layers import reference_paths
+    from tisdiss_cli.util.runtime import tune_allocator
 
     if not args.no_tune_allocator:
         tune_allocator()

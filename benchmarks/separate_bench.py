@@ -43,9 +43,9 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from tisdiss_cli import Separator
-    from tisdiss_cli.config import PRESETS
-    from tisdiss_cli.network import TISDiSS, init_weights
-    from tisdiss_cli.runtime import tune_allocator
+    from tisdiss_cli.model.config import PRESETS
+    from tisdiss_cli.model.network import TISDiSS, init_weights
+    from tisdiss_cli.util.runtime import tune_allocator
 
     if not args.no_tune_allocator:
         tune_allocator()  # as the tisdiss command does
@@ -87,7 +87,7 @@ def main() -> None:
     p.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--preset", help=argparse.SUPPRESS)
     args = p.parse_args()
-    from tisdiss_cli.api import DEFAULT_OVERLAP, DEFAULT_SEGMENT
+    from tisdiss_cli.separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT
 
     args.segment = DEFAULT_SEGMENT if args.segment is None else args.segment
     args.overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap

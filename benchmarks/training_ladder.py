@@ -67,7 +67,7 @@ def summarise(root: Path) -> str:
         params = ""
         model = root / name / "model.safetensors"
         if model.exists():
-            from tisdiss_cli.checkpoint import read_checkpoint
+            from tisdiss_cli.model.checkpoint import read_checkpoint
 
             params = f"{sum(t.numel() for t in read_checkpoint(model)[1].values()) / 1e3:.0f} k"
         best = max(e["valid_si_snri"] for e in epochs)

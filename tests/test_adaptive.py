@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from tisdiss_cli import calibration
-from tisdiss_cli.adaptive import converged, separate_adaptive
-from tisdiss_cli.bench import random_model
-from tisdiss_cli.calibration import Calibration, calibrate, choose_depth
+from tisdiss_cli.separation import calibration
+from tisdiss_cli.separation.adaptive import converged, separate_adaptive
+from tisdiss_cli.evaluation.bench import random_model
+from tisdiss_cli.separation.calibration import Calibration, calibrate, choose_depth
 
 
 @pytest.fixture(scope="module")

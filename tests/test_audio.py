@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tisdiss_cli import audio
+from tisdiss_cli.separation import audio
 
 
 def tone(n: int, rate: int, freq: float = 220.0) -> np.ndarray:
@@ -92,7 +92,7 @@ def test_writer_float_flac_and_discard(tmp_path: Path) -> None:
 
 def test_outputs_get_the_usual_file_mode(tmp_path) -> None:
     """Atomic writes go through mkstemp (mode 0600); finished files must not stay private."""
-    from tisdiss_cli.fileio import FILE_MODE, atomic_write_text
+    from tisdiss_cli.util.fileio import FILE_MODE, atomic_write_text
 
     target = atomic_write_text(tmp_path / "report.json", "{}")
     assert target.stat().st_mode & 0o777 == FILE_MODE

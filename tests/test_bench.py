@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from tisdiss_cli.bench import BenchResult, deepest_realtime, random_model, time_forward
+from tisdiss_cli.evaluation.bench import BenchResult, deepest_realtime, random_model, time_forward
 from tisdiss_cli.cli import _register_commands, app
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tisdiss_cli.chunking import ChunkPlan, OverlapAdd, best_permutation, separate_chunked, separate_stream, window
+from tisdiss_cli.separation.chunking import ChunkPlan, OverlapAdd, best_permutation, separate_chunked, separate_stream, window
 
 
 def identity(num_spk: int = 2):

@@ -17,7 +17,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import REPO
-from tisdiss_cli.download import (
+from tisdiss_cli.zoo.download import (
     DownloadError,
     Expected,
     IntegrityError,

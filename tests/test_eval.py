@@ -13,14 +13,14 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import DEV2MIX, need
-from tisdiss_cli import metrics
-from tisdiss_cli.checkpoint import save_checkpoint
+from tisdiss_cli.evaluation import metrics
+from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.evaluate import evaluate, parse_depths
-from tisdiss_cli.network import TISDiSS, init_weights
-from tisdiss_cli.registry import LoadedModel
-from tisdiss_cli.testset import TestSetError, check_headers, load_testset, read_example
+from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.evaluation.evaluate import evaluate, parse_depths
+from tisdiss_cli.model.network import TISDiSS, init_weights
+from tisdiss_cli.zoo.registry import LoadedModel
+from tisdiss_cli.evaluation.testset import TestSetError, check_headers, load_testset, read_example
 
 pytest.importorskip("mir_eval")
 RATE = 8000
@@ -209,7 +209,7 @@ def test_cli_on_dev2mix_with_plot(tmp_path, checkpoint):
 
 
 def test_adaptive_rows_match_separate_adaptive_runs(tmp_path, tiny):
-    from tisdiss_cli.adaptive import separate_adaptive
+    from tisdiss_cli.separation.adaptive import separate_adaptive
 
     root = write_set(tmp_path / "set")
     for threshold in (-1e9, 1e9, 20.0):

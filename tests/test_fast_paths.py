@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tests.conftest import GOLDEN, need
-from tisdiss_cli import layers
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.layers import SwiGLUConvFFN, fast_paths_enabled, reference_paths
-from tisdiss_cli.network import TISDiSS, init_weights
+from tisdiss_cli.model import layers
+from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.layers import SwiGLUConvFFN, fast_paths_enabled, reference_paths
+from tisdiss_cli.model.network import TISDiSS, init_weights
 
 
 def _tiny(seed: int = 0, dtype: torch.dtype = torch.float32) -> TISDiSS:
@@ -60,7 +60,7 @@ def test_model_fast_equals_reference(n_sep: int, n_re: int) -> None:
 
 
 def test_fast_equals_reference_float32_on_golden_model() -> None:
-    from tisdiss_cli.checkpoint import load_espnet
+    from tisdiss_cli.model.checkpoint import load_espnet
 
     folder = need(GOLDEN)
     model = load_espnet(json.loads((folder / "config.json").read_text()),
@@ -91,7 +91,7 @@ def test_training_path_gradients_match_reference() -> None:
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 2e-6)])
 def test_fast_paths_match_golden(dtype: torch.dtype, atol: float) -> None:
-    from tisdiss_cli.checkpoint import load_espnet
+    from tisdiss_cli.model.checkpoint import load_espnet
 
     folder = need(GOLDEN)
     model = load_espnet(json.loads((folder / "config.json").read_text()),

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import DEV2MIX, need
-from tisdiss_cli import metrics
-from tisdiss_cli.testset import load_testset, read_example
+from tisdiss_cli.evaluation import metrics
+from tisdiss_cli.evaluation.testset import load_testset, read_example
 
 mir_sep = pytest.importorskip("mir_eval.separation")
 

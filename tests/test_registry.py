@@ -15,11 +15,11 @@ import yaml
 
 from tests.conftest import GOLDEN, need
 from tests.test_download import FileServer, blob_id
-from tisdiss_cli.checkpoint import config_from_espnet, save_checkpoint
-from tisdiss_cli.config import PRESETS, ModelConfig
-from tisdiss_cli.download import DownloadError, OfflineError
-from tisdiss_cli.network import TISDiSS, init_weights
-from tisdiss_cli.registry import (
+from tisdiss_cli.model.checkpoint import config_from_espnet, save_checkpoint
+from tisdiss_cli.model.config import PRESETS, ModelConfig
+from tisdiss_cli.zoo.download import DownloadError, OfflineError
+from tisdiss_cli.model.network import TISDiSS, init_weights
+from tisdiss_cli.zoo.registry import (
     ModelError,
     ModelNotFoundError,
     RegistryError,

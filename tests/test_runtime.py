@@ -1,4 +1,4 @@
-"""Process-wide allocator tuning (tisdiss_cli.runtime)."""
+"""Process-wide allocator tuning (tisdiss_cli.util.runtime)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-CODE = "from tisdiss_cli.runtime import tune_allocator; print(tune_allocator(), tune_allocator())"
+CODE = "from tisdiss_cli.util.runtime import tune_allocator; print(tune_allocator(), tune_allocator())"
 
 
 def _run(env_extra: dict[str, str]) -> str:

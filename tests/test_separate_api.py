@@ -10,11 +10,11 @@ import soundfile as sf
 import torch
 
 from tisdiss_cli import Separator
-from tisdiss_cli.api import OutputExistsError, pick_device
-from tisdiss_cli.audio import AudioError
-from tisdiss_cli.checkpoint import save_checkpoint
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.network import TISDiSS, init_weights
+from tisdiss_cli.separation.separator import OutputExistsError, pick_device
+from tisdiss_cli.separation.audio import AudioError
+from tisdiss_cli.model.checkpoint import save_checkpoint
+from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.network import TISDiSS, init_weights
 
 PRESET_META = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
 
@@ -144,7 +144,7 @@ def test_outputs_are_matched_to_the_input_level(tiny_path: Path) -> None:
 
 
 def test_match_level_keeps_silence_and_relative_levels() -> None:
-    from tisdiss_cli.api import match_level
+    from tisdiss_cli.separation.separator import match_level
 
     sources = torch.stack([torch.randn(2, 100) * 5, torch.zeros(2, 100)])  # [B=2, J=2, S]
     mixture = torch.randn(2, 100)

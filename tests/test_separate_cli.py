@@ -16,10 +16,10 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import GOLDEN, REPO, need
-from tisdiss_cli.checkpoint import save_checkpoint
+from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.network import TISDiSS, init_weights
+from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.network import TISDiSS, init_weights
 
 _register_commands()
 runner = CliRunner()

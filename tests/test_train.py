@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 import torch.multiprocessing as mp
 
-from tisdiss_cli.train import TrainConfig, apply_overrides, load_recipe, resolve_config, train
+from tisdiss_cli.training.loop import TrainConfig, apply_overrides, load_recipe, resolve_config, train
 
 RATE = 8000
 

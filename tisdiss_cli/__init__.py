@@ -6,10 +6,13 @@ shallower or deeper at inference with the same weights.
 
 __version__ = "0.1.0.dev0"
 
-from .checkpoint import CheckpointError, load_checkpoint, load_espnet, save_checkpoint
-from .config import PRESETS, ModelConfig
-from .network import TISDiSS
-from .api import Separator
+from ._compat import install as _install_moved_modules
+from .model.checkpoint import CheckpointError, load_checkpoint, load_espnet, save_checkpoint
+from .model.config import PRESETS, ModelConfig
+from .model.network import TISDiSS
+from .separation.separator import Separator
+
+_install_moved_modules()
 
 __all__ = [
     "__version__",

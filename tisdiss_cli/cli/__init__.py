@@ -37,7 +37,7 @@ def _register_commands() -> None:
 
 
 def main() -> None:
-    from ..runtime import tune_allocator
+    from ..util.runtime import tune_allocator
 
     tune_allocator()  # reuse freed heap memory for activations (see runtime.py); whole process
     _register_commands()

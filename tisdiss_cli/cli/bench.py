@@ -37,7 +37,7 @@ def bench(
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Time whole-input separation per depth; report RTF, throughput and the deepest real-time one."""
-    from ..bench import RANDOM_MODELS, deepest_realtime, random_model, time_forward
+    from ..evaluation.bench import RANDOM_MODELS, deepest_realtime, random_model, time_forward
 
     depths = _int_list(nre, "--nre")
     if threads:
@@ -47,7 +47,7 @@ def bench(
     if model in RANDOM_MODELS:
         net = random_model(model)
     else:
-        from ..registry import MODEL_ERRORS, load_model
+        from ..zoo.registry import MODEL_ERRORS, load_model
 
         try:
             net = load_model(model).model

@@ -25,7 +25,7 @@ def _fail(message: str) -> None:
 def _depths(text: Optional[str]) -> Optional[list[int]]:
     if text is None:
         return None
-    from ..evaluate import parse_depths
+    from ..evaluation.evaluate import parse_depths
 
     try:
         return parse_depths(text)
@@ -54,11 +54,11 @@ def eval_command(
     sdr: bool = typer.Option(True, "--sdr/--no-sdr", help="Compute BSS Eval SDR (mir_eval; about 0.1-0.3 s per utterance and setting)."),
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i)) and speed against N_re, from one pass per utterance."""
-    from ..checkpoint import CheckpointError
-    from ..evaluate import evaluate, write_csv, write_json, write_plot
-    from ..metrics import MetricError
-    from ..registry import MODEL_ERRORS, load_model
-    from ..testset import TestSetError, load_testset
+    from ..model.checkpoint import CheckpointError
+    from ..evaluation.evaluate import evaluate, write_csv, write_json, write_plot
+    from ..evaluation.metrics import MetricError
+    from ..zoo.registry import MODEL_ERRORS, load_model
+    from ..evaluation.testset import TestSetError, load_testset
 
     depths = _depths(nre)
     if plot is not None and importlib.util.find_spec("matplotlib") is None:

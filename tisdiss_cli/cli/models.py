@@ -11,8 +11,8 @@ from rich.markdown import Markdown
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from .. import registry
-from ..download import cache_dir, read_marker
+from ..zoo import registry
+from ..zoo.download import cache_dir, read_marker
 from . import app
 
 models_app = typer.Typer(help="List, download and import models.", no_args_is_help=True)

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from . import app
-from ..api import (
+from ..separation.separator import (
     DEFAULT_FILENAME,
     DEFAULT_OVERLAP,
     DEFAULT_SEGMENT,
@@ -28,8 +28,8 @@ from ..api import (
     distributed_rank,
     shard,
 )
-from ..audio import AudioError
-from ..registry import MODEL_ERRORS
+from ..separation.audio import AudioError
+from ..zoo.registry import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ def train(
     quiet: bool = typer.Option(False, help="No progress output."),
 ) -> None:
     """Train TISDiSS with the paper's multi-loss (one machine, or many under torchrun)."""
-    from ..train import resolve_config, train as run_training, TrainConfig, config_from_dict
+    from ..training.loop import resolve_config, train as run_training, TrainConfig, config_from_dict
 
     try:
         if resume and recipe is None and config is None:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ModelConfig, preset
-from .network import TISDiSS, init_weights
+from ..model.config import ModelConfig, preset
+from ..model.network import TISDiSS, init_weights
 
 # Random-weight models that need no download: speed does not depend on weight values.
 RANDOM_MODELS: dict[str, str] = {"random-released": "sep1x2-re1x6", "random-tiny": "tiny"}

@@ -17,7 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .fileio import FILE_MODE
+from ..util.fileio import FILE_MODE
 
 OutputFormat = Literal["wav", "flac"]
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .network import DecodedOutput
+from ..model.network import DecodedOutput
 
 
 def neg_si_snr(est: Tensor, ref: Tensor, clamp_db: float = 70.0) -> Tensor:

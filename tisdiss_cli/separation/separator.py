@@ -24,8 +24,8 @@ from . import audio
 from .adaptive import separate_adaptive
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan, OverlapAdd
-from .network import TISDiSS
-from .registry import LoadedModel, Preset, default_presets, load_model
+from ..model.network import TISDiSS
+from ..zoo.registry import LoadedModel, Preset, default_presets, load_model
 
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).

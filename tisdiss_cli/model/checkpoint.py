@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .config import ModelConfig
-from .fileio import atomic_write
+from ..util.fileio import atomic_write
 from .layers import RotaryEmbedding
 from .network import TISDiSS
 

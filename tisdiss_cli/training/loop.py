@@ -24,12 +24,12 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import load_checkpoint, load_espnet, read_checkpoint, save_checkpoint
-from .config import DecodeFlags, ModelConfig, preset
+from ..model.checkpoint import load_checkpoint, load_espnet, read_checkpoint, save_checkpoint
+from ..model.config import DecodeFlags, ModelConfig, preset
 from .data import DynamicMixDataset, MixingConfig, PremixedDataset, collate_padded
-from .fileio import atomic_write
+from ..util.fileio import atomic_write
 from .losses import LossWeights, multi_loss, neg_si_snr, pit_neg_si_snr
-from .network import DecodedOutput, TISDiSS, init_weights
+from ..model.network import DecodedOutput, TISDiSS, init_weights
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,7 @@ def _datasets(config: TrainConfig, sample_rate: int) -> tuple[Dataset, Dataset]:
         valid = DynamicMixDataset(d.valid, valid_mixing, epoch_size=d.valid_size, seed=config.seed + 1, noise_dir=d.noise or None)
         rate = train.sample_rate
     elif d.kind == "premixed":
-        from .testset import load_testset  # shared with `tisdiss eval`
+        from ..evaluation.testset import load_testset  # shared with `tisdiss eval`
 
         segment = int(d.mixing.segment_seconds * sample_rate)
         train_set, valid_set = load_testset(d.train), load_testset(d.valid)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .losses import neg_si_snr
-from .network import TISDiSS
+from ..training.losses import neg_si_snr
+from ..model.network import TISDiSS
 
 
 def separate_adaptive(

@@ -23,11 +23,11 @@ import soundfile as sf
 import torch
 
 from . import metrics
-from .adaptive import converged
+from ..separation.adaptive import converged
 from .bench import synchronize
-from .fileio import atomic_write as _atomic_write
-from .network import TISDiSS
-from .registry import LoadedModel
+from ..util.fileio import atomic_write as _atomic_write
+from ..model.network import TISDiSS
+from ..zoo.registry import LoadedModel
 from .testset import (
     AudioExample,
     TestSet,

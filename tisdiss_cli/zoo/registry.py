@@ -30,7 +30,7 @@ from typing import Any, Iterator, Literal, Mapping
 import torch
 from filelock import FileLock
 
-from .checkpoint import (
+from ..model.checkpoint import (
     CheckpointError,
     convert_espnet_state,
     load_espnet,
@@ -38,7 +38,7 @@ from .checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from .config import ModelConfig
+from ..model.config import ModelConfig
 from .download import (
     DownloadError,
     Expected,
@@ -50,8 +50,8 @@ from .download import (
     sha256_file,
     write_marker,
 )
-from .fileio import atomic_write_text
-from .network import TISDiSS
+from ..util.fileio import atomic_write_text
+from ..model.network import TISDiSS
 
 if sys.version_info >= (3, 11):
     import tomllib

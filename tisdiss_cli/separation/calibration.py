@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from .bench import synchronize
-from .download import cache_dir
-from .fileio import atomic_write_text
-from .network import TISDiSS
+from ..evaluation.bench import synchronize
+from ..zoo.download import cache_dir
+from ..util.fileio import atomic_write_text
+from ..model.network import TISDiSS
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def device_label(device: torch.device) -> str:
 
 
 def cache_path(model_id: str, device: str, n_sep: int, max_n_re: int) -> Path:
-    from . import __version__  # a new release may run at another speed: measure again
+    from .. import __version__  # a new release may run at another speed: measure again
 
     key = hashlib.sha256(f"{model_id}|{device}|{n_sep}|{max_n_re}|{__version__}".encode()).hexdigest()[:16]
     return cache_dir() / "calibration" / f"{key}.json"

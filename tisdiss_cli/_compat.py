@@ -17,10 +17,10 @@ from typing import Sequence
 # old module -> the modules (relative to tisdiss_cli) that hold its names now, searched in order
 MOVED: dict[str, tuple[str, ...]] = {
     "adaptive": ("separation.adaptive",),
-    "api": ("separation.separator",),
+    "api": ("separation.separator", "util.device"),
     "audio": ("separation.audio",),
     "bandsplit": ("model.bandsplit",),
-    "bench": ("evaluation.bench",),
+    "bench": ("evaluation.bench", "util.timing"),
     "calibration": ("separation.calibration",),
     "checkpoint": ("model.checkpoint",),
     "chunking": ("separation.chunking",),
@@ -30,7 +30,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "evaluate": ("evaluation.evaluate",),
     "fileio": ("util.fileio",),
     "layers": ("model.layers",),
-    "losses": ("training.losses",),
+    "losses": ("training.losses", "util.sisnr"),
     "metrics": ("evaluation.metrics",),
     "network": ("model.network",),
     "registry": ("zoo.registry",),

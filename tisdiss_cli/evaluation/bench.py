@@ -5,13 +5,13 @@ from __future__ import annotations
 import resource
 import statistics
 import sys
-import time
 from dataclasses import dataclass
 
 import torch
 
 from ..model.config import ModelConfig, preset
 from ..model.network import TISDiSS, init_weights
+from ..util.timing import Stopwatch
 
 # Random-weight models that need no download: speed does not depend on weight values.
 RANDOM_MODELS: dict[str, str] = {"random-released": "sep1x2-re1x6", "random-tiny": "tiny"}
@@ -62,12 +62,6 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait for queued GPU work, so wall-clock timings cover it (no-op on CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_forward(
     model: TISDiSS,
     *,
@@ -90,12 +84,10 @@ def time_forward(
     times = []
     with torch.inference_mode():
         for i in range(warmup + runs):
-            synchronize(device)
-            start = time.perf_counter()
+            watch = Stopwatch(device)
             model(mix, n_sep=n_sep, n_re=n_re)
-            synchronize(device)
             if i >= warmup:
-                times.append(time.perf_counter() - start)
+                times.append(watch.seconds())
     return BenchResult(n_sep, n_re, seconds, batch_size, tuple(times), peak_memory_mb(device))
 
 

@@ -24,8 +24,8 @@ import torch
 
 from . import metrics
 from ..separation.adaptive import converged
-from .bench import synchronize
 from ..util.fileio import atomic_write as _atomic_write
+from ..util.timing import Stopwatch
 from ..model.network import TISDiSS
 from ..zoo.registry import LoadedModel
 from .testset import (
@@ -206,12 +206,10 @@ def _time_settings(
     model(mixes[0], n_sep=n_sep, n_re=max(n_re_values))  # warm-up (allocator, kernels)
     rtf = {}
     for i, k in enumerate(n_re_values):
-        synchronize(device)
-        start = time.perf_counter()
+        watch = Stopwatch(device)
         for mix in mixes:
             model(mix, n_sep=n_sep, n_re=k)
-        synchronize(device)
-        rtf[k] = (time.perf_counter() - start) / audio
+        rtf[k] = watch.seconds() / audio
         if progress is not None:
             progress(EvalProgress("rtf", i + 1, len(n_re_values), "", dict(running)))
     return rtf

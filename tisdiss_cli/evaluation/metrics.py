@@ -17,8 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-_TINY = np.finfo(np.float64).tiny  # keeps log10 finite for a perfect estimate, nothing more
-
+from ..util.sisnr import pairwise_si_snr
 
 class MetricError(ValueError):
     """Signals that cannot be scored (wrong shapes, silent reference or estimate)."""
@@ -61,18 +60,7 @@ def _check_pair(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def si_snr_matrix(est: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Pairwise zero-mean SI-SNR in dB: ``est [J, L], ref [K, L] -> [J, K]``."""
-    est = _as_sources(est, "estimate")
-    ref = _as_sources(ref, "reference")
-    est = est - est.mean(axis=-1, keepdims=True)
-    ref = ref - ref.mean(axis=-1, keepdims=True)
-    dot = est @ ref.T  # [J, K]
-    ref_energy = np.sum(ref**2, axis=-1)  # [K]
-    est_energy = np.sum(est**2, axis=-1)  # [J]
-    alpha = dot / np.maximum(ref_energy, _TINY)[None, :]
-    target = alpha**2 * ref_energy[None, :]
-    # ||est - alpha ref||^2 = ||est||^2 - alpha^2 ||ref||^2; clip the rounding below zero
-    noise = np.maximum(est_energy[:, None] - target, 0.0)
-    return 10.0 * (np.log10(np.maximum(target, _TINY)) - np.log10(np.maximum(noise, _TINY)))
+    return pairwise_si_snr(_as_sources(est, "estimate"), _as_sources(ref, "reference"))
 
 
 def si_snr(est: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ..training.losses import neg_si_snr
 from ..model.network import TISDiSS
+from ..util.sisnr import neg_si_snr
 
 
 def separate_adaptive(

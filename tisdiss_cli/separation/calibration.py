@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..evaluation.bench import synchronize
 from ..zoo.download import cache_dir
 from ..util.fileio import atomic_write_text
 from ..model.network import TISDiSS
+from ..util.timing import Stopwatch
 
 
 @dataclass(frozen=True)
@@ -67,10 +66,9 @@ def measure(model: TISDiSS, *, n_sep: int, max_n_re: int, seconds: float = 2.0, 
     with torch.inference_mode():
         if warmup:
             model(mix[:, : mix.shape[-1] // 4], n_sep=n_sep, n_re=min(max_n_re, 1))
-        start = time.perf_counter()
-        for k, wave in model.iter_depths(mix, n_sep=n_sep, max_n_re=max_n_re):
-            synchronize(p.device)
-            rtf[k] = (time.perf_counter() - start) / seconds
+        watch = Stopwatch(p.device)
+        for k, _ in model.iter_depths(mix, n_sep=n_sep, max_n_re=max_n_re):
+            rtf[k] = watch.seconds() / seconds
     return rtf
 
 

@@ -25,6 +25,7 @@ from .adaptive import separate_adaptive
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan, OverlapAdd
 from ..model.network import TISDiSS
+from ..util.device import pick_device
 from ..zoo.registry import LoadedModel, Preset, default_presets, load_model
 
 
@@ -60,23 +61,6 @@ class FileResult:
     clipped: int = 0  # output samples saturated at full scale (PCM only)
     chunks: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: CUDA, then MPS, then CPU; anything else is passed to ``torch.device``."""
-    if str(device) != "auto":
-        dev = torch.device(device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
-        if dev.type == "mps" and not torch.backends.mps.is_available():
-            raise ValueError(f"device {device!r} requested but MPS is not available")
-        return dev
-    if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        return torch.device(f"cuda:{local % torch.cuda.device_count()}")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def resolve_model(spec: object, device: torch.device) -> LoadedModel:

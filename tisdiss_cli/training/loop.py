@@ -28,8 +28,10 @@ from ..model.checkpoint import load_checkpoint, load_espnet, read_checkpoint, sa
 from ..model.config import DecodeFlags, ModelConfig, preset
 from .data import DynamicMixDataset, MixingConfig, PremixedDataset, collate_padded
 from ..util.fileio import atomic_write
-from .losses import LossWeights, multi_loss, neg_si_snr, pit_neg_si_snr
+from .losses import LossWeights, multi_loss, pit_neg_si_snr
 from ..model.network import DecodedOutput, TISDiSS, init_weights
+from ..util.device import pick_device
+from ..util.sisnr import neg_si_snr
 
 
 @dataclass(frozen=True)
@@ -209,14 +211,6 @@ def setup_distributed(device: torch.device) -> Dist:
     return Dist(dist.get_rank(), dist.get_world_size())
 
 
-def pick_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", local_rank)
-        return torch.device("cpu")
-    return torch.device(name)
-
-
 # --------------------------------------------------------------------------- state
 
 
@@ -315,7 +309,7 @@ class TrainResult:
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log: LogFn | None = None) -> TrainResult:
     """Train (or resume) a run in ``run_dir``."""
     run_dir = Path(run_dir)
-    device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(config.device, mps=False)
     ddp = setup_distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)

@@ -9,23 +9,7 @@ import torch
 from torch import Tensor
 
 from ..model.network import DecodedOutput
-
-
-def neg_si_snr(est: Tensor, ref: Tensor, clamp_db: float = 70.0) -> Tensor:
-    """Negative SI-SNR in dB, bounded to [-clamp_db, clamp_db]; est, ref: [..., L] -> [...].
-
-    Zero-mean, unit-normalised signals; the squared correlation is clamped so a perfect
-    estimate gives -clamp_db rather than -inf (as the reference recipe does).
-    """
-    est = est - est.mean(-1, keepdim=True)
-    ref = ref - ref.mean(-1, keepdim=True)
-    est = est / est.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    ref = ref / ref.norm(dim=-1, keepdim=True).clamp_min(1e-6)
-    rho = (est * ref).sum(-1).pow(2)
-    bound = 10 ** (-clamp_db / 10)
-    bound = bound / (1 + bound)
-    rho = rho.clamp(bound, 1 - bound)
-    return 10 * torch.log10((1 - rho) / rho)
+from ..util.sisnr import neg_si_snr
 
 
 def pit_neg_si_snr(est: Tensor, ref: Tensor, clamp_db: float = 70.0) -> tuple[Tensor, Tensor]:

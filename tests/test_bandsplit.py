@@ -14,12 +14,12 @@ import tisdiss_cli.cli.models  # noqa: F401  (registers the sub-command)
 from tests.conftest import GOLDEN, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
 from tisdiss_cli.model.bandsplit import band_table, mel_bands, tiger_widths
-from tisdiss_cli.model.checkpoint import config_from_espnet, tisdiss_to_espnet_key
+from tisdiss_cli.model.espnet import config_from_espnet, tisdiss_to_espnet_key
 from tisdiss_cli.cli import app
 from tisdiss_cli.model.layers import reference_paths
 from tisdiss_cli.training.losses import LossWeights, multi_loss
 from tisdiss_cli.model.network import count_parameters, init_weights
-from tisdiss_cli.zoo.registry import load_model
+from tisdiss_cli.zoo.load import load_model
 
 VARIANTS = ["bandsplit", "melbandsplit"]
 

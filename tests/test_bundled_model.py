@@ -15,7 +15,8 @@ from tests.conftest import DEV2MIX, REPO, need
 from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.model.network import count_parameters
-from tisdiss_cli.zoo.registry import load_model, load_registry
+from tisdiss_cli.zoo.load import load_model
+from tisdiss_cli.zoo.registry import load_registry
 
 NAME = "tisdiss-small-8k"
 EXAMPLE = REPO / "models" / "examples" / "two_speakers.wav"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tests.fixtures.pre_move.make_fixture import losses, write_corpus
 from tisdiss_cli import load_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.zoo.registry import load_model
+from tisdiss_cli.zoo.load import load_any
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pre_move"
 
@@ -27,7 +27,7 @@ def test_pre_move_checkpoint_gives_the_same_output() -> None:
     with torch.inference_mode():
         wave = model(torch.from_numpy(io["mix"])).numpy()
     np.testing.assert_allclose(wave, io["wave"], rtol=0, atol=1e-5)
-    loaded = load_model(FIXTURE / "tiny.safetensors")
+    loaded = load_any(FIXTURE / "tiny.safetensors")
     assert loaded.presets == {"fast": (1, 1), "balanced": (2, 1), "best": (2, 2)}
 
 
@@ -61,4 +61,4 @@ def test_pre_move_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.Monkey
     # float64 run: the same losses as the uninterrupted pre-move run, up to cross-machine rounding
     for step in expected:
         assert resumed[step] == pytest.approx(expected[step], abs=1e-5), step
-    assert load_model(tmp_path / "run").model.config.emb_dim == 4
+    assert load_any(tmp_path / "run").model.config.emb_dim == 4

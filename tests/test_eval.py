@@ -19,7 +19,7 @@ from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.model.config import PRESETS
 from tisdiss_cli.evaluation.evaluate import evaluate, parse_depths
 from tisdiss_cli.model.network import TISDiSS, init_weights
-from tisdiss_cli.zoo.registry import LoadedModel
+from tisdiss_cli.zoo.load import LoadedModel
 from tisdiss_cli.evaluation.testset import TestSetError, check_headers, load_testset, read_example
 
 pytest.importorskip("mir_eval")

@@ -60,7 +60,7 @@ def test_model_fast_equals_reference(n_sep: int, n_re: int) -> None:
 
 
 def test_fast_equals_reference_float32_on_golden_model() -> None:
-    from tisdiss_cli.model.checkpoint import load_espnet
+    from tisdiss_cli.model.espnet import load_espnet
 
     folder = need(GOLDEN)
     model = load_espnet(json.loads((folder / "config.json").read_text()),
@@ -91,7 +91,7 @@ def test_training_path_gradients_match_reference() -> None:
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 2e-6)])
 def test_fast_paths_match_golden(dtype: torch.dtype, atol: float) -> None:
-    from tisdiss_cli.model.checkpoint import load_espnet
+    from tisdiss_cli.model.espnet import load_espnet
 
     folder = need(GOLDEN)
     model = load_espnet(json.loads((folder / "config.json").read_text()),

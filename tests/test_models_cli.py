@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import tisdiss_cli.cli.models  # noqa: F401  (registers the sub-command)
 from tests.test_registry import espnet_dir, golden_output  # noqa: F401  (fixture)
 from tisdiss_cli.cli import app
-from tisdiss_cli.zoo.registry import load_model
+from tisdiss_cli.zoo.load import load_model
 
 runner = CliRunner()
 

@@ -9,7 +9,7 @@ import torch
 
 from tests.conftest import GOLDEN, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
-from tisdiss_cli.model.checkpoint import config_from_espnet, espnet_to_tisdiss_key
+from tisdiss_cli.model.espnet import config_from_espnet, espnet_to_tisdiss_key
 from tisdiss_cli.model.config import PRESETS
 from tisdiss_cli.training.losses import LossWeights, multi_loss
 from tisdiss_cli.model.network import count_parameters, init_weights

@@ -15,7 +15,8 @@ import yaml
 
 from tests.conftest import GOLDEN, need
 from tests.test_download import FileServer, blob_id
-from tisdiss_cli.model.checkpoint import config_from_espnet, save_checkpoint
+from tisdiss_cli.model.checkpoint import save_checkpoint
+from tisdiss_cli.model.espnet import config_from_espnet
 from tisdiss_cli.model.config import PRESETS, ModelConfig
 from tisdiss_cli.zoo.download import DownloadError, OfflineError
 from tisdiss_cli.model.network import TISDiSS, init_weights
@@ -25,13 +26,11 @@ from tisdiss_cli.zoo.registry import (
     RegistryError,
     card_text,
     checkpoint_path,
-    download_model,
-    import_model,
-    load_model,
     load_registry,
     model_status,
     remove_model,
 )
+from tisdiss_cli.zoo.load import download_model, espnet_files, import_model, load_model
 
 
 def toml_value(v: Any) -> str:
@@ -250,3 +249,21 @@ def test_corrupt_registry_download_is_not_loaded(golden_zoo: FileServer, monkeyp
     with pytest.raises(DownloadError, match="git blob id mismatch"):
         download_model("wsj0-2mix")
     assert not checkpoint_path("wsj0-2mix").exists()
+
+
+def test_espnet_folder_rule_prefers_the_averaged_model(tmp_path: Path) -> None:
+    """One rule for every ESPnet folder (separate --model, models import, train --init-from)."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("separator: tisdiss\n")
+    for name in ("1epoch.pth", "checkpoint.pth", "valid.loss.best.pth", "valid.loss.ave_5best.pth"):
+        (folder / name).write_bytes(b"")
+    assert espnet_files(folder) == (folder / "config.yaml", folder / "valid.loss.ave_5best.pth")
+    (folder / "valid.loss.ave_5best.pth").unlink()
+    assert espnet_files(folder)[1].name == "valid.loss.best.pth"
+    (folder / "valid.loss.best.pth").unlink()
+    with pytest.raises(ModelNotFoundError, match="several .pth files"):
+        espnet_files(folder)  # 1epoch.pth or checkpoint.pth (optimiser state): never a silent choice
+    (folder / "1epoch.pth").unlink()
+    assert espnet_files(folder)[1].name == "checkpoint.pth"
+    assert espnet_files(tmp_path) is None

@@ -137,3 +137,10 @@ def test_recipes_and_overrides() -> None:
     with pytest.raises(ValueError, match="unknown key 'optim.lrr'|unknown key 'lrr'"):
         resolve_config("tiny", None, None, ["optim.lrr=1"])
     assert apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=x"]) == {"a": {"b": 2}, "c": "x"}
+
+
+def test_init_from_resolves_like_any_model_spec(tmp_path: Path) -> None:
+    """--init-from goes through the one model loader: a registry name works (and is checked)."""
+    config = resolve_config("tiny", None, None, [], init_from="tisdiss-small-8k")
+    with pytest.raises(ValueError, match="tisdiss-small-8k: architecture differs"):
+        train(config, tmp_path / "run")

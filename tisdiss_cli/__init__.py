@@ -7,7 +7,8 @@ shallower or deeper at inference with the same weights.
 __version__ = "0.1.0.dev0"
 
 from ._compat import install as _install_moved_modules
-from .model.checkpoint import CheckpointError, load_checkpoint, load_espnet, save_checkpoint
+from .model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .model.espnet import load_espnet
 from .model.config import PRESETS, ModelConfig
 from .model.network import TISDiSS
 from .separation.separator import Separator

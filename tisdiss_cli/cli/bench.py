@@ -47,10 +47,10 @@ def bench(
     if model in RANDOM_MODELS:
         net = random_model(model)
     else:
-        from ..zoo.registry import MODEL_ERRORS, load_model
+        from ..zoo.load import MODEL_ERRORS, load_any
 
         try:
-            net = load_model(model).model
+            net = load_any(model).model
         except MODEL_ERRORS as exc:
             Console(stderr=True).print(f"error: {escape(str(exc))}")
             raise typer.Exit(1) from None

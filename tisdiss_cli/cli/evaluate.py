@@ -57,7 +57,7 @@ def eval_command(
     from ..model.checkpoint import CheckpointError
     from ..evaluation.evaluate import evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
-    from ..zoo.registry import MODEL_ERRORS, load_model
+    from ..zoo.load import MODEL_ERRORS, load_any
     from ..evaluation.testset import TestSetError, load_testset
 
     depths = _depths(nre)
@@ -68,7 +68,7 @@ def eval_command(
     start = time.perf_counter()
     try:
         tset = load_testset(testset)
-        loaded = load_model(model, device=device)
+        loaded = load_any(model, device=device)
     except (TestSetError, *MODEL_ERRORS) as exc:
         _fail(str(exc))
     except RuntimeError as exc:  # e.g. an unavailable torch device

@@ -11,7 +11,8 @@ from rich.markdown import Markdown
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from ..zoo import registry
+from ..model.depth import Depth, iter_presets
+from ..zoo import load, registry
 from ..zoo.download import cache_dir, read_marker
 from . import app
 
@@ -38,7 +39,7 @@ def _human(size: int | None) -> str:
     return f"{size} B"
 
 
-def _expected_quality(entry: registry.ModelEntry | None, preset: registry.Preset) -> str:
+def _expected_quality(entry: registry.ModelEntry | None, preset: Depth) -> str:
     if entry is None or not entry.quality:
         return ""
     by_n_re = entry.quality.get("by_n_re", {})
@@ -50,7 +51,7 @@ def _expected_quality(entry: registry.ModelEntry | None, preset: registry.Preset
 def _preset_lines(entry: registry.ModelEntry | None) -> Iterator[str]:
     if entry is None:
         return
-    for key, (n_sep, n_re) in registry.iter_presets(entry.presets):
+    for key, (n_sep, n_re) in iter_presets(entry.presets):
         yield f"{key} {n_sep}/{n_re}{_expected_quality(entry, (n_sep, n_re))}"
 
 
@@ -66,7 +67,7 @@ def list_models() -> None:
     try:
         statuses = registry.model_status()
         default = registry.load_registry().default
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     table = Table(title=f"tisdiss models (cache: {cache_dir()})", title_justify="left")
     for column in ("name", "params", "rate", "presets (N_sep/N_re, SI-SNR)", "status", "size"):
@@ -88,7 +89,7 @@ def info(name: str = typer.Argument(..., help="Model name.")) -> None:
         if name not in statuses:
             raise registry.ModelNotFoundError(f"unknown model {name!r}; available: {', '.join(statuses)}")
         status = statuses[name]
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     entry = status.entry
     rows: list[tuple[str, str]] = [("name", name), ("status", _state(status))]
@@ -137,8 +138,8 @@ def download(name: str = typer.Argument(..., help="Registry model name.")) -> No
             progress.update(task, completed=done, total=total)
 
         try:
-            path = registry.download_model(name, progress=report)
-        except registry.MODEL_ERRORS as exc:
+            path = load.download_model(name, progress=report)
+        except load.MODEL_ERRORS as exc:
             progress.stop()
             _fail(exc)
     console.print(f"{name}: ready at {path}", highlight=False, soft_wrap=True)
@@ -152,8 +153,8 @@ def import_(
 ) -> None:
     """Store a checkpoint in the cache under NAME (converted to the tisdiss format once)."""
     try:
-        stored = registry.import_model(path, name, overwrite=force)
-    except registry.MODEL_ERRORS as exc:
+        stored = load.import_model(path, name, overwrite=force)
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     console.print(f"imported {path} as {name!r} ({stored})", highlight=False, soft_wrap=True)
 
@@ -163,7 +164,7 @@ def remove(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Delete a downloaded or imported model from the cache."""
     try:
         removed = registry.remove_model(name)
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     console.print(f"{name}: removed {len(removed)} file(s)" if removed else f"{name}: nothing cached", highlight=False)
 
@@ -178,7 +179,7 @@ def path(name: Optional[str] = typer.Argument(None, help="Model name; without it
         statuses = {s.name: s for s in registry.model_status()}
         if name not in statuses:
             raise registry.ModelNotFoundError(f"unknown model {name!r}; available: {', '.join(statuses)}")
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     status = statuses[name]
     entry = status.entry

@@ -29,7 +29,7 @@ from ..separation.separator import (
     shard,
 )
 from ..separation.audio import AudioError
-from ..zoo.registry import MODEL_ERRORS
+from ..zoo.load import MODEL_ERRORS
 
 log = logging.getLogger(__name__)
 

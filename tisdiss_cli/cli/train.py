@@ -30,7 +30,7 @@ def train(
     data: Optional[str] = typer.Option(None, help="Data folder; the recipe's train/valid names are taken inside it."),
     run: Path = typer.Option(Path("runs/tisdiss"), help="Run folder (config, metrics.jsonl, checkpoints, model)."),
     set_: List[str] = typer.Option([], "--set", help="Override, e.g. --set optim.lr=1e-4 (repeatable)."),
-    init_from: Optional[str] = typer.Option(None, help="Start from these weights (tisdiss checkpoint/run or ESPnet folder)."),
+    init_from: Optional[str] = typer.Option(None, help="Start from these weights (model name, tisdiss checkpoint, run or ESPnet folder)."),
     resume: bool = typer.Option(False, help="Continue the run in --run exactly where it stopped."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
@@ -38,6 +38,7 @@ def train(
 ) -> None:
     """Train TISDiSS with the paper's multi-loss (one machine, or many under torchrun)."""
     from ..training.loop import resolve_config, train as run_training, TrainConfig, config_from_dict
+    from ..zoo.load import MODEL_ERRORS
 
     try:
         if resume and recipe is None and config is None:
@@ -71,6 +72,6 @@ def train(
 
     try:
         run_training(cfg, run, resume=resume, log=show)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, *MODEL_ERRORS) as exc:
         _err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

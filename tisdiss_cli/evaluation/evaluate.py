@@ -26,8 +26,9 @@ from . import metrics
 from ..separation.adaptive import converged
 from ..util.fileio import atomic_write as _atomic_write
 from ..util.timing import Stopwatch
+from ..model.depth import Depth
 from ..model.network import TISDiSS
-from ..zoo.registry import LoadedModel
+from ..zoo.load import LoadedModel
 from .testset import (
     AudioExample,
     TestSet,
@@ -249,12 +250,12 @@ def _score_utterance(
         raise metrics.MetricError(f"{utt.mix}: cannot score ({exc})") from None
 
 
-def _defaults(source: LoadedModel | TISDiSS) -> tuple[TISDiSS, str, tuple[int, int]]:
+def _defaults(source: LoadedModel | TISDiSS) -> tuple[TISDiSS, str, Depth]:
+    """The model, its name and the depth scored when none is given (the "best" preset)."""
     if isinstance(source, LoadedModel):
-        best = source.presets.get("best", (source.model.config.n_sep, source.model.config.n_re))
-        return source.model, source.name, (int(best[0]), int(best[1]))
+        return source.model, source.name, source.presets.get("best", source.model.config.depth)
     if isinstance(source, TISDiSS):
-        return source, "TISDiSS", (source.config.n_sep, source.config.n_re)
+        return source, "TISDiSS", source.config.depth
     raise TypeError(f"expected a LoadedModel or a TISDiSS model, got {type(source).__name__}")
 
 
@@ -283,11 +284,11 @@ def evaluate(
     Raises :class:`~tisdiss_cli.testset.TestSetError` for a bad test set, ``ValueError`` for
     settings the model cannot run.
     """
-    model, name, (default_sep, default_re) = _defaults(source)
-    n_sep = default_sep if n_sep is None else int(n_sep)
-    values = sorted({int(k) for k in (n_re_values if n_re_values is not None else [default_re])})
-    if not values or values[0] < 0 or n_sep < 1:
-        raise ValueError(f"need n_sep >= 1 and n_re values >= 0, got n_sep={n_sep}, n_re={values}")
+    model, name, default = _defaults(source)
+    values = sorted({int(k) for k in (n_re_values if n_re_values is not None else [default.n_re])})
+    if not values:
+        raise ValueError("no n_re value to evaluate")
+    n_sep = Depth(default.n_sep if n_sep is None else n_sep, values[0]).n_sep  # checks n_sep and every n_re
     if model.reconstructor is None and values != [0]:
         raise ValueError("this model has no reconstruction stage: only n_re = 0 can be evaluated")
     if device is not None:

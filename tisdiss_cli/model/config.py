@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
+from .depth import Depth
+
 NormType = Literal["rmsgroupnorm", "layernorm"]
 SplitterKind = Literal["swiglu_conv_deconv2d", "conv2d"]
 BandSplitKind = Literal["none", "bandsplit", "mel"]
@@ -62,8 +64,14 @@ class ModelConfig:
             raise ValueError("band_widths needs band_split='bandsplit' and positive widths")
         if len(self.ffn_hidden_dim) != 2:
             raise ValueError("ffn_hidden_dim needs two widths (macaron FFN)")
-        if self.m_sep < 1 or self.m_re < 0 or self.n_sep < 1 or self.n_re < 0:
-            raise ValueError("m_sep, n_sep must be >= 1 and m_re, n_re >= 0")
+        if self.m_sep < 1 or self.m_re < 0:
+            raise ValueError(f"need m_sep >= 1 and m_re >= 0, got m_sep={self.m_sep}, m_re={self.m_re}")
+        Depth(self.n_sep, self.n_re)  # raises for an invalid default depth
+
+    @property
+    def depth(self) -> Depth:
+        """The default (n_sep, n_re): the depth the model was configured (trained) at."""
+        return Depth(self.n_sep, self.n_re)
 
     @property
     def n_freq(self) -> int:

@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .bandsplit import BandRestore, BandSplit
 from .config import DecodeFlags, ModelConfig
+from .depth import Depth
 from .layers import TFLocoformerBlock, TriplePathBlock, deconv2d_same
 
 
@@ -220,12 +221,9 @@ class TISDiSS(nn.Module):
         if self.reconstructor is not None:
             self.reconstructor.checkpointing = enabled
 
-    def _depths(self, n_sep: int | None, n_re: int | None) -> tuple[int, int]:
-        n_sep = self.config.n_sep if n_sep is None else int(n_sep)
-        n_re = self.config.n_re if n_re is None else int(n_re)
-        if n_sep < 1 or n_re < 0:
-            raise ValueError(f"need n_sep >= 1 and n_re >= 0, got n_sep={n_sep}, n_re={n_re}")
-        return n_sep, n_re
+    def _depths(self, n_sep: int | None, n_re: int | None) -> Depth:
+        """The depth of one call: the config's default where None is given."""
+        return Depth(self.config.n_sep if n_sep is None else n_sep, self.config.n_re if n_re is None else n_re)
 
     def _separate(self, mix: Tensor, n_sep: int) -> tuple[Tensor, Tensor, Tensor]:
         """Encoder + separation stage: (E, last state, scale)."""

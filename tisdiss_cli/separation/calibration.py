@@ -15,6 +15,7 @@ import torch
 
 from ..zoo.download import cache_dir
 from ..util.fileio import atomic_write_text
+from ..model.depth import Depth
 from ..model.network import TISDiSS
 from ..util.timing import Stopwatch
 
@@ -29,10 +30,10 @@ class Calibration:
     rtf: dict[int, float]  # n_re -> measured RTF
     seconds: float  # input length used
 
-    def choose_depth(self, max_rtf: float) -> tuple[int, int]:
+    def choose_depth(self, max_rtf: float) -> Depth:
         """(n_sep, n_re) of the deepest N_re with RTF <= max_rtf; n_re 0 when none fits."""
         fitting = [k for k, v in self.rtf.items() if v <= max_rtf]
-        return self.n_sep, max(fitting, default=0)
+        return Depth(self.n_sep, max(fitting, default=0))
 
     def to_dict(self) -> dict[str, object]:
         return {"model_id": self.model_id, "device": self.device, "n_sep": self.n_sep,

@@ -24,9 +24,10 @@ from . import audio
 from .adaptive import separate_adaptive
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan, OverlapAdd
+from ..model.depth import Depth, default_presets
 from ..model.network import TISDiSS
 from ..util.device import pick_device
-from ..zoo.registry import LoadedModel, Preset, default_presets, load_model
+from ..zoo.load import LoadedModel, load_any
 
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).
@@ -57,7 +58,7 @@ class FileResult:
     outputs: list[Path]
     duration: float  # seconds of input audio
     seconds: float  # wall time
-    depth: Preset  # (n_sep, n_re) used
+    depth: Depth  # (n_sep, n_re) used
     clipped: int = 0  # output samples saturated at full scale (PCM only)
     chunks: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -69,8 +70,10 @@ def resolve_model(spec: object, device: torch.device) -> LoadedModel:
         spec.model.to(device).eval()
         return spec
     if isinstance(spec, TISDiSS):
-        return LoadedModel(spec.to(device).eval(), "in-memory model", default_presets(spec.config))
-    return load_model(None if spec is None else os.fspath(spec), device=str(device))  # type: ignore[arg-type]
+        return LoadedModel(spec.to(device).eval(), "in-memory model", default_presets(spec.config.depth))
+    if spec is not None and not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"model must be a name, a path, a LoadedModel or a TISDiSS, not {type(spec).__name__}")
+    return load_any(spec, device=str(device))
 
 
 def _as_mono(wave: np.ndarray | Tensor) -> np.ndarray:
@@ -136,32 +139,29 @@ class Separator:
         self.depth()  # validates the preset name now
 
     @property
-    def presets(self) -> dict[str, Preset]:
+    def presets(self) -> dict[str, Depth]:
         return dict(self.loaded.presets)
 
-    def depth(self, preset: str | None = None, n_sep: int | None = None, n_re: int | None = None) -> Preset:
+    def depth(self, preset: str | None = None, n_sep: int | None = None, n_re: int | None = None) -> Depth:
         """(n_sep, n_re) for a preset, with explicit values overriding it."""
         name = preset or self.preset
         if name not in self.loaded.presets:
             raise ValueError(f"unknown preset {name!r}; available: {', '.join(self.loaded.presets)}")
-        base_sep, base_re = self.loaded.presets[name]
-        pair = (base_sep if n_sep is None else int(n_sep), base_re if n_re is None else int(n_re))
-        if pair[0] < 1 or pair[1] < 0:
-            raise ValueError(f"need n_sep >= 1 and n_re >= 0, got n_sep={pair[0]}, n_re={pair[1]}")
-        return pair
+        base = self.loaded.presets[name]
+        return Depth(base.n_sep if n_sep is None else n_sep, base.n_re if n_re is None else n_re)
 
     def calibration(self, n_sep: int | None = None) -> Calibration:
         """Measured RTF per N_re on this device (cached per model and device)."""
-        n_sep = self.depth(n_sep=n_sep)[0]
-        deepest = max(n_re for _, n_re in self.loaded.presets.values())
+        n_sep = self.depth(n_sep=n_sep).n_sep
+        deepest = max(depth.n_re for depth in self.loaded.presets.values())
         return calibrate(self.model, self.loaded.name, n_sep=n_sep, max_n_re=deepest)
 
-    def depth_for_rtf(self, max_rtf: float, n_sep: int | None = None) -> Preset:
+    def depth_for_rtf(self, max_rtf: float, n_sep: int | None = None) -> Depth:
         """The deepest (n_sep, n_re), up to the deepest preset, measured to run at RTF <= max_rtf."""
         return self.calibration(n_sep).choose_depth(max_rtf)
 
     # -- core
-    def _network(self, depth: Preset) -> Callable[[Tensor], Tensor]:
+    def _network(self, depth: Depth) -> Callable[[Tensor], Tensor]:
         """Chunks ``[B, S]`` -> sources ``[B, J, S]`` on CPU, float32."""
         n_sep, n_re = depth
         min_len = self.model.config.n_fft  # centred STFT reflect-pads n_fft/2 on each side
@@ -186,7 +186,7 @@ class Separator:
 
         return run
 
-    def _engine(self, depth: Preset, total: int, progress: ProgressFn | None) -> OverlapAdd:
+    def _engine(self, depth: Depth, total: int, progress: ProgressFn | None) -> OverlapAdd:
         on_chunk = (lambda end: progress(min(end, total), total)) if progress else None
         return OverlapAdd(self._network(depth), self.plan, self.num_spk, on_chunk=on_chunk)
 

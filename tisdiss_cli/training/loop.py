@@ -24,14 +24,16 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..model.checkpoint import load_checkpoint, load_espnet, read_checkpoint, save_checkpoint
+from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.config import DecodeFlags, ModelConfig, preset
 from .data import DynamicMixDataset, MixingConfig, PremixedDataset, collate_padded
 from ..util.fileio import atomic_write
 from .losses import LossWeights, multi_loss, pit_neg_si_snr
+from ..model.depth import default_presets, presets_as_lists
 from ..model.network import DecodedOutput, TISDiSS, init_weights
 from ..util.device import pick_device
 from ..util.sisnr import neg_si_snr
+from ..zoo.load import load_any
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     checkpointing: bool = False  # activation checkpointing per block: less memory, ~1 more forward
     device: str = "auto"
-    init_from: str = ""  # checkpoint to start from (tisdiss file/run folder, or ESPnet folder)
+    init_from: str = ""  # weights to start from: any model spec load_any takes (name, file, run or ESPnet folder)
     presets: dict[str, list[int]] = field(default_factory=dict)  # written into the final model card
     description: str = ""
 
@@ -230,16 +232,7 @@ def _initial_model(config: TrainConfig) -> TISDiSS:
     init_weights(model)
     if not config.init_from:
         return model
-    src = Path(config.init_from)
-    if src.is_dir() and (src / "model.safetensors").exists():
-        src = src / "model.safetensors"
-    if src.is_dir():  # ESPnet experiment folder
-        pth = sorted(src.glob("*.pth"))
-        if not (src / "config.yaml").exists() or not pth:
-            raise FileNotFoundError(f"{src}: no model.safetensors, and not an ESPnet folder (config.yaml + .pth)")
-        loaded = load_espnet(src / "config.yaml", pth[0])
-    else:
-        loaded = load_checkpoint(src)
+    loaded = load_any(config.init_from).model
     # Loop counts may differ (fine-tuning deeper); the architecture may not.
     if loaded.config.replace(n_sep=config.model.n_sep, n_re=config.model.n_re) != config.model:
         raise ValueError(f"{config.init_from}: architecture differs from the configured model")
@@ -529,7 +522,7 @@ def write_final_model(model: TISDiSS, run_dir: Path, config: TrainConfig, best: 
         state = {k: (v / len(paths)).to(state[k].dtype) for k, v in total.items()}
     averaged = TISDiSS(config.model)
     averaged.load_state_dict(state)
-    presets = config.presets or {"fast": [config.model.n_sep, 1], "balanced": [config.model.n_sep, max(1, config.model.n_re // 2)], "best": [config.model.n_sep, config.model.n_re]}
+    presets = config.presets or presets_as_lists(default_presets(config.model.depth))
     metadata = {
         "presets": presets,
         "averaged_epochs": [e for _, e in best][: len(paths)],

@@ -1,12 +1,8 @@
-"""Model zoo: registry entries (data in ``models/``), resolution of a model spec to weights.
+"""The model registry as data (``models/registry.toml``, ``TISDISS_REGISTRY``) and what the cache holds.
 
-    load_model(spec=None, *, device="cpu") -> LoadedModel
+Loading a model from a name or a path is :mod:`tisdiss_cli.zoo.load`'s work.
 
-``spec`` is a registry name, a name given to :func:`import_model`, a tisdiss checkpoint
-(``.safetensors``), an ESPnet experiment folder (``config.yaml`` + a ``.pth``), a training
-run folder (holding ``model.safetensors``), or None for the best available model.
-
-Cache layout (root from :func:`tisdiss_cli.download.cache_dir`)::
+Cache layout (root from :func:`tisdiss_cli.zoo.download.cache_dir`)::
 
     models/<name>/<file from the URL>      downloaded file + ``.verified`` marker
     models/<name>/model.safetensors        tisdiss checkpoint (converted / imported)
@@ -16,7 +12,6 @@ Cache layout (root from :func:`tisdiss_cli.download.cache_dir`)::
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -25,55 +20,22 @@ import urllib.parse
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal, Mapping
 
-import torch
 from filelock import FileLock
 
-from ..model.checkpoint import (
-    CheckpointError,
-    convert_espnet_state,
-    load_espnet,
-    load_state_strict,
-    read_checkpoint,
-    save_checkpoint,
-)
 from ..model.config import ModelConfig
-from .download import (
-    DownloadError,
-    Expected,
-    ProgressCallback,
-    cache_dir,
-    fetch,
-    is_verified,
-    read_marker,
-    sha256_file,
-    write_marker,
-)
+from ..model.depth import Depth
 from ..util.fileio import atomic_write_text
-from ..model.network import TISDiSS
+from .download import Expected, cache_dir, is_verified, read_marker
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-log = logging.getLogger(__name__)
-
-Preset = tuple[int, int]  # (n_sep, n_re)
-PRESET_NAMES = ("fast", "balanced", "best")
 CHECKPOINT_NAME = "model.safetensors"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
-
-@dataclass
-class LoadedModel:
-    """A ready-to-run model and what the zoo knows about it."""
-
-    model: TISDiSS  # in eval mode, on the requested device
-    name: str  # registry name, or the path it was loaded from
-    presets: dict[str, Preset]  # "fast" / "balanced" / "best" -> (n_sep, n_re)
-    card: dict[str, Any] = field(default_factory=dict)  # registry entry / checkpoint metadata
 
 
 class ModelError(Exception):
@@ -86,10 +48,6 @@ class ModelNotFoundError(ModelError, LookupError):
 
 class RegistryError(ModelError, ValueError):
     """A registry file that cannot be read or holds an invalid entry."""
-
-
-# Everything load_model / import_model raise for bad input or an unreachable model.
-MODEL_ERRORS: tuple[type[Exception], ...] = (ModelError, DownloadError, CheckpointError)
 
 
 # --------------------------------------------------------------------------- registry data
@@ -110,7 +68,7 @@ class ModelEntry:
     file: str | None = None  # bundled: path relative to ``base``
     base: str | None = None  # folder ``file`` is relative to (package or extra registry)
     config: dict[str, Any] | None = None  # ModelConfig fields (required for "espnet")
-    presets: dict[str, Preset] = field(default_factory=dict)
+    presets: dict[str, Depth] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)  # {"by_n_re": {n_re: score}, ...}
     sample_rate: int | None = None
     num_spk: int | None = None
@@ -204,7 +162,7 @@ def _entry(name: str, table: dict[str, Any]) -> ModelEntry:
     if unknown:
         raise RegistryError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     try:
-        presets = {str(k): (int(v[0]), int(v[1])) for k, v in table.get("presets", {}).items()}
+        presets = {str(k): Depth(v[0], v[1]) for k, v in table.get("presets", {}).items()}
     except (TypeError, ValueError, IndexError):
         raise RegistryError(f"{where}: presets must map names to [n_sep, n_re]") from None
     table = {**table, "presets": presets}
@@ -258,8 +216,19 @@ def read_local_index() -> dict[str, dict[str, Any]]:
     return data if isinstance(data, dict) else {}
 
 
-def _write_local_index(index: Mapping[str, Any]) -> None:
+def write_local_index(index: Mapping[str, Any]) -> None:
+    """Replace the index of imported models (hold :func:`local_index_lock` around read and write)."""
     atomic_write_text(_index_path(), json.dumps(dict(index), indent=1, sort_keys=True))
+
+
+def local_index_lock() -> FileLock:
+    """Serialises changes to the index of imported models across processes."""
+    return FileLock(str(_index_path()) + ".lock")
+
+
+def is_valid_name(name: str) -> bool:
+    """Whether ``name`` may name an imported model (letters, digits, '.', '_', '-')."""
+    return bool(_NAME_RE.match(name))
 
 
 def available_names() -> list[str]:
@@ -286,7 +255,7 @@ class ModelStatus:
     size: int | None  # bytes on disk, when available
 
 
-def _ready_checkpoint(entry: ModelEntry) -> Path | None:
+def ready_checkpoint(entry: ModelEntry) -> Path | None:
     """The entry's tisdiss checkpoint if it is present and passes the cheap re-check."""
     if entry.bundled:
         path = entry.bundled_path()
@@ -294,13 +263,13 @@ def _ready_checkpoint(entry: ModelEntry) -> Path | None:
     if entry.format == "espnet":
         path = checkpoint_path(entry.name)
         marker = read_marker(path)
-        ok = is_verified(path) and marker is not None and marker.get("source") == _source_identity(entry)
+        ok = is_verified(path) and marker is not None and marker.get("source") == source_identity(entry)
         return path if ok else None
     path = models_dir() / entry.name / entry.download_name
     return path if is_verified(path, entry.expected) else None
 
 
-def _source_identity(entry: ModelEntry) -> str | None:
+def source_identity(entry: ModelEntry) -> str | None:
     return entry.git_blob or entry.sha256
 
 
@@ -308,7 +277,7 @@ def model_status() -> list[ModelStatus]:
     """Every registry entry and imported model, with whether it is available offline."""
     out: list[ModelStatus] = []
     for entry in load_registry().entries.values():
-        path = _ready_checkpoint(entry)
+        path = ready_checkpoint(entry)
         if entry.bundled:
             kind: Literal["registry", "bundled", "imported"] = "bundled"
         else:
@@ -328,224 +297,6 @@ def _folder_size(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
 
 
-# --------------------------------------------------------------------------- fetching
-
-
-def download_model(name: str, *, progress: ProgressCallback | None = None) -> Path:
-    """Make registry model ``name`` available offline; returns its tisdiss checkpoint.
-
-    Downloads and verifies the file unless a verified copy is cached, and converts an
-    ESPnet checkpoint once to the tisdiss format.
-    """
-    entry = load_registry().get(name)
-    if entry.bundled:
-        path = _ready_checkpoint(entry)
-        if path is None:
-            raise ModelNotFoundError(f"bundled model {name!r} is not installed (no {entry.file} in the package)")
-        return path
-    ready = _ready_checkpoint(entry)
-    if ready is not None:
-        return ready
-    folder = models_dir() / name
-    source = fetch(entry.url, folder / entry.download_name, entry.expected, progress=progress)  # type: ignore[arg-type]
-    if entry.format == "tisdiss":
-        return source
-    return _convert_espnet(entry, source)
-
-
-def _convert_espnet(entry: ModelEntry, source: Path) -> Path:
-    target = checkpoint_path(entry.name)
-    with FileLock(str(target.with_name(target.name + ".lock"))):
-        marker = read_marker(target)
-        if is_verified(target) and marker is not None and marker.get("source") == _source_identity(entry):
-            return target
-        assert entry.config is not None
-        config = ModelConfig.from_dict(entry.config)
-        model = TISDiSS(config)
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a file that is not a state dict
-            raise CheckpointError(f"{source}: not a loadable PyTorch state dict ({exc})") from None
-        if not isinstance(state, Mapping):
-            raise CheckpointError(f"{source}: holds a {type(state).__name__}, not a state dict")
-        try:
-            converted = convert_espnet_state(model, state)
-        except CheckpointError as exc:
-            raise CheckpointError(f"{source}: {exc}") from None
-        load_state_strict(model, converted, source=str(source))
-        source_marker = read_marker(source) or {}
-        metadata = {
-            "name": entry.name,
-            "presets": {k: list(v) for k, v in entry.presets.items()},
-            "converted_from": "espnet",
-            "source_url": entry.url,
-            "source_sha256": source_marker.get("sha256"),
-            "source_git_blob": source_marker.get("git_blob"),
-            "licence": entry.licence,
-        }
-        save_checkpoint(model, target, metadata)
-        write_marker(target, {"size": target.stat().st_size, "sha256": sha256_file(target)}, source=_source_identity(entry))
-    return target
-
-
-# --------------------------------------------------------------------------- resolution
-
-
-def default_presets(config: ModelConfig) -> dict[str, Preset]:
-    """Presets for a checkpoint that records none: the trained depth, and N_re = 1 for speed."""
-    trained = (config.n_sep, config.n_re)
-    return {"fast": (config.n_sep, min(1, config.n_re)), "balanced": trained, "best": trained}
-
-
-def _presets_from(metadata: Mapping[str, Any], config: ModelConfig) -> dict[str, Preset]:
-    presets = default_presets(config)
-    raw = metadata.get("presets")
-    if isinstance(raw, Mapping):
-        for key, value in raw.items():
-            try:
-                presets[str(key)] = (int(value[0]), int(value[1]))
-            except (TypeError, ValueError, IndexError):
-                log.warning("ignoring malformed preset %r in checkpoint metadata", key)
-    return presets
-
-
-def _espnet_files(folder: Path) -> tuple[Path, Path] | None:
-    """(config.yaml, .pth) of an ESPnet experiment folder, preferring the averaged best model."""
-    config = folder / "config.yaml"
-    pths = sorted(folder.glob("*.pth"))
-    if not config.is_file() or not pths:
-        return None
-    for pattern in ("valid.*ave*.pth", "*best*.pth", "valid.*.pth"):
-        preferred = sorted(folder.glob(pattern))
-        if preferred:
-            return config, preferred[0]
-    if len(pths) > 1:
-        raise ModelNotFoundError(f"{folder}: several .pth files ({', '.join(p.name for p in pths)}); name one")
-    return config, pths[0]
-
-
-def _load_path(path: Path) -> tuple[TISDiSS, dict[str, Any]]:
-    """Model (eval, CPU) and metadata from a checkpoint file or a folder."""
-    if path.is_dir():
-        if (path / CHECKPOINT_NAME).is_file():
-            path = path / CHECKPOINT_NAME
-        else:
-            files = _espnet_files(path)
-            if files is None:
-                raise ModelNotFoundError(
-                    f"{path}: not a model folder (expected {CHECKPOINT_NAME}, or config.yaml and a .pth)"
-                )
-            model = load_espnet(*files)
-            return model, {"source_format": "espnet", "source": str(files[1])}
-    if path.suffix == ".pth":
-        if not (path.parent / "config.yaml").is_file():
-            raise ModelNotFoundError(f"{path}: an ESPnet .pth needs the experiment's config.yaml next to it")
-        return load_espnet(path.parent / "config.yaml", path), {"source_format": "espnet", "source": str(path)}
-    return _read_model(path)
-
-
-def _read_model(path: Path) -> tuple[TISDiSS, dict[str, Any]]:
-    """Model (eval, CPU) and metadata of a tisdiss checkpoint, reading the file once."""
-    config, state, metadata = read_checkpoint(path)
-    model = TISDiSS(config)
-    load_state_strict(model, state, source=str(path))
-    return model.eval(), metadata
-
-
-def load_model(
-    spec: str | os.PathLike | None = None,
-    *,
-    device: str = "cpu",
-    progress: ProgressCallback | None = None,
-) -> LoadedModel:
-    """Resolve ``spec`` to a ready model (see the module docstring for what it accepts).
-
-    With no spec, the registry's default model is used, downloaded if needed; when that is
-    impossible (offline, unreachable) the bundled model is used instead with a warning.
-    A model named explicitly never falls back. Raises one of :data:`MODEL_ERRORS`.
-    """
-    if spec is None:
-        return _load_default(device, progress)
-    registry = load_registry()
-    name = os.fspath(spec)
-    if name in registry.entries:
-        return _load_entry(registry.entries[name], device, progress)
-    local = read_local_index()
-    if name in local:
-        path = models_dir() / local[name]["file"]
-        if not is_verified(path):
-            raise ModelNotFoundError(f"imported model {name!r}: {path} is missing or damaged; import it again")
-        model, metadata = _read_model(path)
-        return _loaded(model, metadata, name, device, {"imported_from": local[name].get("source")})
-    path = Path(name).expanduser()
-    if path.exists():
-        model, metadata = _load_path(path)
-        return _loaded(model, metadata, str(path), device, {})
-    raise ModelNotFoundError(
-        f"unknown model {name!r}: not a model name (available: {', '.join(available_names())}) "
-        "nor an existing checkpoint file or model folder"
-    )
-
-
-def _loaded(model: TISDiSS, metadata: Mapping[str, Any], name: str, device: str, extra: Mapping[str, Any]) -> LoadedModel:
-    card = {**metadata, **extra, "config": model.config.to_dict()}
-    return LoadedModel(model.to(device).eval(), name, _presets_from(metadata, model.config), card)
-
-
-def _load_entry(entry: ModelEntry, device: str, progress: ProgressCallback | None) -> LoadedModel:
-    model, metadata = _read_model(download_model(entry.name, progress=progress))
-    presets = dict(entry.presets) or _presets_from(metadata, model.config)
-    return LoadedModel(model.to(device).eval(), entry.name, presets, entry.to_dict())
-
-
-def _load_default(device: str, progress: ProgressCallback | None) -> LoadedModel:
-    registry = load_registry()
-    if not registry.default:
-        raise RegistryError("the registry names no default model")
-    try:
-        return _load_entry(registry.get(registry.default), device, progress)
-    except (DownloadError, CheckpointError) as exc:
-        reason = str(exc)
-    fallback = registry.entries.get(registry.fallback or "")
-    if fallback is None or _ready_checkpoint(fallback) is None:
-        raise ModelNotFoundError(f"default model {registry.default!r} is unavailable and no bundled model is installed: {reason}")
-    log.warning(
-        "using the bundled model %s instead of %s (%s); get the better model with `tisdiss models download %s`",
-        fallback.name, registry.default, reason, registry.default,
-    )
-    return _load_entry(fallback, device, progress)
-
-
-# --------------------------------------------------------------------------- import / remove
-
-
-def import_model(path: str | os.PathLike, name: str, *, overwrite: bool = False) -> Path:
-    """Store a checkpoint (tisdiss file, ESPnet folder or training run) in the cache as ``name``.
-
-    The model is converted to the tisdiss format once; ``load_model(name)`` then finds it.
-    Returns the stored checkpoint's path. The input is only read.
-    """
-    if not _NAME_RE.match(name):
-        raise ModelError(f"invalid model name {name!r}: use letters, digits, '.', '_' and '-'")
-    if name in load_registry().entries:
-        raise ModelError(f"{name!r} is a registry model; choose another name")
-    source = Path(path).expanduser()
-    if not source.exists():
-        raise ModelNotFoundError(f"{source}: no such file or folder")
-    model, metadata = _load_path(source)
-    target = checkpoint_path(name)
-    with FileLock(str(_index_path()) + ".lock"):
-        index = read_local_index()
-        if name in index and not overwrite:
-            raise ModelError(f"a model named {name!r} is already imported; remove it first or overwrite")
-        presets = _presets_from(metadata, model.config)
-        save_checkpoint(model, target, {**metadata, "name": name, "presets": {k: list(v) for k, v in presets.items()}})
-        write_marker(target, {"size": target.stat().st_size, "sha256": sha256_file(target)})
-        index[name] = {"file": f"{name}/{CHECKPOINT_NAME}", "source": str(source.resolve())}
-        _write_local_index(index)
-    return target
-
-
 def remove_model(name: str) -> list[Path]:
     """Delete a downloaded or imported model from the cache; returns what was removed."""
     registry = load_registry()
@@ -560,18 +311,8 @@ def remove_model(name: str) -> list[Path]:
         removed.extend(sorted(p for p in folder.iterdir()))
         shutil.rmtree(folder)
     if name in local:
-        with FileLock(str(_index_path()) + ".lock"):
+        with local_index_lock():
             index = read_local_index()
             index.pop(name, None)
-            _write_local_index(index)
+            write_local_index(index)
     return removed
-
-
-def iter_presets(presets: Mapping[str, Preset]) -> Iterator[tuple[str, Preset]]:
-    """Presets in the order fast, balanced, best, then any others."""
-    for key in PRESET_NAMES:
-        if key in presets:
-            yield key, presets[key]
-    for key, value in presets.items():
-        if key not in PRESET_NAMES:
-            yield key, value

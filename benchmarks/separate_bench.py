@@ -43,7 +43,7 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from tisdiss_cli import Separator
-    from tisdiss_cli.model.config import PRESETS
+    from tisdiss_cli.model.config import ARCHITECTURES
     from tisdiss_cli.model.network import TISDiSS, init_weights
     from tisdiss_cli.util.runtime import tune_allocator
 
@@ -55,7 +55,7 @@ def child(args: argparse.Namespace) -> None:
         model: object = args.model
     else:
         torch.manual_seed(0)
-        model = TISDiSS(PRESETS[args.config])
+        model = TISDiSS(ARCHITECTURES[args.config])
         init_weights(model)
     sep = Separator(model, device=args.device, segment=args.segment, overlap=args.overlap, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as out:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from tests.fixtures.pre_move.make_fixture import losses, write_corpus
 from tisdiss_cli import load_checkpoint
 from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.training.loop import resolve_config
 from tisdiss_cli.zoo.load import load_any
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pre_move"
@@ -62,3 +63,18 @@ def test_pre_move_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.Monkey
     for step in expected:
         assert resumed[step] == pytest.approx(expected[step], abs=1e-5), step
     assert load_any(tmp_path / "run").model.config.emb_dim == 4
+
+
+def test_old_names_still_work_with_a_warning() -> None:
+    import tisdiss_cli
+    from tisdiss_cli.model.config import ARCHITECTURES
+    from tisdiss_cli.zoo.load import load_any
+
+    with pytest.warns(DeprecationWarning, match="PRESETS is deprecated; use ARCHITECTURES"):
+        assert tisdiss_cli.PRESETS is ARCHITECTURES
+    with pytest.warns(DeprecationWarning, match="tisdiss_cli.registry is deprecated"):
+        from tisdiss_cli.registry import load_model
+    assert load_model is load_any
+    with pytest.warns(DeprecationWarning, match="'preset' is deprecated"):
+        config = resolve_config("tiny", None, None, ['model={"preset": "tiny", "n_re": 1}'])
+    assert config.model == ARCHITECTURES["tiny"].replace(n_re=1)

@@ -16,7 +16,7 @@ from tests.conftest import DEV2MIX, need
 from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.evaluation.evaluate import evaluate, parse_depths
 from tisdiss_cli.model.network import TISDiSS, init_weights
 from tisdiss_cli.zoo.load import LoadedModel
@@ -42,7 +42,7 @@ def write_set(root: Path, n: int = 2, seconds: float = 0.4, rate: int = RATE, mi
 @pytest.fixture(scope="module")
 def tiny() -> TISDiSS:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return model.double().eval()
 
@@ -147,7 +147,7 @@ def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):
     assert report.settings[0].rtf > 0 and report.rtf_utterances == 1
     assert abs(report.audio_seconds - 0.6) < 1e-3
 
-    sep_only = TISDiSS(PRESETS["tiny"].replace(m_re=0, n_re=0))
+    sep_only = TISDiSS(ARCHITECTURES["tiny"].replace(m_re=0, n_re=0))
     with pytest.raises(ValueError, match="no reconstruction stage"):
         evaluate(sep_only, root, n_re_values=[1], rtf_utterances=0)
     with pytest.raises(ValueError, match="1 reference"):
@@ -161,7 +161,7 @@ def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(1)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", {"presets": {"best": [1, 2]}})
 

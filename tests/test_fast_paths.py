@@ -9,14 +9,14 @@ import torch
 
 from tests.conftest import GOLDEN, need
 from tisdiss_cli.model import layers
-from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.layers import SwiGLUConvFFN, fast_paths_enabled, reference_paths
 from tisdiss_cli.model.network import TISDiSS, init_weights
 
 
 def _tiny(seed: int = 0, dtype: torch.dtype = torch.float32) -> TISDiSS:
     torch.manual_seed(seed)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return model.to(dtype).eval()
 

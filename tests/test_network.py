@@ -10,7 +10,7 @@ import torch
 from tests.conftest import GOLDEN, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
 from tisdiss_cli.model.espnet import config_from_espnet, espnet_to_tisdiss_key
-from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.training.losses import LossWeights, multi_loss
 from tisdiss_cli.model.network import count_parameters, init_weights
 
@@ -84,7 +84,7 @@ PAPER_COUNTS = {
 @pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
 def test_parameter_counts_match_the_paper(name: str) -> None:
     with torch.device("meta"):
-        model = TISDiSS(PRESETS[name])
+        model = TISDiSS(ARCHITECTURES[name])
     assert count_parameters(model) == PAPER_COUNTS[name]
 
 
@@ -110,7 +110,7 @@ def released_config() -> dict:
 
 def test_released_layout_loads_exactly(released_config: dict) -> None:
     need(GOLDEN / "released_keys.json")
-    assert config_from_espnet(released_config) == PRESETS["sep1x2-re1x6"]
+    assert config_from_espnet(released_config) == ARCHITECTURES["sep1x2-re1x6"]
     state = _released_state()
     model = load_espnet(released_config, state)
     # Every non-constant key landed where its name says.
@@ -144,7 +144,7 @@ def test_released_layout_unexpected_key_is_named(released_config: dict) -> None:
 
 def test_save_load_round_trip_is_exact(tmp_path) -> None:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     path = save_checkpoint(model.eval(), tmp_path / "m.safetensors", {"presets": {"fast": [1, 1]}})
     loaded = load_checkpoint(path)
@@ -163,7 +163,7 @@ def test_not_a_checkpoint_is_reported(tmp_path) -> None:
 
 
 def test_depth_is_chosen_per_call_and_validated() -> None:
-    model = TISDiSS(PRESETS["tiny"]).eval()
+    model = TISDiSS(ARCHITECTURES["tiny"]).eval()
     mix = torch.randn(1, 2000)
     with torch.inference_mode():
         assert model(mix).shape == (1, 2, 2000)
@@ -173,7 +173,7 @@ def test_depth_is_chosen_per_call_and_validated() -> None:
 
 
 def test_separation_only_model_and_config_round_trip() -> None:
-    config = PRESETS["tiny"].replace(m_re=0, n_re=0)
+    config = ARCHITECTURES["tiny"].replace(m_re=0, n_re=0)
     assert ModelConfig.from_dict(config.to_dict()) == config
     model = TISDiSS(config).eval()
     with torch.inference_mode():
@@ -184,7 +184,7 @@ def test_separation_only_model_and_config_round_trip() -> None:
 
 def test_activation_checkpointing_gives_the_same_gradients() -> None:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"]).double()
+    model = TISDiSS(ARCHITECTURES["tiny"]).double()
     init_weights(model)
     mix, ref = torch.randn(2, 1200, dtype=torch.float64), torch.randn(2, 2, 1200, dtype=torch.float64)
 

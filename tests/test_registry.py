@@ -17,7 +17,7 @@ from tests.conftest import GOLDEN, need
 from tests.test_download import FileServer, blob_id
 from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.model.espnet import config_from_espnet
-from tisdiss_cli.model.config import PRESETS, ModelConfig
+from tisdiss_cli.model.config import ARCHITECTURES, ModelConfig
 from tisdiss_cli.zoo.download import DownloadError, OfflineError
 from tisdiss_cli.model.network import TISDiSS, init_weights
 from tisdiss_cli.zoo.registry import (
@@ -58,7 +58,7 @@ def write_registry(path: Path, models: dict[str, dict[str, Any]]) -> Path:
 
 def tiny_model(seed: int = 0) -> TISDiSS:
     torch.manual_seed(seed)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return model.eval()
 
@@ -93,8 +93,8 @@ def test_packaged_wsj0_2mix_entry() -> None:
     assert entry.git_blob == "226f9f1349ce8f8c123c34225476ee9d0cdfedaf"
     assert entry.url.endswith("valid.loss.ave_5best.pth") and "%2B" in entry.url
     assert entry.download_name == "valid.loss.ave_5best.pth"
-    assert entry.config is not None and ModelConfig.from_dict(entry.config) == PRESETS["sep1x2-re1x6"]
-    assert entry.params == sum(p.numel() for p in TISDiSS(PRESETS["sep1x2-re1x6"]).parameters()) == 8_011_779
+    assert entry.config is not None and ModelConfig.from_dict(entry.config) == ARCHITECTURES["sep1x2-re1x6"]
+    assert entry.params == sum(p.numel() for p in TISDiSS(ARCHITECTURES["sep1x2-re1x6"]).parameters()) == 8_011_779
     assert entry.presets == {"fast": (2, 1), "balanced": (2, 3), "best": (2, 8)}
     table = {int(k): v for k, v in entry.quality["by_n_re"].items()}
     assert sorted(table) == list(range(1, 11)) and table[3] == 24.39 and table[8] == 25.20

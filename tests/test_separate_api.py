@@ -13,7 +13,7 @@ from tisdiss_cli import Separator
 from tisdiss_cli.separation.separator import OutputExistsError
 from tisdiss_cli.separation.audio import AudioError
 from tisdiss_cli.model.checkpoint import save_checkpoint
-from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
 from tisdiss_cli.util.device import pick_device
 
@@ -23,7 +23,7 @@ PRESET_META = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return save_checkpoint(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", PRESET_META)
 

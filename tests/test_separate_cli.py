@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from tests.conftest import GOLDEN, REPO, need
 from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.model.config import PRESETS
+from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
 
 _register_commands()
@@ -41,7 +41,7 @@ BAD = {
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     meta = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
     return save_checkpoint(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", meta)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model.config import ModelConfig, preset
+from ..model.config import ModelConfig, architecture
 from ..model.network import TISDiSS, init_weights
 from ..util.timing import Stopwatch
 
@@ -45,10 +45,10 @@ class BenchResult:
 
 def random_model(name_or_config: str | ModelConfig, *, seed: int = 0) -> TISDiSS:
     """A model with the reference initialisation, in eval mode; ``name`` from RANDOM_MODELS
-    or a preset name."""
+    or an architecture name."""
     config = name_or_config
     if isinstance(config, str):
-        config = preset(RANDOM_MODELS.get(config, config))
+        config = architecture(RANDOM_MODELS.get(config, config))
     torch.manual_seed(seed)
     model = TISDiSS(config)
     init_weights(model)

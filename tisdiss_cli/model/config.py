@@ -1,8 +1,9 @@
-"""Model configuration: one frozen dataclass, plus the paper's named configurations."""
+"""Model configuration: one frozen dataclass, plus the paper's named architectures."""
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
@@ -99,8 +100,9 @@ def _paper(m_sep: int, n_sep: int, m_re: int, n_re: int) -> ModelConfig:
     return ModelConfig(m_sep=m_sep, n_sep=n_sep, m_re=m_re, n_re=n_re)
 
 
-# The paper's configurations ("sep{M}x{N}-re{M}x{N}"), all at the released widths.
-PRESETS: dict[str, ModelConfig] = {
+# The paper's architectures ("sep{M}x{N}-re{M}x{N}"), all at the released widths. (Not to be
+# confused with the presets fast / balanced / best, which are depths: see .depth.)
+ARCHITECTURES: dict[str, ModelConfig] = {
     "sep1x2-re1x6": _paper(1, 2, 1, 6),
     "sep1x2-re1x3": _paper(1, 2, 1, 3),
     "sep1x2-re2x2": _paper(1, 2, 2, 2),
@@ -115,11 +117,22 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-def preset(name: str) -> ModelConfig:
+def architecture(name: str) -> ModelConfig:
     try:
-        return PRESETS[name]
+        return ARCHITECTURES[name]
     except KeyError:
-        raise KeyError(f"unknown model preset {name!r}; available: {', '.join(PRESETS)}") from None
+        raise KeyError(f"unknown architecture {name!r}; available: {', '.join(ARCHITECTURES)}") from None
+
+
+_RENAMED = {"PRESETS": "ARCHITECTURES", "preset": "architecture"}
+
+
+def __getattr__(name: str) -> Any:
+    """The names the architectures had before 0.1 (``PRESETS``, ``preset``), with a warning."""
+    if name in _RENAMED:
+        warnings.warn(f"{__name__}.{name} is deprecated; use {_RENAMED[name]}", DeprecationWarning, stacklevel=2)
+        return globals()[_RENAMED[name]]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -25,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..model.checkpoint import read_checkpoint, save_checkpoint
-from ..model.config import DecodeFlags, ModelConfig, preset
+from ..model.config import DecodeFlags, ModelConfig, architecture
 from .data import DynamicMixDataset, MixingConfig, PremixedDataset, collate_padded
 from ..util.fileio import atomic_write
 from .losses import LossWeights, multi_loss, pit_neg_si_snr
@@ -101,8 +102,7 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
         if key not in known:
             raise ValueError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
         if key == "model":
-            base = preset(value.pop("preset")) if isinstance(value, dict) and "preset" in value else ModelConfig()
-            value = base.replace(**value) if isinstance(value, dict) else value
+            value = _model_config(value, f"{where}.model") if isinstance(value, dict) else value
         elif key == "mixing":
             value = _build(MixingConfig, value, f"{where}.mixing")
         elif key == "data":
@@ -113,6 +113,17 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _model_config(values: dict[str, Any], where: str) -> ModelConfig:
+    """``[model]``: an optional ``architecture`` (a name from ARCHITECTURES) and field overrides."""
+    values = dict(values)
+    if "preset" in values:  # the key's name before 0.1
+        warnings.warn(f"{where}: 'preset' is deprecated; name it 'architecture'", DeprecationWarning, stacklevel=2)
+        values.setdefault("architecture", values.pop("preset"))
+    name = values.pop("architecture", None)
+    base = architecture(name) if name is not None else ModelConfig()
+    return base.replace(**values)
 
 
 def config_from_dict(d: Mapping[str, Any], where: str = "config") -> TrainConfig:

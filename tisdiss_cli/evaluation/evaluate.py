@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from . import metrics
+from ..separation import audio
 from ..separation.adaptive import converged
 from ..util.fileio import atomic_write as _atomic_write
 from ..util.timing import Stopwatch
@@ -183,18 +183,15 @@ def write_plot(report: EvalReport, path: str | os.PathLike) -> Path:
 def _write_estimates(folder: Path, utt_id: str, est: np.ndarray, rate: int) -> None:
     """est [J, L], already permutation-aligned: speaker j goes to ``folder/s{j+1}/ID.wav``."""
     for j, wave in enumerate(est):
-        target = folder / f"s{j + 1}" / f"{utt_id}.wav"
-        _atomic_write(target, lambda tmp, w=wave: sf.write(str(tmp), w.astype(np.float32), rate, format="WAV", subtype="FLOAT"))
+        audio.write(folder / f"s{j + 1}" / f"{utt_id}.wav", wave, rate, float_output=True)
 
 
 def _resample(example: AudioExample, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(mix [L], refs [J, L]) at ``rate``."""
     if example.sample_rate == rate:
         return example.mix, example.refs
-    import soxr
-
-    mix = soxr.resample(example.mix, example.sample_rate, rate)
-    refs = soxr.resample(example.refs.T, example.sample_rate, rate).T  # soxr wants [L, channels]
+    mix = audio.resample(example.mix, example.sample_rate, rate)
+    refs = audio.resample(example.refs.T, example.sample_rate, rate).T  # soxr wants [L, channels]
     return mix, np.ascontiguousarray(refs)
 
 

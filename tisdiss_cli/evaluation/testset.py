@@ -16,12 +16,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
-import soundfile as sf
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".sph")
+from ..separation.audio import AUDIO_SUFFIXES, AudioError, AudioInfo, is_audio_file, probe, read
 MIX_DIRS = ("mix", "mix_clean", "mix_both", "mix_single")
 
 
@@ -75,7 +74,7 @@ class TestSet:
 
 
 def _audio_files(folder: Path) -> dict[str, Path]:
-    return {p.name: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES}
+    return {p.name: p for p in sorted(folder.iterdir()) if is_audio_file(p)}
 
 
 def _source_dirs(root: Path) -> list[Path]:
@@ -174,14 +173,14 @@ def check_headers(testset: TestSet) -> None:
     """Check every file's rate, channels and length from headers only (cheap, no decoding)."""
     for utt in testset.utterances:
         infos = [_info(p) for p in (utt.mix, *utt.refs)]
-        _compare(utt, [(i.samplerate, i.frames, i.channels) for i in infos])
+        _compare(utt, [(i.sample_rate, i.frames, i.channels) for i in infos])
 
 
-def _info(path: Path) -> Any:
+def _info(path: Path) -> AudioInfo:
     try:
-        return sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise TestSetError(f"{path}: unreadable audio ({exc})") from None
+        return probe(path)
+    except AudioError as exc:
+        raise TestSetError(str(exc)) from None
 
 
 def _compare(utt: Utterance, props: Sequence[tuple[int, int, int]]) -> None:
@@ -202,9 +201,9 @@ def read_example(utt: Utterance) -> AudioExample:
     waves, props = [], []
     for path in (utt.mix, *utt.refs):
         try:
-            data, rate = sf.read(str(path), dtype="float64", always_2d=True)
-        except (RuntimeError, sf.LibsndfileError) as exc:
-            raise TestSetError(f"{path}: unreadable audio ({exc})") from None
+            data, rate = read(path, dtype="float64")
+        except AudioError as exc:
+            raise TestSetError(str(exc)) from None
         waves.append(data[:, 0])
         props.append((rate, data.shape[0], data.shape[1]))
     _compare(utt, props)

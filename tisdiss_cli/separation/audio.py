@@ -1,7 +1,10 @@
-"""Audio I/O for separation: block-wise reading (downmix, resample) and atomic block-wise writing.
+"""Audio I/O for every layer: headers, reads, resampling and atomic writes, on top of
+libsndfile (soundfile) and soxr. No other module opens an audio file.
 
-Everything here works on bounded blocks so that memory does not grow with the file length.
-Sample layout: numpy float32, ``[frames]`` for mono and ``[frames, channels]`` for writers.
+Separation works on bounded blocks (:func:`read_blocks`, :class:`AtomicWriter`) so that memory
+does not grow with the file length; training and evaluation read short files whole
+(:func:`read`, :func:`read_mono`). Sample layout: numpy, ``[frames]`` for mono and
+``[frames, channels]`` otherwise (soundfile's and soxr's convention).
 """
 
 from __future__ import annotations
@@ -20,6 +23,12 @@ import soxr
 from ..util.fileio import FILE_MODE
 
 OutputFormat = Literal["wav", "flac"]
+
+# File names treated as audio when a folder is scanned (inputs, test sets, training corpora).
+AUDIO_SUFFIXES: tuple[str, ...] = (
+    ".aif", ".aifc", ".aiff", ".au", ".caf", ".flac", ".mp3", ".oga", ".ogg", ".opus", ".rf64",
+    ".snd", ".sph", ".w64", ".wav", ".wv",
+)
 
 BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the channel count
 _PCM24_MAX = 1.0 - 2.0**-23  # largest 24-bit PCM value, as a float
@@ -41,6 +50,11 @@ class AudioInfo:
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+
+def is_audio_file(path: Path) -> bool:
+    """A file whose suffix is one of :data:`AUDIO_SUFFIXES` (case-insensitive)."""
+    return path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES
 
 
 def _reason(exc: Exception) -> str:
@@ -91,7 +105,7 @@ def read_blocks(
     if channel is not None and not 0 <= channel < info.channels:
         raise AudioError(f"{info.path}: has {info.channels} channel(s), no channel {channel + 1}")
     block = max(1, int(block_seconds * info.sample_rate))
-    resampler = soxr.ResampleStream(info.sample_rate, target_rate, 1, dtype="float32") if info.sample_rate != target_rate else None
+    resampler = resample_stream(info.sample_rate, target_rate, 1)
     try:
         with sf.SoundFile(str(info.path)) as f:
             done = 0
@@ -121,10 +135,37 @@ def resampled_length(frames: int, in_rate: int, out_rate: int) -> int:
     return frames if in_rate == out_rate else int(math.ceil(frames * out_rate / in_rate - 1e-9))
 
 
-def load(path: str | os.PathLike, target_rate: int, *, channel: int | None = None) -> np.ndarray:
-    """Whole file as mono float32 ``[n]`` at ``target_rate`` (for short files and tests)."""
-    blocks = list(read_blocks(path, target_rate, channel=channel))
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+def read(
+    path: str | os.PathLike[str], *, start: int = 0, stop: int | None = None, dtype: Literal["float32", "float64"] = "float32"
+) -> tuple[np.ndarray, int]:
+    """Frames ``[start, stop)`` of a file, ``[frames, channels]`` at the file's rate, and that rate."""
+    try:
+        data, rate = sf.read(str(path), start=start, stop=stop, dtype=dtype, always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"{path}: {_reason(exc)}") from None
+    return data, int(rate)
+
+
+def read_mono(path: str | os.PathLike[str], *, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Frames ``[start, stop)`` as mono float32 ``[frames]`` (the mean of the channels)."""
+    data, _ = read(path, start=start, stop=stop)
+    return to_mono(data)
+
+
+def resample(x: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
+    """A whole signal ``[frames]`` or ``[frames, channels]`` at another rate (soxr, high quality);
+    ``x`` itself when the rates are equal."""
+    if in_rate == out_rate:
+        return x
+    return soxr.resample(np.ascontiguousarray(x), in_rate, out_rate)
+
+
+def resample_stream(in_rate: int, out_rate: int, channels: int) -> soxr.ResampleStream | None:
+    """A block-by-block float32 resampler (``resample_chunk(block, last=...)``); None when the
+    rates are equal."""
+    if in_rate == out_rate:
+        return None
+    return soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32")
 
 
 def clip(block: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
@@ -206,8 +247,8 @@ class AtomicWriter:
             self.discard()
 
 
-def write(path: str | os.PathLike, wave: np.ndarray, sample_rate: int, *, fmt: OutputFormat = "wav", float_output: bool = False) -> Path:
-    """Write a whole mono ``[n]`` signal atomically; returns the path."""
+def write(path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int, *, fmt: OutputFormat = "wav", float_output: bool = False) -> Path:
+    """Write a whole mono ``[n]`` signal atomically (24-bit PCM, or 32-bit float); returns the path."""
     with AtomicWriter(Path(path), sample_rate, length=len(wave), fmt=fmt, float_output=float_output) as w:
         w.write(wave)
         return w.commit()

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Literal
 
 import numpy as np
-import soxr
 import torch
 from torch import Tensor
 
@@ -206,13 +205,10 @@ class Separator:
         length = len(x)
         if length == 0:
             return np.zeros((self.num_spk, 0), np.float32)
-        if sample_rate != self.sample_rate:
-            x = soxr.resample(x, sample_rate, self.sample_rate)
+        x = audio.resample(x, sample_rate, self.sample_rate)
         engine = self._engine(self.depth(preset, n_sep, n_re), len(x), progress)
         parts = engine.push(x) + engine.finish()
-        y = torch.cat(parts, dim=1).numpy()
-        if sample_rate != self.sample_rate:
-            y = soxr.resample(np.ascontiguousarray(y.T), self.sample_rate, sample_rate).T
+        y = audio.resample(torch.cat(parts, dim=1).numpy().T, self.sample_rate, sample_rate).T
         out = np.zeros((self.num_spk, length), np.float32)
         n = min(length, y.shape[1])
         out[:, :n] = y[:, :n]
@@ -262,7 +258,7 @@ class Separator:
         model_len = audio.resampled_length(info.frames, info.sample_rate, self.sample_rate)
         out_rate = info.sample_rate if output_rate == "input" else self.sample_rate
         out_len = info.frames if output_rate == "input" else model_len
-        back = soxr.ResampleStream(self.sample_rate, out_rate, self.num_spk, dtype="float32") if out_rate != self.sample_rate else None
+        back = audio.resample_stream(self.sample_rate, out_rate, self.num_spk)
         engine = self._engine(depth, model_len, progress)
         writers: list[audio.AtomicWriter] = []
         try:
@@ -303,9 +299,6 @@ class Separator:
 
 # --------------------------------------------------------------------------- batches of files
 
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".snd", ".caf", ".w64", ".rf64", ".wv"})
-
-
 @dataclass(frozen=True)
 class InputFile:
     """One input and the sub-folder (relative to the output folder) its outputs go to."""
@@ -329,7 +322,7 @@ def collect_inputs(specs: list[str], *, recursive: bool = False) -> tuple[list[I
             found.append(InputFile(path))
         elif path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(p for p in path.glob(pattern) if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+            files = sorted(p for p in path.glob(pattern) if audio.is_audio_file(p))
             found.extend(InputFile(p, p.parent.relative_to(path)) for p in files)
             if not files:
                 problems.append(f"{spec}: no audio files" + ("" if recursive else " (use --recursive for sub-folders)"))

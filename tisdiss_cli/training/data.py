@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+from ..separation import audio as audio_io
 
 
 @dataclass(frozen=True)
@@ -33,7 +32,7 @@ class MixingConfig:
 
 @dataclass
 class SpeakerIndex:
-    """Utterances grouped by speaker: ``SPEAKER/UTT.(wav|flac|ogg)`` under a root folder."""
+    """Utterances grouped by speaker: ``SPEAKER/UTT.<audio suffix>`` under a root folder."""
 
     speakers: list[str]
     files: list[list[Path]]
@@ -49,11 +48,11 @@ class SpeakerIndex:
         for spk_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             if any(fnmatch.fnmatch(spk_dir.name, pat) for pat in exclude):
                 continue
-            utts = sorted(p for p in spk_dir.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+            utts = sorted(p for p in spk_dir.iterdir() if audio_io.is_audio_file(p))
             if not utts:
                 continue
-            infos = [sf.info(str(p)) for p in utts]
-            rates.update(i.samplerate for i in infos)
+            infos = [audio_io.probe(p) for p in utts]
+            rates.update(i.sample_rate for i in infos)
             speakers.append(spk_dir.name)
             files.append(utts)
             frames.append([i.frames for i in infos])
@@ -68,21 +67,18 @@ def _read_crop(path: Path, frames: int, length: int, rng: np.random.Generator) -
     """A random ``length``-sample crop (zero-padded at a random offset when shorter)."""
     if frames > length:
         start = int(rng.integers(0, frames - length + 1))
-        audio, _ = sf.read(str(path), start=start, stop=start + length, dtype="float32", always_2d=True)
-        return audio.mean(axis=1)
-    audio, _ = sf.read(str(path), dtype="float32", always_2d=True)
+        return audio_io.read_mono(path, start=start, stop=start + length)
+    audio = audio_io.read_mono(path)
     out = np.zeros(length, dtype=np.float32)
     offset = int(rng.integers(0, length - len(audio) + 1))
-    out[offset : offset + len(audio)] = audio.mean(axis=1)
+    out[offset : offset + len(audio)] = audio
     return out
 
 
 def _speed(audio: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1.0:
         return audio
-    import soxr
-
-    return soxr.resample(audio, factor, 1.0).astype(np.float32)  # played back faster by `factor`
+    return audio_io.resample(audio, factor, 1.0).astype(np.float32)  # played back faster by `factor`
 
 
 class DynamicMixDataset(Dataset):
@@ -105,7 +101,7 @@ class DynamicMixDataset(Dataset):
         self.length = int(round(config.segment_seconds * self.index.sample_rate))
         self.noises: list[tuple[Path, int]] = []
         if noise_dir is not None and config.noise_prob > 0:
-            self.noises = [(p, sf.info(str(p)).frames) for p in sorted(Path(noise_dir).rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
+            self.noises = [(p, audio_io.probe(p).frames) for p in sorted(Path(noise_dir).rglob("*")) if audio_io.is_audio_file(p)]
 
     @property
     def sample_rate(self) -> int:
@@ -162,9 +158,8 @@ class PremixedDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         mix_path, src_paths = self.items[i]
-        mix, _ = sf.read(str(mix_path), dtype="float32", always_2d=True)
-        src = np.stack([sf.read(str(p), dtype="float32", always_2d=True)[0].mean(axis=1) for p in src_paths])
-        mix = mix.mean(axis=1)
+        mix = audio_io.read_mono(mix_path)
+        src = np.stack([audio_io.read_mono(p) for p in src_paths])
         if self.segment is not None and len(mix) > self.segment:
             rng = np.random.default_rng([self.seed, self.epoch, i])
             start = int(rng.integers(0, len(mix) - self.segment + 1))

@@ -17,7 +17,7 @@ from typing import Sequence
 # old module -> the modules (relative to tisdiss_cli) that hold its names now, searched in order
 MOVED: dict[str, tuple[str, ...]] = {
     "adaptive": ("separation.adaptive",),
-    "api": ("separation.separator", "util.device"),
+    "api": ("separation.separator", "util.device", "cli.inputs"),
     "audio": ("separation.audio",),
     "bandsplit": ("model.bandsplit",),
     "bench": ("evaluation.bench", "util.timing"),

@@ -24,10 +24,8 @@ from ..separation.separator import (
     FileResult,
     OutputExistsError,
     Separator,
-    collect_inputs,
-    distributed_rank,
-    shard,
 )
+from .inputs import collect_inputs, distributed_rank, shard
 from ..separation.audio import AudioError
 from ..zoo.load import MODEL_ERRORS
 

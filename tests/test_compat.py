@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tests.fixtures.pre_move.make_fixture import losses, write_corpus
 from tisdiss_cli import load_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.training.loop import resolve_config
+from tisdiss_cli.training.config import resolve_config
 from tisdiss_cli.zoo.load import load_any
 
 FIXTURE = Path(__file__).parent / "fixtures" / "pre_move"

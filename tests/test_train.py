@@ -17,7 +17,8 @@ import soundfile as sf
 import torch
 import torch.multiprocessing as mp
 
-from tisdiss_cli.training.loop import TrainConfig, apply_overrides, load_recipe, resolve_config, train
+from tisdiss_cli.training.config import TrainConfig, apply_overrides, load_recipe, resolve_config
+from tisdiss_cli.training.loop import train
 
 RATE = 8000
 
@@ -144,3 +145,19 @@ def test_init_from_resolves_like_any_model_spec(tmp_path: Path) -> None:
     config = resolve_config("tiny", None, None, [], init_from="tisdiss-small-8k")
     with pytest.raises(ValueError, match="tisdiss-small-8k: architecture differs"):
         train(config, tmp_path / "run")
+
+
+def test_premixed_training_reads_test_set_layouts(tmp_path: Path) -> None:
+    """data.kind = "premixed" (the paper recipes) trains on wsj0-2mix style mix/ s1/ s2/ folders."""
+    rng = np.random.default_rng(0)
+    for split in ("tr", "cv"):
+        for folder in ("mix", "s1", "s2"):
+            (tmp_path / split / folder).mkdir(parents=True)
+        for u in range(2):
+            s1, s2 = (0.1 * rng.standard_normal(RATE // 2)).astype(np.float32), (0.1 * rng.standard_normal(RATE // 2)).astype(np.float32)
+            for folder, wave in (("mix", s1 + s2), ("s1", s1), ("s2", s2)):
+                sf.write(tmp_path / split / folder / f"u{u}.wav", wave, RATE, subtype="FLOAT")
+    config = resolve_config("tiny", None, str(tmp_path), ['data.kind="premixed"', 'data.train="tr"', 'data.valid="cv"',
+                                                          "optim.max_steps=2"])
+    result = train(config, tmp_path / "run")
+    assert result.step == 2 and (tmp_path / "run" / "model.safetensors").exists()

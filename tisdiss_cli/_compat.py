@@ -36,7 +36,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "registry": ("zoo.registry", "zoo.load", "model.depth"),
     "runtime": ("util.runtime",),
     "testset": ("evaluation.testset",),
-    "train": ("training.loop",),
+    "train": ("training.loop", "training.config", "training.schedule", "training.state", "util.device"),
 }
 _PACKAGE = __name__.rpartition(".")[0]
 

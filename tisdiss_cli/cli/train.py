@@ -37,7 +37,8 @@ def train(
     quiet: bool = typer.Option(False, help="No progress output."),
 ) -> None:
     """Train TISDiSS with the paper's multi-loss (one machine, or many under torchrun)."""
-    from ..training.loop import resolve_config, train as run_training, TrainConfig, config_from_dict
+    from ..training.config import TrainConfig, config_from_dict, resolve_config
+    from ..training.loop import train as run_training
     from ..zoo.load import MODEL_ERRORS
 
     try:

@@ -176,7 +176,6 @@ class DecodedOutput:
     """One decoded output of a training forward."""
 
     stage: str  # "sep" (separation step + splitter), "split", "re" (reconstruction step), "final"
-    step: int  # 1-based index within its stage (0 for "split" and "final")
     wave: Tensor  # [B, J, L]
 
 
@@ -225,11 +224,15 @@ class TISDiSS(nn.Module):
         """The depth of one call: the config's default where None is given."""
         return Depth(self.config.n_sep if n_sep is None else n_sep, self.config.n_re if n_re is None else n_re)
 
+    def _encode(self, mix: Tensor, n_sep: int) -> tuple[Tensor, Tensor, Iterator[Tensor]]:
+        """Encoder, then the separation stage as a lazy loop: (E, scale, state after each block call)."""
+        e, scale = self.encoder(mix)
+        return e, scale, self.separator.steps(e, n_sep, self.mixer if self.config.sep_residual else None)
+
     def _separate(self, mix: Tensor, n_sep: int) -> tuple[Tensor, Tensor, Tensor]:
         """Encoder + separation stage: (E, last state, scale)."""
-        e, scale = self.encoder(mix)
-        h = _last(self.separator.steps(e, n_sep, self.mixer if self.config.sep_residual else None), e)
-        return e, h, scale
+        e, scale, states = self._encode(mix, n_sep)
+        return e, _last(states, e), scale
 
     def forward(self, mix: Tensor, *, n_sep: int | None = None, n_re: int | None = None) -> Tensor:
         """mix: [B, L] -> [B, J, L] at (n_sep, n_re); None takes the config's default."""
@@ -271,35 +274,29 @@ class TISDiSS(nn.Module):
         The final output is always last and never repeated."""
         n_sep, n_re = self._depths(n_sep, n_re)
         length = mix.shape[-1]
-        e, scale = self.encoder(mix)
+        e, scale, states = self._encode(mix, n_sep)
         decode = lambda y: self.decoder(y, scale, length)  # noqa: E731
         outputs: list[DecodedOutput] = []
 
         m_sep = len(self.separator.blocks)
-        n_calls = m_sep * n_sep
-        has_re = self.reconstructor is not None and n_re > 0
         h = e
-        sep_mixer = self.mixer if self.config.sep_residual else None
-        for i, h in enumerate(self.separator.steps(e, n_sep, sep_mixer)):
-            last = i == n_calls - 1
+        for i, h in enumerate(states):
+            last = i == m_sep * n_sep - 1
             if not last and flags.separation and _keep(i, m_sep, n_sep, True, flags.every_layer):
-                outputs.append(DecodedOutput("sep", len(outputs) + 1, decode(self.splitter(h))))
+                outputs.append(DecodedOutput("sep", decode(self.splitter(h))))
         y = self.splitter(h)
-        if not has_re:
-            outputs.append(DecodedOutput("final", 0, decode(y)))
+        if self.reconstructor is None or n_re == 0:
+            outputs.append(DecodedOutput("final", decode(y)))
             return outputs
         if flags.splitter:
-            outputs.append(DecodedOutput("split", 0, decode(y)))
+            outputs.append(DecodedOutput("split", decode(y)))
 
         m_re = len(self.reconstructor.blocks)
-        n_calls = m_re * n_re
-        count = 0
         state = y
         for i, state in enumerate(self.reconstructor.steps(y, n_re, e, self.mixer)):
-            if i < n_calls - 1 and _keep(i, m_re, n_re, flags.reconstruction, flags.every_layer):
-                count += 1
-                outputs.append(DecodedOutput("re", count, decode(state)))
-        outputs.append(DecodedOutput("final", 0, decode(state)))
+            if i < m_re * n_re - 1 and _keep(i, m_re, n_re, flags.reconstruction, flags.every_layer):
+                outputs.append(DecodedOutput("re", decode(state)))
+        outputs.append(DecodedOutput("final", decode(state)))
         return outputs
 
 

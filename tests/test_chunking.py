@@ -10,7 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tisdiss_cli.separation.chunking import ChunkPlan, OverlapAdd, best_permutation, separate_chunked, separate_stream, window
+from tisdiss_cli.separation.chunking import ChunkPlan, OverlapAdd, SeparateFn, best_permutation, separate_stream, window
+
+
+def separate_chunked(fn: SeparateFn, wave: torch.Tensor, plan: ChunkPlan, num_spk: int) -> torch.Tensor:
+    """Whole signal ``[L] -> [J, L]`` through the streaming engine."""
+    return torch.cat(list(separate_stream(fn, [wave], plan, num_spk)), dim=1)
 
 
 def identity(num_spk: int = 2):

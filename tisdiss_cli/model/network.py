@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from .bandsplit import BandRestore, BandSplit
 from .config import DecodeFlags, ModelConfig
 from .depth import Depth
-from .layers import TFLocoformerBlock, TriplePathBlock, deconv2d_same
+from .layers import TFLocoformerBlock, TriplePathBlock, deconv2d_same, fast_paths_enabled
 
 
 def stft(x: Tensor, n_fft: int, hop: int) -> Tensor:
@@ -123,7 +123,7 @@ class Splitter(nn.Module):
         u = self.conv2d(h.permute(0, 3, 1, 2))
         if self.gated:
             value, gate = u.split(self.middle, dim=1)
-            g = F.silu(gate).mul_(value) if not torch.is_grad_enabled() else F.silu(gate) * value
+            g = F.silu(gate).mul_(value) if fast_paths_enabled() and not torch.is_grad_enabled() else F.silu(gate) * value
             u = deconv2d_same(g, self.deconv2d)
         b, _, t, f = u.shape
         # channel j*C+c -> speaker j; contiguous [B, J, T, F, C] for the reconstructor's paths

@@ -93,8 +93,3 @@ def calibrate(
     result = Calibration(model_id, device, n_sep, measure(model, n_sep=n_sep, max_n_re=max_n_re, seconds=seconds), seconds)
     atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
     return result
-
-
-def choose_depth(calibration: Calibration, max_rtf: float) -> tuple[int, int]:
-    """(n_sep, n_re): the deepest N_re whose measured RTF is <= max_rtf."""
-    return calibration.choose_depth(max_rtf)

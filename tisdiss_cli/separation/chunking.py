@@ -212,9 +212,3 @@ def separate_stream(
     for block in blocks:
         yield from engine.push(block)
     yield from engine.finish()
-
-
-def separate_chunked(fn: SeparateFn, wave: Tensor, plan: ChunkPlan, num_spk: int) -> Tensor:
-    """Whole-signal convenience: ``wave [L] -> [J, L]``."""
-    parts = list(separate_stream(fn, [wave], plan, num_spk))
-    return torch.cat(parts, dim=1) if parts else torch.zeros(num_spk, 0)

@@ -11,10 +11,8 @@ from typing import Any, Iterator
 
 import pytest
 import torch
-import yaml
 
-from tests.conftest import GOLDEN, need
-from tests.test_download import FileServer, blob_id
+from tests.conftest import GOLDEN, FileServer, blob_id, golden_output, need
 from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.model.espnet import config_from_espnet
 from tisdiss_cli.model.config import ARCHITECTURES, ModelConfig
@@ -61,27 +59,6 @@ def tiny_model(seed: int = 0) -> TISDiSS:
     model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return model.eval()
-
-
-@pytest.fixture()
-def espnet_dir(tmp_path: Path) -> Path:
-    """An ESPnet experiment folder built from the golden vectors."""
-    need(GOLDEN / "state_dict.pt")
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    config = json.loads((GOLDEN / "config.json").read_text())
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    state = torch.load(GOLDEN / "state_dict.pt", weights_only=True)
-    torch.save(state, folder / "valid.loss.ave_5best.pth")
-    return folder
-
-
-def golden_output(model: TISDiSS, n_sep: int, n_re: int) -> tuple[torch.Tensor, torch.Tensor]:
-    mix = torch.load(GOLDEN / "input.pt", weights_only=True).double()
-    with torch.no_grad():
-        out = model.double()(mix, n_sep=n_sep, n_re=n_re)[0]
-    expected = torch.load(GOLDEN / "outputs.pt", weights_only=True)[f"nsep{n_sep}_nre{n_re}"]
-    return out, expected
 
 
 # --------------------------------------------------------------------------- registry data

@@ -122,12 +122,28 @@ def test_separate_file_matches_array_api_and_never_overwrites(tiny_path: Path, t
     assert not any(p.name.endswith(".part") for p in (tmp_path / "out").iterdir())
 
 
-def test_device_choice() -> None:
+def test_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pick_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():
+        monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count() + 1))  # torchrun rank -> its GPU
+        assert pick_device("auto") == torch.device(f"cuda:{1 % torch.cuda.device_count()}")
+        assert pick_device("cuda:0") == torch.device("cuda:0")
+    else:
         assert pick_device("auto").type in ("cpu", "mps")
+        assert pick_device("auto", mps=False) == torch.device("cpu")
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda:0")
+
+
+@pytest.mark.gpu
+def test_cuda_separation_matches_cpu(tiny_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    x = speechy(8000 * 3, 8000)
+    on_cpu = Separator(tiny_path, device="cpu", segment=1.0).separate(x, 8000)
+    on_gpu = Separator(tiny_path, device="cuda", segment=1.0)
+    assert on_gpu.device.type == "cuda" and next(on_gpu.model.parameters()).is_cuda
+    np.testing.assert_allclose(on_gpu.separate(x, 8000), on_cpu, atol=1e-4)
 
 
 def test_outputs_are_matched_to_the_input_level(tiny_path: Path) -> None:

@@ -56,17 +56,23 @@ def _losses(run: Path) -> dict[int, float]:
     return out
 
 
-def test_tiny_recipe_loss_falls_within_a_minute(corpus: Path, tmp_path: Path) -> None:
+def test_tiny_recipe_loss_falls(corpus: Path, tmp_path: Path) -> None:
     config = _config(corpus, "log_every_steps=1")
     assert config.optim.max_steps == 50
-    start = time.perf_counter()
     result = train(config, tmp_path / "run")
-    elapsed = time.perf_counter() - start
     losses = [v for _, v in sorted(_losses(tmp_path / "run").items())]
     assert result.step == 50 and len(losses) == 50
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 3.0  # dB of SI-SNR
-    assert elapsed < 60, f"tiny recipe took {elapsed:.1f} s"
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_tiny_recipe_trains_within_a_minute(corpus: Path, tmp_path: Path) -> None:
+    """A wall-clock budget (the README's "seconds on a CPU"): run with -m slow on a quiet machine."""
+    start = time.perf_counter()
+    train(_config(corpus), tmp_path / "run")
+    elapsed = time.perf_counter() - start
+    assert elapsed < 60, f"tiny recipe took {elapsed:.1f} s"
 
 
 def test_resume_after_sigkill_repeats_the_same_losses(corpus: Path, tmp_path: Path) -> None:

@@ -63,11 +63,22 @@ def child(args: argparse.Namespace) -> None:
         res = sep.process_file(args.input, out, preset=args.preset)
         wall = time.perf_counter() - t0
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({
-        "preset": args.preset, "n_sep": res.depth[0], "n_re": res.depth[1], "audio_s": res.duration,
-        "wall_s": round(wall, 2), "rtf": round(wall / res.duration, 4), "peak_rss_mb": round(rss_kb / 1024),
-        "chunks": res.chunks, "device": str(sep.device), "model": sep.loaded.name,
-    }))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "n_sep": res.depth[0],
+                "n_re": res.depth[1],
+                "audio_s": res.duration,
+                "wall_s": round(wall, 2),
+                "rtf": round(wall / res.duration, 4),
+                "peak_rss_mb": round(rss_kb / 1024),
+                "chunks": res.chunks,
+                "device": str(sep.device),
+                "model": sep.loaded.name,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -100,9 +111,25 @@ def main() -> None:
             wav = Path(tmp) / f"in_{minutes:g}min.wav"
             write_input(wav, minutes)
             for preset in args.presets:
-                cmd = [sys.executable, __file__, "--child", "--input", str(wav), "--preset", preset, "--device", args.device,
-                       "--config", args.config, "--segment", str(args.segment), "--overlap", str(args.overlap),
-                       "--batch-size", str(args.batch_size)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--input",
+                    str(wav),
+                    "--preset",
+                    preset,
+                    "--device",
+                    args.device,
+                    "--config",
+                    args.config,
+                    "--segment",
+                    str(args.segment),
+                    "--overlap",
+                    str(args.overlap),
+                    "--batch-size",
+                    str(args.batch_size),
+                ]
                 cmd += ["--model", args.model] if args.model else []
                 cmd += ["--threads", str(args.threads)] if args.threads else []
                 cmd += ["--no-tune-allocator"] if args.no_tune_allocator else []
@@ -112,8 +139,11 @@ def main() -> None:
                     continue
                 row = {"minutes": minutes, **json.loads(done.stdout.strip().splitlines()[-1])}
                 rows.append(row)
-                print(f"{minutes:>5g} min  {preset:<8} (n_sep={row['n_sep']}, n_re={row['n_re']})  RTF {row['rtf']:.3f}  "
-                      f"peak RSS {row['peak_rss_mb']} MB  {row['chunks']} chunks  {row['wall_s']} s", flush=True)
+                print(
+                    f"{minutes:>5g} min  {preset:<8} (n_sep={row['n_sep']}, n_re={row['n_re']})  RTF {row['rtf']:.3f}  "
+                    f"peak RSS {row['peak_rss_mb']} MB  {row['chunks']} chunks  {row['wall_s']} s",
+                    flush=True,
+                )
             wav.unlink()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -42,8 +42,21 @@ def run_rung(name: str, root: Path, data: str, minutes: float, threads: int) -> 
         print(f"{name}: done already, skipped", flush=True)
         return
     overrides = COMMON + RUNGS[name] + [f"optim.max_minutes={minutes}"]
-    command = [sys.executable, "-m", "tisdiss_cli", "train", "--recipe", "speech8k", "--data", data,
-               "--run", str(run), "--threads", str(threads), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "tisdiss_cli",
+        "train",
+        "--recipe",
+        "speech8k",
+        "--data",
+        data,
+        "--run",
+        str(run),
+        "--threads",
+        str(threads),
+        "--quiet",
+    ]
     for item in overrides:
         command += ["--set", item]
     print(f"{name}: {' '.join(overrides)}", flush=True)
@@ -51,8 +64,10 @@ def run_rung(name: str, root: Path, data: str, minutes: float, threads: int) -> 
 
 
 def summarise(root: Path) -> str:
-    rows = ["| rung | overrides | params | s/step | steps | minutes | valid SI-SNRi by minute | last | best |",
-            "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    rows = [
+        "| rung | overrides | params | s/step | steps | minutes | valid SI-SNRi by minute | last | best |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
     for name in RUNGS:
         metrics = root / name / "metrics.jsonl"
         if not metrics.exists():
@@ -71,8 +86,10 @@ def summarise(root: Path) -> str:
 
             params = f"{sum(t.numel() for t in read_checkpoint(model)[1].values()) / 1e3:.0f} k"
         best = max(e["valid_si_snri"] for e in epochs)
-        rows.append(f"| {name} | {' '.join(RUNGS[name]) or '(recipe)'} | {params} | {per_step:.2f} | {trains[-1]['step']} | "
-                    f"{trains[-1]['train_seconds'] / 60:.1f} | {curve} | {epochs[-1]['valid_si_snri']:.2f} | {best:.2f} |")
+        rows.append(
+            f"| {name} | {' '.join(RUNGS[name]) or '(recipe)'} | {params} | {per_step:.2f} | {trains[-1]['step']} | "
+            f"{trains[-1]['train_seconds'] / 60:.1f} | {curve} | {epochs[-1]['valid_si_snri']:.2f} | {best:.2f} |"
+        )
     return "\n".join(rows)
 
 

@@ -81,8 +81,9 @@ def test_fast_and_reference_gradients_agree() -> None:
     """The batched band modules and the one-Linear-per-band form train identically."""
     for kind in ("bandsplit", "mel"):
         torch.manual_seed(0)
-        config = ModelConfig(emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2,
-                             n_sep=2, n_re=1, band_split=kind)
+        config = ModelConfig(
+            emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2, n_sep=2, n_re=1, band_split=kind
+        )
         model = TISDiSS(config).double()
         init_weights(model)
         mix = torch.randn(2, 1200, dtype=torch.float64)
@@ -126,8 +127,16 @@ def test_tiger_widths_and_mel_bands_generalise() -> None:
 
 
 def test_checkpoint_round_trip_keeps_the_band_layout(tmp_path: Path) -> None:
-    config = ModelConfig(emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2,
-                         band_split="bandsplit", n_fft=256, hop_length=128)
+    config = ModelConfig(
+        emb_dim=8,
+        attention_dim=8,
+        n_heads=2,
+        ffn_hidden_dim=(8, 8),
+        num_groups=2,
+        band_split="bandsplit",
+        n_fft=256,
+        hop_length=128,
+    )
     torch.manual_seed(1)
     model = TISDiSS(config).eval()
     init_weights(model)
@@ -160,7 +169,9 @@ def test_espnet_band_split_folder_imports(variant: str, tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(golden["config"]))
     torch.save(golden["state"], folder / "valid.loss.ave_5best.pth")
-    result = CliRunner().invoke(app, ["models", "import", str(folder), "--name", f"golden-{variant}"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app, ["models", "import", str(folder), "--name", f"golden-{variant}"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     model = load_model(f"golden-{variant}").model.double()
     with torch.inference_mode():

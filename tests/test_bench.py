@@ -57,8 +57,9 @@ def test_deepest_realtime_picks_largest_fast_depth() -> None:
 
 def test_bench_cli_json() -> None:
     _register_commands()
-    result = CliRunner().invoke(app, ["bench", "--model", "random-tiny", "--seconds", "0.25", "--nre", "0,2",
-                                      "--runs", "1", "--json"])
+    result = CliRunner().invoke(
+        app, ["bench", "--model", "random-tiny", "--seconds", "0.25", "--nre", "0,2", "--runs", "1", "--json"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert [r["n_re"] for r in data["results"]] == [0, 2]

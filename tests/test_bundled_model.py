@@ -71,5 +71,7 @@ def test_bundled_model_scores_hold_on_dev2mix(utt: str) -> None:
     n_sep, n_re = loaded.presets["best"]
     with torch.inference_mode():
         est = loaded.model(torch.from_numpy(mix)[None], n_sep=n_sep, n_re=n_re)[0].double().numpy()
-    score = metrics.score(est, refs, metrics.mixture_baseline(mix.astype(np.float64), refs, with_sdr=False), with_sdr=False)
+    score = metrics.score(
+        est, refs, metrics.mixture_baseline(mix.astype(np.float64), refs, with_sdr=False), with_sdr=False
+    )
     assert abs(score.si_snri - RECORDED[utt]) < 0.1

@@ -47,7 +47,9 @@ def good() -> Expected:
 
 def test_good_download_verified_with_progress(server: FileServer, tmp_path: Path) -> None:
     seen: list[tuple[int, int | None]] = []
-    dest = fetch(server.url("model.bin"), tmp_path / "m" / "model.bin", good(), progress=lambda d, t: seen.append((d, t)))
+    dest = fetch(
+        server.url("model.bin"), tmp_path / "m" / "model.bin", good(), progress=lambda d, t: seen.append((d, t))
+    )
     assert dest.read_bytes() == PAYLOAD
     assert is_verified(dest, good())
     assert read_marker(dest)["git_blob"] == blob_id(PAYLOAD)
@@ -190,8 +192,24 @@ def test_two_processes_one_verified_file(server: FileServer, tmp_path: Path) -> 
     env = dict(os.environ)
     procs = []
     for i in range(2):
-        args = [server.url("model.bin"), str(dest), str(exp.size), exp.sha256, exp.git_blob, str(tmp_path / f"p{i}"), str(REPO / "tisdiss_cli" / "zoo" / "download.py")]
-        procs.append(subprocess.Popen([sys.executable, "-c", _WORKER, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        args = [
+            server.url("model.bin"),
+            str(dest),
+            str(exp.size),
+            exp.sha256,
+            exp.git_blob,
+            str(tmp_path / f"p{i}"),
+            str(REPO / "tisdiss_cli" / "zoo" / "download.py"),
+        ]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER, *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"p{i}.ready").exists() for i in range(2)):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), procs[0].stderr.read()

@@ -63,8 +63,9 @@ def test_fast_equals_reference_float32_on_golden_model() -> None:
     from tisdiss_cli.model.espnet import load_espnet
 
     folder = need(GOLDEN)
-    model = load_espnet(json.loads((folder / "config.json").read_text()),
-                        torch.load(folder / "state_dict.pt", weights_only=True))
+    model = load_espnet(
+        json.loads((folder / "config.json").read_text()), torch.load(folder / "state_dict.pt", weights_only=True)
+    )
     mix = torch.load(folder / "input.pt", weights_only=True).float()
     with torch.inference_mode():
         for n_sep, n_re in [(2, 1), (2, 3), (3, 2), (1, 1)]:
@@ -94,8 +95,9 @@ def test_fast_paths_match_golden(dtype: torch.dtype, atol: float) -> None:
     from tisdiss_cli.model.espnet import load_espnet
 
     folder = need(GOLDEN)
-    model = load_espnet(json.loads((folder / "config.json").read_text()),
-                        torch.load(folder / "state_dict.pt", weights_only=True)).to(dtype)
+    model = load_espnet(
+        json.loads((folder / "config.json").read_text()), torch.load(folder / "state_dict.pt", weights_only=True)
+    ).to(dtype)
     mix = torch.load(folder / "input.pt", weights_only=True).to(dtype)
     outputs = torch.load(folder / "outputs.pt", weights_only=True)
     with torch.inference_mode():

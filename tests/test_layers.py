@@ -19,8 +19,14 @@ LINT = "from importlinter.cli import lint_imports; raise SystemExit(lint_imports
 
 def _lint(root: Path) -> subprocess.CompletedProcess[str]:
     """lint-imports on the copy in ``root`` (PYTHONPATH puts it before the installed package)."""
-    return subprocess.run([sys.executable, "-c", LINT], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", LINT],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture

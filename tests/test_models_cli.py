@@ -43,7 +43,9 @@ def test_path_prints_cache_and_manual_download_location() -> None:
     assert code == 0 and out.strip() == os.environ["TISDISS_CACHE_DIR"]
     code, out = run("path", "wsj0-2mix")
     assert code == 0
-    assert Path(out.strip()) == Path(os.environ["TISDISS_CACHE_DIR"]) / "models" / "wsj0-2mix" / "valid.loss.ave_5best.pth"
+    assert (
+        Path(out.strip()) == Path(os.environ["TISDISS_CACHE_DIR"]) / "models" / "wsj0-2mix" / "valid.loss.ave_5best.pth"
+    )
 
 
 def test_download_offline_fails_with_one_line() -> None:

@@ -103,8 +103,15 @@ def _released_state(seed: int = 0) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def released_config() -> dict:
     cfg = json.loads((need(GOLDEN / "config.json")).read_text())
-    sep = dict(cfg["separator_conf"], emb_dim=128, attention_dim=128, n_heads=4, ffn_hidden_dim=[384, 384],
-               encoder_repeat_times=2, reconstructor_repeat_times=6)
+    sep = dict(
+        cfg["separator_conf"],
+        emb_dim=128,
+        attention_dim=128,
+        n_heads=4,
+        ffn_hidden_dim=[384, 384],
+        encoder_repeat_times=2,
+        reconstructor_repeat_times=6,
+    )
     return {**cfg, "separator_conf": sep}
 
 
@@ -124,14 +131,18 @@ def test_released_layout_loads_exactly(released_config: dict) -> None:
 def test_released_layout_missing_key_is_named(released_config: dict) -> None:
     state = _released_state()
     del state["separator.reconstructor_blocks.0.spk_path.ffn.0.conv1d.bias"]
-    with pytest.raises(CheckpointError, match=r"missing key 'separator\.reconstructor_blocks\.0\.spk_path\.ffn\.0\.conv1d\.bias'"):
+    with pytest.raises(
+        CheckpointError, match=r"missing key 'separator\.reconstructor_blocks\.0\.spk_path\.ffn\.0\.conv1d\.bias'"
+    ):
         load_espnet(released_config, state)
 
 
 def test_released_layout_shape_change_is_named(released_config: dict) -> None:
     state = _released_state()
     state["separator.encoder_blocks.0.frame_path.attn.qkv.weight"] = torch.zeros(384, 64)
-    with pytest.raises(CheckpointError, match=r"shape mismatch for 'separator\.encoder_blocks\.0\.frame_path\.attn\.qkv\.weight'"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatch for 'separator\.encoder_blocks\.0\.frame_path\.attn\.qkv\.weight'"
+    ):
         load_espnet(released_config, state)
 
 

@@ -81,10 +81,17 @@ def test_packaged_wsj0_2mix_entry() -> None:
 
 
 def test_extra_registry_overrides_fields_and_adds_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = write_registry(tmp_path / "extra.toml", {
-        "wsj0-2mix": {"url": "https://mirror.invalid/m.pth"},
-        "mine": {"url": "https://mirror.invalid/mine.safetensors", "sha256": "ab" * 32, "presets": {"fast": [1, 1]}},
-    })
+    extra = write_registry(
+        tmp_path / "extra.toml",
+        {
+            "wsj0-2mix": {"url": "https://mirror.invalid/m.pth"},
+            "mine": {
+                "url": "https://mirror.invalid/mine.safetensors",
+                "sha256": "ab" * 32,
+                "presets": {"fast": [1, 1]},
+            },
+        },
+    )
     monkeypatch.setenv("TISDISS_REGISTRY", str(extra))
     reg = load_registry()
     assert reg.entries["wsj0-2mix"].url == "https://mirror.invalid/m.pth"
@@ -158,19 +165,40 @@ def test_import_rejects_bad_input(tmp_path: Path) -> None:
 
 
 def test_default_offline_without_bundled_model_errors_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
-        "tisdiss-small-8k": {"file": "not-there.safetensors"},
-    })))
+    monkeypatch.setenv(
+        "TISDISS_REGISTRY",
+        str(
+            write_registry(
+                tmp_path / "r.toml",
+                {
+                    "tisdiss-small-8k": {"file": "not-there.safetensors"},
+                },
+            )
+        ),
+    )
     with pytest.raises(ModelNotFoundError, match="wsj0-2mix.*no bundled model.*TISDISS_OFFLINE"):
         load_model()
 
 
-def test_default_offline_falls_back_to_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_default_offline_falls_back_to_bundled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     small = save_checkpoint(tiny_model(), tmp_path / "small.safetensors")
-    monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
-        "tisdiss-small-8k": {"file": "small.safetensors", "size": small.stat().st_size,
-                             "sha256": hashlib.sha256(small.read_bytes()).hexdigest()},
-    })))
+    monkeypatch.setenv(
+        "TISDISS_REGISTRY",
+        str(
+            write_registry(
+                tmp_path / "r.toml",
+                {
+                    "tisdiss-small-8k": {
+                        "file": "small.safetensors",
+                        "size": small.stat().st_size,
+                        "sha256": hashlib.sha256(small.read_bytes()).hexdigest(),
+                    },
+                },
+            )
+        ),
+    )
     with caplog.at_level(logging.WARNING):
         loaded = load_model()
     assert loaded.name == "tisdiss-small-8k"
@@ -195,14 +223,28 @@ def golden_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[File
     srv = FileServer()
     srv.files["valid.loss.ave_5best.pth"] = data
     config = config_from_espnet(json.loads((GOLDEN / "config.json").read_text())).to_dict()
-    monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
-        "wsj0-2mix": {"url": srv.url("valid.loss.ave_5best.pth"), "git_blob": blob_id(data), "config": config},
-    })))
+    monkeypatch.setenv(
+        "TISDISS_REGISTRY",
+        str(
+            write_registry(
+                tmp_path / "r.toml",
+                {
+                    "wsj0-2mix": {
+                        "url": srv.url("valid.loss.ave_5best.pth"),
+                        "git_blob": blob_id(data),
+                        "config": config,
+                    },
+                },
+            )
+        ),
+    )
     yield srv
     srv.close()
 
 
-def test_default_downloads_converts_once_then_works_offline(golden_zoo: FileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_downloads_converts_once_then_works_offline(
+    golden_zoo: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TISDISS_OFFLINE", "0")
     loaded = load_model()
     assert loaded.name == "wsj0-2mix" and loaded.presets["best"] == (2, 8)

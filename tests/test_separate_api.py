@@ -31,7 +31,9 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def speechy(n: int, rate: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(n) / rate
-    return (0.2 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+    return (0.2 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(n)).astype(
+        np.float32
+    )
 
 
 def test_presets_and_overrides(tiny_path: Path) -> None:
@@ -109,7 +111,9 @@ def test_separate_file_matches_array_api_and_never_overwrites(tiny_path: Path, t
         assert np.abs(y - ref[j]).max() < 2e-3 * max(1.0, np.abs(ref[j]).max())
     with pytest.raises(OutputExistsError, match="talk_spk1.wav: exists"):
         sep.separate_file(src, tmp_path / "out")
-    res = sep.process_file(src, tmp_path / "out", overwrite=True, output_rate="model", fmt="flac", filename="{spk}-{stem}.{ext}")
+    res = sep.process_file(
+        src, tmp_path / "out", overwrite=True, output_rate="model", fmt="flac", filename="{spk}-{stem}.{ext}"
+    )
     assert [p.name for p in res.outputs] == ["1-talk.flac", "2-talk.flac"]
     assert sf.info(res.outputs[0]).samplerate == 8000 and sf.info(res.outputs[0]).frames == 8000 * 3
     assert res.depth == (2, 1) and res.chunks == 4
@@ -155,7 +159,9 @@ def test_outputs_are_matched_to_the_input_level(tiny_path: Path) -> None:
     assert abs(gain - 1.0) > 0.05  # the random tiny model's own level is off, so this tests something
     np.testing.assert_allclose(matched, gain * raw, rtol=1e-4, atol=1e-7)
     # chunked: every chunk is matched, so the whole file lands near the input's energy too
-    chunked = Separator(tiny_path, device="cpu", segment=0.25, overlap=0.25).separate(speechy(8000 * 3, 8000, seed=2), 8000)
+    chunked = Separator(tiny_path, device="cpu", segment=0.25, overlap=0.25).separate(
+        speechy(8000 * 3, 8000, seed=2), 8000
+    )
     ratio = (chunked.astype(np.float64) ** 2).sum() / (speechy(8000 * 3, 8000, seed=2).astype(np.float64) ** 2).sum()
     assert 0.7 < ratio < 1.3
 

@@ -26,7 +26,12 @@ def _int_list(text: str, option: str) -> list[int]:
 
 @app.command()
 def bench(
-    model: str = typer.Option("random-released", "-m", "--model", help="random-released / random-tiny (random weights, no download), or a model name or path."),
+    model: str = typer.Option(
+        "random-released",
+        "-m",
+        "--model",
+        help="random-released / random-tiny (random weights, no download), or a model name or path.",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     seconds: float = typer.Option(4.0, "--seconds", min=0.1, help="Input length in seconds."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Inputs per forward."),
@@ -58,17 +63,43 @@ def bench(
     results = [time_forward(net, n_sep=nsep, n_re=k, seconds=seconds, batch_size=batch_size, runs=runs) for k in depths]
     best = deepest_realtime(results)
     if as_json:
-        rows = [{"n_sep": r.n_sep, "n_re": r.n_re, "median_s": r.median_s, "rtf": r.rtf, "throughput": r.throughput,
-                 "peak_memory_mb": r.peak_memory_mb} for r in results]
-        typer.echo(json.dumps({"model": model, "device": device, "threads": torch.get_num_threads(), "seconds": seconds,
-                               "batch_size": batch_size, "results": rows,
-                               "deepest_realtime": None if best is None else [best.n_sep, best.n_re]}))
+        rows = [
+            {
+                "n_sep": r.n_sep,
+                "n_re": r.n_re,
+                "median_s": r.median_s,
+                "rtf": r.rtf,
+                "throughput": r.throughput,
+                "peak_memory_mb": r.peak_memory_mb,
+            }
+            for r in results
+        ]
+        typer.echo(
+            json.dumps(
+                {
+                    "model": model,
+                    "device": device,
+                    "threads": torch.get_num_threads(),
+                    "seconds": seconds,
+                    "batch_size": batch_size,
+                    "results": rows,
+                    "deepest_realtime": None if best is None else [best.n_sep, best.n_re],
+                }
+            )
+        )
         return
     table = Table(title=f"{model} on {device}, {torch.get_num_threads()} threads, {seconds:g} s x {batch_size}")
     for col in ("N_sep", "N_re", "median s", "RTF", "audio s / s", "peak MB"):
         table.add_column(col, justify="right")
     for r in results:
-        table.add_row(str(r.n_sep), str(r.n_re), f"{r.median_s:.3f}", f"{r.rtf:.3f}", f"{r.throughput:.2f}", f"{r.peak_memory_mb:.0f}")
+        table.add_row(
+            str(r.n_sep),
+            str(r.n_re),
+            f"{r.median_s:.3f}",
+            f"{r.rtf:.3f}",
+            f"{r.throughput:.2f}",
+            f"{r.peak_memory_mb:.0f}",
+        )
     console = Console()
     console.print(table)
     if best is None:

@@ -39,19 +39,42 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
 
 @app.command(name="eval")
 def eval_command(
-    testset: Path = typer.Argument(..., help="Test set: folder with mix/ s1/ s2/ (wsj0-2mix), mix_clean|mix_both|mix_single/ s1/ s2/ (LibriMix), or a TSV list mix, s1, s2[, id]."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name, checkpoint file or ESPnet folder (default: best available)."),
-    nre: Optional[str] = typer.Option(None, "--nre", help="Reconstruction depths to score from one pass: 3, 1-8 or 1,3,6 (default: the model's best preset)."),
-    nsep: Optional[int] = typer.Option(None, "--nsep", min=1, help="Separation repetitions (default: the model's best preset)."),
+    testset: Path = typer.Argument(
+        ...,
+        help="Test set: folder with mix/ s1/ s2/ (wsj0-2mix), mix_clean|mix_both|mix_single/ s1/ s2/ (LibriMix), or a TSV list mix, s1, s2[, id].",
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Registry name, checkpoint file or ESPnet folder (default: best available)."
+    ),
+    nre: Optional[str] = typer.Option(
+        None,
+        "--nre",
+        help="Reconstruction depths to score from one pass: 3, 1-8 or 1,3,6 (default: the model's best preset).",
+    ),
+    nsep: Optional[int] = typer.Option(
+        None, "--nsep", min=1, help="Separation repetitions (default: the model's best preset)."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N utterances."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda:0."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and per-setting means as JSON."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-utterance scores as CSV."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib)."),
-    save_estimates: Optional[Path] = typer.Option(None, "--save-estimates", help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav."),
-    rtf_utterances: int = typer.Option(2, "--rtf-utterances", min=0, help="Utterances timed per setting for the real-time factor (0: skip)."),
-    adaptive: Optional[float] = typer.Option(None, "--adaptive", help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), up to the deepest --nre; from the same pass."),
-    sdr: bool = typer.Option(True, "--sdr/--no-sdr", help="Compute BSS Eval SDR (mir_eval; about 0.1-0.3 s per utterance and setting)."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib)."
+    ),
+    save_estimates: Optional[Path] = typer.Option(
+        None, "--save-estimates", help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav."
+    ),
+    rtf_utterances: int = typer.Option(
+        2, "--rtf-utterances", min=0, help="Utterances timed per setting for the real-time factor (0: skip)."
+    ),
+    adaptive: Optional[float] = typer.Option(
+        None,
+        "--adaptive",
+        help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), up to the deepest --nre; from the same pass.",
+    ),
+    sdr: bool = typer.Option(
+        True, "--sdr/--no-sdr", help="Compute BSS Eval SDR (mir_eval; about 0.1-0.3 s per utterance and setting)."
+    ),
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i)) and speed against N_re, from one pass per utterance."""
     from ..model.checkpoint import CheckpointError
@@ -76,8 +99,14 @@ def eval_command(
     total = min(len(tset), limit) if limit else len(tset)
     deepest = max(depths) if depths else None
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-               TextColumn("{task.fields[status]}")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+    ]
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("scoring", total=total, status="")
 
@@ -89,23 +118,43 @@ def eval_command(
                 bar.update(task, description="timing RTF", completed=p.done, total=p.total, status="")
 
         try:
-            report = evaluate(loaded, tset, n_sep=nsep, n_re_values=depths, limit=limit, progress=on_progress,
-                              save_estimates=save_estimates, with_sdr=sdr, rtf_utterances=rtf_utterances,
-                              adaptive_threshold=adaptive)
+            report = evaluate(
+                loaded,
+                tset,
+                n_sep=nsep,
+                n_re_values=depths,
+                limit=limit,
+                progress=on_progress,
+                save_estimates=save_estimates,
+                with_sdr=sdr,
+                rtf_utterances=rtf_utterances,
+                adaptive_threshold=adaptive,
+            )
         except (TestSetError, MetricError, CheckpointError, ValueError, ImportError) as exc:
             bar.stop()
             _fail(str(exc))
 
     console = Console()
-    table = Table(title=f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz)")
+    table = Table(
+        title=f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz)"
+    )
     for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", "RTF"):
         table.add_column(name, justify="right")
     for s in report.settings:
-        table.add_row(str(s.n_sep), str(s.n_re), _fmt(s.si_snr), _fmt(s.si_snri), _fmt(s.sdr), _fmt(s.sdri), _fmt(s.rtf, 3))
+        table.add_row(
+            str(s.n_sep), str(s.n_re), _fmt(s.si_snr), _fmt(s.si_snri), _fmt(s.sdr), _fmt(s.sdri), _fmt(s.rtf, 3)
+        )
     if report.adaptive is not None:
         a = report.adaptive
-        table.add_row(str(a.n_sep), f"adaptive ≤{a.n_re} (mean {report.adaptive_mean_n_re:.2f})", _fmt(a.si_snr), _fmt(a.si_snri),
-                      _fmt(a.sdr), _fmt(a.sdri), "–")
+        table.add_row(
+            str(a.n_sep),
+            f"adaptive ≤{a.n_re} (mean {report.adaptive_mean_n_re:.2f})",
+            _fmt(a.si_snr),
+            _fmt(a.si_snri),
+            _fmt(a.sdr),
+            _fmt(a.sdri),
+            "–",
+        )
     console.print(table)
     per_metric = report.metric_seconds / max(total, 1)
     console.print(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..separation.audio import is_audio_file
 
+
 @dataclass(frozen=True)
 class InputFile:
     """One input and the sub-folder (relative to the output folder) its outputs go to."""

@@ -129,8 +129,13 @@ def info(name: str = typer.Argument(..., help="Model name.")) -> None:
 def download(name: str = typer.Argument(..., help="Registry model name.")) -> None:
     """Download and verify a model so that it works offline."""
     with Progress(
-        TextColumn(f"[bold]{name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
+        TextColumn(f"[bold]{name}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
     ) as progress:
         task = progress.add_task("download", total=None)
 

@@ -26,11 +26,15 @@ _err = Console(stderr=True)
 )
 def train(
     recipe: Optional[str] = typer.Option(None, help="Shipped recipe: wsj0-2mix-paper, libri2mix, speech8k, tiny."),
-    config: Optional[Path] = typer.Option(None, "--config", help="Recipe file (TOML or JSON) instead of a shipped recipe."),
+    config: Optional[Path] = typer.Option(
+        None, "--config", help="Recipe file (TOML or JSON) instead of a shipped recipe."
+    ),
     data: Optional[str] = typer.Option(None, help="Data folder; the recipe's train/valid names are taken inside it."),
     run: Path = typer.Option(Path("runs/tisdiss"), help="Run folder (config, metrics.jsonl, checkpoints, model)."),
     set_: List[str] = typer.Option([], "--set", help="Override, e.g. --set optim.lr=1e-4 (repeatable)."),
-    init_from: Optional[str] = typer.Option(None, help="Start from these weights (model name, tisdiss checkpoint, run or ESPnet folder)."),
+    init_from: Optional[str] = typer.Option(
+        None, help="Start from these weights (model name, tisdiss checkpoint, run or ESPnet folder)."
+    ),
     resume: bool = typer.Option(False, help="Continue the run in --run exactly where it stopped."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
     threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
@@ -63,11 +67,17 @@ def train(
             return
         kind = event.get("event")
         if kind == "train":
-            _err.print(f"step {event['step']:>7}  epoch {event['epoch']:>3}  loss {event['loss']:8.3f}  lr {event['lr']:.2e}  {event['sec_per_step']:.2f} s/step")
+            _err.print(
+                f"step {event['step']:>7}  epoch {event['epoch']:>3}  loss {event['loss']:8.3f}  lr {event['lr']:.2e}  {event['sec_per_step']:.2f} s/step"
+            )
         elif kind == "epoch":
-            _err.print(f"[bold]epoch {event['epoch']}[/bold]  valid loss {event['valid_loss']:.3f}  valid SI-SNRi {event['valid_si_snri']:.2f} dB")
+            _err.print(
+                f"[bold]epoch {event['epoch']}[/bold]  valid loss {event['valid_loss']:.3f}  valid SI-SNRi {event['valid_si_snri']:.2f} dB"
+            )
         elif kind == "skip":
-            _err.print(f"[yellow]skipped step {event['step']}: non-finite loss/gradient ({event['skipped']} so far)[/yellow]")
+            _err.print(
+                f"[yellow]skipped step {event['step']}: non-finite loss/gradient ({event['skipped']} so far)[/yellow]"
+            )
         elif kind == "done":
             _err.print(f"done ({event['reason']}): {event['model']}")
 

@@ -196,8 +196,14 @@ def _resample(example: AudioExample, rate: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def _time_settings(
-    model: TISDiSS, mixes: list[torch.Tensor], n_sep: int, n_re_values: Sequence[int], rate: int,
-    device: torch.device, progress: ProgressFn | None, running: dict[int, float],
+    model: TISDiSS,
+    mixes: list[torch.Tensor],
+    n_sep: int,
+    n_re_values: Sequence[int],
+    rate: int,
+    device: torch.device,
+    progress: ProgressFn | None,
+    running: dict[int, float],
 ) -> dict[int, float]:
     """Real-time factor of ``model(mix, n_sep, n_re)`` per n_re, one warm-up call first."""
     audio = sum(m.shape[-1] for m in mixes) / rate
@@ -233,7 +239,12 @@ def _sweep(
 
 
 def _score_utterance(
-    utt: Utterance, n_sep: int, outputs: dict[int, np.ndarray], mix: np.ndarray, refs: np.ndarray, with_sdr: bool,
+    utt: Utterance,
+    n_sep: int,
+    outputs: dict[int, np.ndarray],
+    mix: np.ndarray,
+    refs: np.ndarray,
+    with_sdr: bool,
 ) -> dict[int, tuple[UtteranceResult, np.ndarray]]:
     """Scores per n_re, and the estimate reordered to match the references."""
     try:
@@ -299,7 +310,9 @@ def evaluate(
     if len(tset) == 0:
         raise ValueError(f"{tset.root}: no utterances to evaluate")
     if tset.num_refs != model.config.num_spk:
-        raise ValueError(f"{tset.root}: {tset.num_refs} reference(s) per mixture, the model separates {model.config.num_spk} speakers")
+        raise ValueError(
+            f"{tset.root}: {tset.num_refs} reference(s) per mixture, the model separates {model.config.num_spk} speakers"
+        )
     check_headers(tset)  # fail on a bad file before spending minutes on the good ones
 
     out_dir = Path(save_estimates) if save_estimates is not None else None
@@ -343,9 +356,17 @@ def evaluate(
 
     settings = [_summarise([r for r in rows if r.n_re == k], n_sep, k, rtf.get(k)) for k in values]
     report = EvalReport(
-        model=name, testset=str(tset.root), layout=tset.layout, sample_rate=rate, device=str(dev),
-        settings=settings, utterances=rows + adaptive_rows, audio_seconds=audio, forward_seconds=forward_s,
-        metric_seconds=metric_s, rtf_utterances=len(timed_mixes),
+        model=name,
+        testset=str(tset.root),
+        layout=tset.layout,
+        sample_rate=rate,
+        device=str(dev),
+        settings=settings,
+        utterances=rows + adaptive_rows,
+        audio_seconds=audio,
+        forward_seconds=forward_s,
+        metric_seconds=metric_s,
+        rtf_utterances=len(timed_mixes),
     )
     if adaptive_rows:
         report.adaptive = _summarise(adaptive_rows, n_sep, max(values), None)

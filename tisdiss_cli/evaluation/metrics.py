@@ -19,6 +19,7 @@ import numpy as np
 
 from ..util.sisnr import pairwise_si_snr
 
+
 class MetricError(ValueError):
     """Signals that cannot be scored (wrong shapes, silent reference or estimate)."""
 
@@ -97,7 +98,9 @@ def _mir_eval_separation():
     return mir_eval.separation
 
 
-def bss_sdr(est: np.ndarray, ref: np.ndarray, *, compute_permutation: bool = True) -> tuple[np.ndarray, tuple[int, ...]]:
+def bss_sdr(
+    est: np.ndarray, ref: np.ndarray, *, compute_permutation: bool = True
+) -> tuple[np.ndarray, tuple[int, ...]]:
     """BSS Eval v3 SDR per reference: ``est, ref [J, L] -> (sdr [J], perm)``.
 
     ``perm`` is mir_eval's (best mean SIR): ``est[perm[j]]`` matched to ``ref[j]``.

@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from ..separation.audio import AUDIO_SUFFIXES, AudioError, AudioInfo, is_audio_file, probe, read
+
 MIX_DIRS = ("mix", "mix_clean", "mix_both", "mix_single")
 
 
@@ -129,7 +130,9 @@ def _from_list(path: Path) -> TestSet:
         resolved = [p if p.is_absolute() else base / p for p in map(Path, paths)]
         utt_id = fields[-1] if has_id else resolved[0].stem
         if utts and len(resolved) - 1 != len(utts[0].refs):
-            raise TestSetError(f"{path}:{lineno}: {len(resolved) - 1} references, earlier lines have {len(utts[0].refs)}")
+            raise TestSetError(
+                f"{path}:{lineno}: {len(resolved) - 1} references, earlier lines have {len(utts[0].refs)}"
+            )
         utts.append(Utterance(id=utt_id, mix=resolved[0], refs=tuple(resolved[1:])))
     if not utts:
         raise TestSetError(f"{path}: list has no utterances")
@@ -163,7 +166,9 @@ def load_testset(path: str | os.PathLike, *, mix_dir: str | None = None) -> Test
     else:
         present = [root / d for d in MIX_DIRS if (root / d).is_dir()]
         if not present:
-            raise TestSetError(f"{root}: not a test set (expected mix/ or mix_clean/ with s1/, s2/, or a TSV list file)")
+            raise TestSetError(
+                f"{root}: not a test set (expected mix/ or mix_clean/ with s1/, s2/, or a TSV list file)"
+            )
         chosen = present[0]
     layout = "wsj0-2mix" if chosen.name == "mix" else f"librimix:{chosen.name}"
     return _from_folders(root, chosen, layout)

@@ -28,6 +28,7 @@ from .layers import fast_paths_enabled
 def tiger_widths(n_freq: int, sample_rate: int) -> list[int]:
     """TIGER's band widths: one DC band, then 16 bands of 62.5 Hz, 8 of 125 Hz, 8 of 250 Hz
     (rounded down to whole bins), plus one band for any remaining bins."""
+
     def width(hz: float) -> int:
         return int(math.floor(hz / (sample_rate / 2) * n_freq))
 
@@ -63,7 +64,11 @@ def mel_bands(n_freq: int, sample_rate: int, num_bands: int) -> list[list[int]]:
     bands = []
     for m in range(num_bands):
         low, centre, high = edges[m], edges[m + 1], edges[m + 2]
-        bins = [f for f in range(n_freq) if min((f * bin_hz - low) / (centre - low), (high - f * bin_hz) / (high - centre)) > 0]
+        bins = [
+            f
+            for f in range(n_freq)
+            if min((f * bin_hz - low) / (centre - low), (high - f * bin_hz) / (high - centre)) > 0
+        ]
         bands.append(bins)
     bands[0] = sorted(set(bands[0]) | {0})
     bands[-1] = sorted(set(bands[-1]) | {n_freq - 1})
@@ -161,7 +166,9 @@ class BandSplit(nn.Module):
             return torch.stack(parts, dim=-2)
         out = values.new_empty(*values.shape[:-1], len(self.bands), self.bands[0].proj.out_features)
         for size, members in self.groups.items():
-            v = torch.stack([values[..., self.offsets[i] : self.offsets[i] + size] for i in members], dim=-2)  # [B, T, G, D]
+            v = torch.stack(
+                [values[..., self.offsets[i] : self.offsets[i] + size] for i in members], dim=-2
+            )  # [B, T, G, D]
             gamma = torch.stack([self.bands[i].norm.gamma for i in members])  # [G, D]
             weight = torch.stack([self.bands[i].proj.weight for i in members])  # [G, C, D]
             bias = torch.stack([self.bands[i].proj.bias for i in members])  # [G, C]

@@ -111,9 +111,7 @@ ARCHITECTURES: dict[str, ModelConfig] = {
     "sep2x3": _paper(2, 3, 0, 0),
     "sep1x6": _paper(1, 6, 0, 0),
     # Small structure-preserving configuration for tests and smoke runs.
-    "tiny": ModelConfig(
-        emb_dim=16, attention_dim=16, n_heads=2, ffn_hidden_dim=(24, 24), n_sep=2, n_re=3
-    ),
+    "tiny": ModelConfig(emb_dim=16, attention_dim=16, n_heads=2, ffn_hidden_dim=(24, 24), n_sep=2, n_re=3),
 }
 
 

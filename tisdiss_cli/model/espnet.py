@@ -40,8 +40,16 @@ _ESPNET_DEFAULTS: dict[str, Any] = {
     "conv1d_shift": 1,
     "eps": 1e-5,
 }
-_REQUIRED = ("emb_dim", "n_heads", "ffn_hidden_dim", "norm_type", "num_groups", "encoder_n_layers",
-             "encoder_repeat_times", "reconstructor_n_layers")
+_REQUIRED = (
+    "emb_dim",
+    "n_heads",
+    "ffn_hidden_dim",
+    "norm_type",
+    "num_groups",
+    "encoder_n_layers",
+    "encoder_repeat_times",
+    "reconstructor_n_layers",
+)
 
 
 def config_from_espnet(conf: Mapping[str, Any]) -> ModelConfig:
@@ -174,7 +182,10 @@ def espnet_to_tisdiss_key(key: str) -> str | None:
     """Translate one ESPnet key; None for the constant RoPE frequencies tisdiss does not store."""
     if key.endswith(".attn.rope.freqs"):
         return None
-    known = tuple(espnet for espnet, _ in _TOP_NAMES) + ("separator.band_split_encoder.", "separator.band_split_decoder.")
+    known = tuple(espnet for espnet, _ in _TOP_NAMES) + (
+        "separator.band_split_encoder.",
+        "separator.band_split_decoder.",
+    )
     if not key.startswith(known):
         return key  # unknown: kept, so the strict loader reports it as unexpected
     return _rename(key, to_tisdiss=True)
@@ -198,7 +209,9 @@ def convert_espnet_state(model: TISDiSS, state: Mapping[str, Tensor]) -> dict[st
             raise CheckpointError(f"key {key!r} does not hold a tensor")
         new = espnet_to_tisdiss_key(key)
         if new is None:
-            if value.shape != expected_freqs.shape or not torch.allclose(value.float(), expected_freqs, rtol=0, atol=1e-6):
+            if value.shape != expected_freqs.shape or not torch.allclose(
+                value.float(), expected_freqs, rtol=0, atol=1e-6
+            ):
                 raise CheckpointError(f"key {key!r}: RoPE frequencies differ from 10000^(-2i/{head_dim})")
             continue
         if new not in own:

@@ -123,7 +123,11 @@ class Splitter(nn.Module):
         u = self.conv2d(h.permute(0, 3, 1, 2))
         if self.gated:
             value, gate = u.split(self.middle, dim=1)
-            g = F.silu(gate).mul_(value) if fast_paths_enabled() and not torch.is_grad_enabled() else F.silu(gate) * value
+            g = (
+                F.silu(gate).mul_(value)
+                if fast_paths_enabled() and not torch.is_grad_enabled()
+                else F.silu(gate) * value
+            )
             u = deconv2d_same(g, self.deconv2d)
         b, _, t, f = u.shape
         # channel j*C+c -> speaker j; contiguous [B, J, T, F, C] for the reconstructor's paths
@@ -243,7 +247,9 @@ class TISDiSS(nn.Module):
             y = _last(self.reconstructor.steps(y, n_re, e, self.mixer), y)
         return self.decoder(y, scale, mix.shape[-1])
 
-    def iter_depths(self, mix: Tensor, *, n_sep: int | None = None, max_n_re: int | None = None) -> Iterator[tuple[int, Tensor]]:
+    def iter_depths(
+        self, mix: Tensor, *, n_sep: int | None = None, max_n_re: int | None = None
+    ) -> Iterator[tuple[int, Tensor]]:
         """Yield ``(n_re, [B, J, L])`` for n_re = 0 .. max_n_re from one forward pass.
 
         Output k equals ``model(mix, n_sep=n_sep, n_re=k)``: the loop state after k

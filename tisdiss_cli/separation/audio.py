@@ -26,8 +26,22 @@ OutputFormat = Literal["wav", "flac"]
 
 # File names treated as audio when a folder is scanned (inputs, test sets, training corpora).
 AUDIO_SUFFIXES: tuple[str, ...] = (
-    ".aif", ".aifc", ".aiff", ".au", ".caf", ".flac", ".mp3", ".oga", ".ogg", ".opus", ".rf64",
-    ".snd", ".sph", ".w64", ".wav", ".wv",
+    ".aif",
+    ".aifc",
+    ".aiff",
+    ".au",
+    ".caf",
+    ".flac",
+    ".mp3",
+    ".oga",
+    ".ogg",
+    ".opus",
+    ".rf64",
+    ".snd",
+    ".sph",
+    ".w64",
+    ".wav",
+    ".wv",
 )
 
 BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the channel count
@@ -136,7 +150,11 @@ def resampled_length(frames: int, in_rate: int, out_rate: int) -> int:
 
 
 def read(
-    path: str | os.PathLike[str], *, start: int = 0, stop: int | None = None, dtype: Literal["float32", "float64"] = "float32"
+    path: str | os.PathLike[str],
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    dtype: Literal["float32", "float64"] = "float32",
 ) -> tuple[np.ndarray, int]:
     """Frames ``[start, stop)`` of a file, ``[frames, channels]`` at the file's rate, and that rate."""
     try:
@@ -190,7 +208,16 @@ class AtomicWriter:
     is padded with zeros on commit, so the file has exactly ``length`` frames.
     """
 
-    def __init__(self, path: Path, sample_rate: int, *, length: int, fmt: OutputFormat = "wav", float_output: bool = False, channels: int = 1) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sample_rate: int,
+        *,
+        length: int,
+        fmt: OutputFormat = "wav",
+        float_output: bool = False,
+        channels: int = 1,
+    ) -> None:
         if fmt == "flac" and float_output:
             raise ValueError("FLAC cannot hold float samples; use --format wav with float output")
         self.path = Path(path)
@@ -247,7 +274,14 @@ class AtomicWriter:
             self.discard()
 
 
-def write(path: str | os.PathLike[str], wave: np.ndarray, sample_rate: int, *, fmt: OutputFormat = "wav", float_output: bool = False) -> Path:
+def write(
+    path: str | os.PathLike[str],
+    wave: np.ndarray,
+    sample_rate: int,
+    *,
+    fmt: OutputFormat = "wav",
+    float_output: bool = False,
+) -> Path:
     """Write a whole mono ``[n]`` signal atomically (24-bit PCM, or 32-bit float); returns the path."""
     with AtomicWriter(Path(path), sample_rate, length=len(wave), fmt=fmt, float_output=float_output) as w:
         w.write(wave)

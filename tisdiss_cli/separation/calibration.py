@@ -36,8 +36,13 @@ class Calibration:
         return Depth(self.n_sep, max(fitting, default=0))
 
     def to_dict(self) -> dict[str, object]:
-        return {"model_id": self.model_id, "device": self.device, "n_sep": self.n_sep,
-                "seconds": self.seconds, "rtf": {str(k): v for k, v in self.rtf.items()}}
+        return {
+            "model_id": self.model_id,
+            "device": self.device,
+            "n_sep": self.n_sep,
+            "seconds": self.seconds,
+            "rtf": {str(k): v for k, v in self.rtf.items()},
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> "Calibration":
@@ -58,7 +63,9 @@ def cache_path(model_id: str, device: str, n_sep: int, max_n_re: int) -> Path:
     return cache_dir() / "calibration" / f"{key}.json"
 
 
-def measure(model: TISDiSS, *, n_sep: int, max_n_re: int, seconds: float = 2.0, warmup: bool = True) -> dict[int, float]:
+def measure(
+    model: TISDiSS, *, n_sep: int, max_n_re: int, seconds: float = 2.0, warmup: bool = True
+) -> dict[int, float]:
     """RTF to reach each n_re = 0..max_n_re, from one pass (after an optional warm-up pass)."""
     p = next(model.parameters())
     mix = torch.randn(1, int(seconds * model.config.sample_rate), generator=torch.Generator().manual_seed(0)) * 0.05
@@ -90,6 +97,8 @@ def calibrate(
             return Calibration.from_dict(json.loads(path.read_text()))
         except (ValueError, KeyError, TypeError):
             pass  # damaged cache file: measure again
-    result = Calibration(model_id, device, n_sep, measure(model, n_sep=n_sep, max_n_re=max_n_re, seconds=seconds), seconds)
+    result = Calibration(
+        model_id, device, n_sep, measure(model, n_sep=n_sep, max_n_re=max_n_re, seconds=seconds), seconds
+    )
     atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
     return result

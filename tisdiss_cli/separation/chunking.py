@@ -160,7 +160,9 @@ class OverlapAdd:
         chunks = torch.stack([self.buf[s - self.buf_start : s - self.buf_start + seg] for s in self.pending])
         sources = self.fn(chunks)  # [B, J, S]
         if sources.shape != (len(self.pending), self.num_spk, seg):
-            raise RuntimeError(f"network returned {tuple(sources.shape)}, expected {(len(self.pending), self.num_spk, seg)}")
+            raise RuntimeError(
+                f"network returned {tuple(sources.shape)}, expected {(len(self.pending), self.num_spk, seg)}"
+            )
         for start, est in zip(self.pending, sources):
             self._add(start, est.float().cpu())
         self.pending = []

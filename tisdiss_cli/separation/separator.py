@@ -1,8 +1,8 @@
 """Python API for separation: ``Separator`` turns a mixture (array or file) into one track per speaker.
 
-    >>> sep = Separator("path/to/model.safetensors", preset="fast")   # doctest: +SKIP
-    >>> sources = sep.separate(wave, 16000)                           # [J, samples]
-    >>> sep.separate_file("meeting.wav", "separated/")                # [.../meeting_spk1.wav, ...]
+>>> sep = Separator("path/to/model.safetensors", preset="fast")   # doctest: +SKIP
+>>> sources = sep.separate(wave, 16000)                           # [J, samples]
+>>> sep.separate_file("meeting.wav", "separated/")                # [.../meeting_spk1.wav, ...]
 """
 
 from __future__ import annotations
@@ -172,7 +172,9 @@ class Separator:
             if self.adaptive_threshold is None:
                 out = self.model(x, n_sep=n_sep, n_re=n_re)
             else:
-                out, used = separate_adaptive(self.model, x, n_sep=n_sep, max_n_re=n_re, threshold_db=self.adaptive_threshold)
+                out, used = separate_adaptive(
+                    self.model, x, n_sep=n_sep, max_n_re=n_re, threshold_db=self.adaptive_threshold
+                )
                 self.depths_used.append(used)
             out = out[..., :length].float().cpu()
             if self.match_level:
@@ -213,7 +215,12 @@ class Separator:
         return out
 
     def output_paths(
-        self, path: str | os.PathLike, out_dir: str | os.PathLike, *, fmt: audio.OutputFormat = "wav", filename: str = DEFAULT_FILENAME
+        self,
+        path: str | os.PathLike,
+        out_dir: str | os.PathLike,
+        *,
+        fmt: audio.OutputFormat = "wav",
+        filename: str = DEFAULT_FILENAME,
     ) -> list[Path]:
         """Where :meth:`separate_file` writes; ``filename`` may use ``{stem}``, ``{spk}`` (1-based), ``{ext}``."""
         stem = Path(path).stem
@@ -277,7 +284,15 @@ class Separator:
         finally:
             for w in writers:
                 w.discard()  # no-op for committed writers; removes temporaries otherwise
-        result = FileResult(info.path, outputs, info.duration, time.perf_counter() - t0, depth, sum(w.clipped for w in writers), engine.ran_chunks)
+        result = FileResult(
+            info.path,
+            outputs,
+            info.duration,
+            time.perf_counter() - t0,
+            depth,
+            sum(w.clipped for w in writers),
+            engine.ran_chunks,
+        )
         if result.clipped:
             result.warnings.append(f"{result.clipped} samples clipped at full scale (use float output to keep them)")
         return result

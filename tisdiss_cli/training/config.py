@@ -144,10 +144,11 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
         return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     shipped = resources.files("tisdiss_cli") / "recipes" / f"{name_or_path}.toml"
     if not shipped.is_file():
-        names = sorted(p.name[:-5] for p in (resources.files("tisdiss_cli") / "recipes").iterdir() if p.name.endswith(".toml"))
+        names = sorted(
+            p.name[:-5] for p in (resources.files("tisdiss_cli") / "recipes").iterdir() if p.name.endswith(".toml")
+        )
         raise ValueError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(names)}")
     return tomllib.loads(shipped.read_text())
-
 
 
 def resolve_config(

@@ -101,7 +101,9 @@ class DynamicMixDataset(Dataset):
         self.length = int(round(config.segment_seconds * self.index.sample_rate))
         self.noises: list[tuple[Path, int]] = []
         if noise_dir is not None and config.noise_prob > 0:
-            self.noises = [(p, audio_io.probe(p).frames) for p in sorted(Path(noise_dir).rglob("*")) if audio_io.is_audio_file(p)]
+            self.noises = [
+                (p, audio_io.probe(p).frames) for p in sorted(Path(noise_dir).rglob("*")) if audio_io.is_audio_file(p)
+            ]
 
     @property
     def sample_rate(self) -> int:

@@ -86,7 +86,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
     record = RunLog(run_dir / "metrics.jsonl", ddp.main, log)
 
     # -- how: the module a step calls, data, loss
-    forward = TrainingForward(model, DecodeFlags(splitter=True, separation=config.decode_separation, reconstruction=True))
+    forward = TrainingForward(
+        model, DecodeFlags(splitter=True, separation=config.decode_separation, reconstruction=True)
+    )
     net = _wrap(forward, config, device, ddp)
     train_set, valid_set = _datasets(config, config.model.sample_rate)
     sampler = _ShardedSampler(len(train_set), config.seed, ddp.rank, ddp.world)
@@ -129,7 +131,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
                 bad_streak += 1
                 record({"event": "skip", "step": state.step, "loss": stats["loss"], "skipped": state.skipped})
                 if bad_streak >= MAX_BAD_STEPS:
-                    stop_reason = f"non-finite loss or gradient in {MAX_BAD_STEPS} consecutive steps (lower the learning rate?)"
+                    stop_reason = (
+                        f"non-finite loss or gradient in {MAX_BAD_STEPS} consecutive steps (lower the learning rate?)"
+                    )
                     break
                 continue
             bad_streak = 0
@@ -140,8 +144,18 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
             state.step += 1
             if state.step % config.log_every_steps == 0:
                 per_step = (time.perf_counter() - t0) / config.log_every_steps
-                record({"event": "train", "step": state.step, "epoch": state.epoch, "lr": optimizer.param_groups[0]["lr"],
-                        "grad_norm": float(grad_norm), "sec_per_step": per_step, "train_seconds": clock.total(), **stats})
+                record(
+                    {
+                        "event": "train",
+                        "step": state.step,
+                        "epoch": state.epoch,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "grad_norm": float(grad_norm),
+                        "sec_per_step": per_step,
+                        "train_seconds": clock.total(),
+                        **stats,
+                    }
+                )
                 t0 = time.perf_counter()
             if state.step % config.save_every_steps == 0:
                 _save(last_path, model, optimizer, state, clock, ddp)
@@ -159,9 +173,18 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
         state.plateau.update(valid_loss, optim_cfg)
         if ddp.main:
             _keep_best_epochs(model, ckpt_dir, state, valid_loss, config.keep_best)
-        record({"event": "epoch", "epoch": state.epoch, "step": state.step, "valid_loss": valid_loss,
-                "valid_si_snri": valid_sisnri, "lr_scale": state.plateau.scale, "skipped": state.skipped,
-                "train_seconds": clock.total()})
+        record(
+            {
+                "event": "epoch",
+                "epoch": state.epoch,
+                "step": state.step,
+                "valid_loss": valid_loss,
+                "valid_si_snri": valid_sisnri,
+                "lr_scale": state.plateau.scale,
+                "skipped": state.skipped,
+                "train_seconds": clock.total(),
+            }
+        )
         state.epoch += 1
         state.batch_in_epoch = 0
         _save(last_path, model, optimizer, state, clock, ddp)
@@ -171,8 +194,15 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
     final = run_dir / "model.safetensors"
     if ddp.main:
         final = write_final_model(model, run_dir, config, state.best)
-        record({"event": "done", "step": state.step, "epoch": state.epoch, "reason": stop_reason or "all epochs done",
-                "model": str(final)})
+        record(
+            {
+                "event": "done",
+                "step": state.step,
+                "epoch": state.epoch,
+                "reason": stop_reason or "all epochs done",
+                "model": str(final),
+            }
+        )
     if ddp.world > 1:
         dist.barrier()
     return TrainResult(final, model, state.step, stop_reason or "all epochs done")
@@ -210,7 +240,9 @@ class RunClock:
         return self.before + self.this_invocation()
 
 
-def _save(path: Path, model: TISDiSS, optimizer: torch.optim.Optimizer, state: TrainState, clock: RunClock, ddp: Dist) -> None:
+def _save(
+    path: Path, model: TISDiSS, optimizer: torch.optim.Optimizer, state: TrainState, clock: RunClock, ddp: Dist
+) -> None:
     if ddp.main:
         state.train_seconds = clock.total()
         save_state(path, model, optimizer, state)
@@ -225,7 +257,9 @@ def _new_run_folder(run_dir: Path, config: TrainConfig, last_path: Path) -> None
 
 def _keep_best_epochs(model: TISDiSS, ckpt_dir: Path, state: TrainState, valid_loss: float, keep: int) -> None:
     """Save this epoch's weights and keep only the ``keep`` best epoch checkpoints."""
-    save_checkpoint(model, ckpt_dir / f"epoch{state.epoch}.safetensors", {"epoch": state.epoch, "valid_loss": valid_loss})
+    save_checkpoint(
+        model, ckpt_dir / f"epoch{state.epoch}.safetensors", {"epoch": state.epoch, "valid_loss": valid_loss}
+    )
     ranked = sorted(state.best + [(valid_loss, state.epoch)])
     for _, dropped in ranked[keep:]:
         (ckpt_dir / f"epoch{dropped}.safetensors").unlink(missing_ok=True)
@@ -333,9 +367,13 @@ def _datasets(config: TrainConfig, sample_rate: int) -> tuple[Dataset, Dataset]:
     train: DynamicMixDataset | PremixedDataset
     valid: DynamicMixDataset | PremixedDataset
     if d.kind == "dynamic":
-        train = DynamicMixDataset(d.train, d.mixing, epoch_size=d.epoch_size, seed=config.seed, noise_dir=d.noise or None)
+        train = DynamicMixDataset(
+            d.train, d.mixing, epoch_size=d.epoch_size, seed=config.seed, noise_dir=d.noise or None
+        )
         valid_mixing = dataclasses.replace(d.mixing, segment_seconds=d.valid_seconds, speed_range=(1.0, 1.0))
-        valid = DynamicMixDataset(d.valid, valid_mixing, epoch_size=d.valid_size, seed=config.seed + 1, noise_dir=d.noise or None)
+        valid = DynamicMixDataset(
+            d.valid, valid_mixing, epoch_size=d.valid_size, seed=config.seed + 1, noise_dir=d.noise or None
+        )
         rate = train.sample_rate
     elif d.kind == "premixed":
         from ..evaluation.testset import load_testset  # the layouts `tisdiss eval` reads
@@ -356,7 +394,9 @@ def _datasets(config: TrainConfig, sample_rate: int) -> tuple[Dataset, Dataset]:
 
 
 @torch.no_grad()
-def validate(model: TISDiSS, dataset: Dataset, weights: LossWeights, flags: DecodeFlags, device: torch.device) -> tuple[float, float]:
+def validate(
+    model: TISDiSS, dataset: Dataset, weights: LossWeights, flags: DecodeFlags, device: torch.device
+) -> tuple[float, float]:
     """Mean multi-loss and mean SI-SNR improvement of the final output on whole items."""
     model.eval()
     losses, improvements = [], []

@@ -56,7 +56,9 @@ LOSS_SETTINGS: dict[str, LossWeights] = {
 }
 
 
-def multi_loss(outputs: list[DecodedOutput], ref: Tensor, weights: LossWeights, clamp_db: float = 70.0) -> tuple[Tensor, dict[str, float]]:
+def multi_loss(
+    outputs: list[DecodedOutput], ref: Tensor, weights: LossWeights, clamp_db: float = 70.0
+) -> tuple[Tensor, dict[str, float]]:
     """Eq. 1 of the paper over the decoded outputs of ``TISDiSS.forward_train``.
 
     Each output gets its own best permutation. With ``average_all`` every output is one

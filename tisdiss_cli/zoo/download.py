@@ -197,9 +197,7 @@ def forget(path: Path) -> None:
 
 
 def _unreachable(url: str, dest: Path, reason: str) -> DownloadError:
-    return DownloadError(
-        f"cannot download {url} ({reason}); download it by other means and save it as {dest}"
-    )
+    return DownloadError(f"cannot download {url} ({reason}); download it by other means and save it as {dest}")
 
 
 def fetch(

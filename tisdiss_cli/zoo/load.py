@@ -151,7 +151,9 @@ def _presets_from(metadata: Mapping[str, Any], model: TISDiSS) -> dict[str, Dept
     return presets
 
 
-def _loaded(model: TISDiSS, metadata: Mapping[str, Any], name: str, device: str, extra: Mapping[str, Any]) -> LoadedModel:
+def _loaded(
+    model: TISDiSS, metadata: Mapping[str, Any], name: str, device: str, extra: Mapping[str, Any]
+) -> LoadedModel:
     card = {**metadata, **extra, "config": model.config.to_dict()}
     return LoadedModel(model.to(device).eval(), name, _presets_from(metadata, model), card)
 
@@ -172,10 +174,15 @@ def _load_default(device: str, progress: ProgressCallback | None) -> LoadedModel
         reason = str(exc)
     fallback = registry.entries.get(registry.fallback or "")
     if fallback is None or ready_checkpoint(fallback) is None:
-        raise ModelNotFoundError(f"default model {registry.default!r} is unavailable and no bundled model is installed: {reason}")
+        raise ModelNotFoundError(
+            f"default model {registry.default!r} is unavailable and no bundled model is installed: {reason}"
+        )
     log.warning(
         "using the bundled model %s instead of %s (%s); get the better model with `tisdiss models download %s`",
-        fallback.name, registry.default, reason, registry.default,
+        fallback.name,
+        registry.default,
+        reason,
+        registry.default,
     )
     return _load_entry(fallback, device, progress)
 
@@ -226,7 +233,9 @@ def _convert_espnet(entry: ModelEntry, source: Path) -> Path:
             "licence": entry.licence,
         }
         save_checkpoint(model, target, metadata)
-        write_marker(target, {"size": target.stat().st_size, "sha256": sha256_file(target)}, source=source_identity(entry))
+        write_marker(
+            target, {"size": target.stat().st_size, "sha256": sha256_file(target)}, source=source_identity(entry)
+        )
     return target
 
 

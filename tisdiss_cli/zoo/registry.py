@@ -212,7 +212,9 @@ def read_local_index() -> dict[str, dict[str, Any]]:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        raise ModelError(f"{_index_path()}: unreadable index of imported models ({exc}); delete it and re-import") from None
+        raise ModelError(
+            f"{_index_path()}: unreadable index of imported models ({exc}); delete it and re-import"
+        ) from None
     return data if isinstance(data, dict) else {}
 
 
@@ -259,7 +261,11 @@ def ready_checkpoint(entry: ModelEntry) -> Path | None:
     """The entry's tisdiss checkpoint if it is present and passes the cheap re-check."""
     if entry.bundled:
         path = entry.bundled_path()
-        return path if path is not None and path.is_file() and (entry.size is None or path.stat().st_size == entry.size) else None
+        return (
+            path
+            if path is not None and path.is_file() and (entry.size is None or path.stat().st_size == entry.size)
+            else None
+        )
     if entry.format == "espnet":
         path = checkpoint_path(entry.name)
         marker = read_marker(path)
@@ -289,7 +295,9 @@ def model_status() -> list[ModelStatus]:
     for name, info in sorted(read_local_index().items()):
         path = models_dir() / info["file"]
         ok = is_verified(path)
-        out.append(ModelStatus(name, "imported", None, ok, path if ok else None, _folder_size(path.parent) if ok else None))
+        out.append(
+            ModelStatus(name, "imported", None, ok, path if ok else None, _folder_size(path.parent) if ok else None)
+        )
     return out
 
 

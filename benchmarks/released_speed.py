@@ -74,7 +74,8 @@ def main() -> None:
         return
     flags = [f"--{name.replace('_', '-')}" for name in FLAGS if getattr(args, name)]
     print(
-        f"{'input':>6} {'(Nsep,Nre)':>10} {'median s':>9} {'min-max s':>13} {'RTF':>6} {'ref RTF':>7} {'speed-up':>8} {'RSS MB':>7}"
+        f"{'input':>6} {'(Nsep,Nre)':>10} {'median s':>9} {'min-max s':>13} "
+        f"{'RTF':>6} {'ref RTF':>7} {'speed-up':>8} {'RSS MB':>7}"
     )
     for seconds in (float(v) for v in args.lengths.split(",")):
         for n_re in (int(v) for v in args.nre.split(",")):
@@ -96,7 +97,8 @@ def main() -> None:
             ref = REFERENCE_RTF.get((seconds, n_re))
             gain = f"{ref / r['rtf']:.2f}x" if ref else "-"
             print(
-                f"{seconds:>5g}s {f'(2,{n_re})':>10} {r['median']:>9.2f} {min(r['times']):>6.2f}-{max(r['times']):<6.2f} "
+                f"{seconds:>5g}s {f'(2,{n_re})':>10} {r['median']:>9.2f} "
+                f"{min(r['times']):>6.2f}-{max(r['times']):<6.2f} "
                 f"{r['rtf']:>6.2f} {ref or '-':>7} {gain:>8} {r['rss_mb']:>7.0f}",
                 flush=True,
             )

@@ -87,10 +87,9 @@ def test_writer_float_flac_and_discard(tmp_path: Path) -> None:
     assert sf.info(flac).subtype == "PCM_24"
     with pytest.raises(ValueError, match="FLAC cannot hold float"):
         audio.AtomicWriter(tmp_path / "g.flac", 8000, length=1, fmt="flac", float_output=True)
-    with pytest.raises(KeyboardInterrupt):
-        with audio.AtomicWriter(tmp_path / "int.wav", 8000, length=10) as w:
-            w.write(x)
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), audio.AtomicWriter(tmp_path / "int.wav", 8000, length=10) as w:
+        w.write(x)
+        raise KeyboardInterrupt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.flac", "f.wav"]
 
 

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 import tisdiss_cli.cli.models  # noqa: F401  (registers the sub-command)
 from tests.conftest import GOLDEN, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
+from tisdiss_cli.cli import app
 from tisdiss_cli.model.bandsplit import band_table, mel_bands, tiger_widths
 from tisdiss_cli.model.espnet import config_from_espnet, tisdiss_to_espnet_key
-from tisdiss_cli.cli import app
 from tisdiss_cli.model.layers import reference_paths
-from tisdiss_cli.training.losses import LossWeights, multi_loss
 from tisdiss_cli.model.network import count_parameters, init_weights
+from tisdiss_cli.training.losses import LossWeights, multi_loss
 from tisdiss_cli.zoo.load import load_model
 
 VARIANTS = ["bandsplit", "melbandsplit"]
@@ -99,7 +99,7 @@ def test_fast_and_reference_gradients_agree() -> None:
 
 def test_parameter_counts_follow_the_closed_form() -> None:
     """band-split.md section 6: encoder S(C+1) + nband C, decoder nband (20C^2 + 8C) + (8C+2) S."""
-    released = dict(emb_dim=128, attention_dim=128, n_heads=4, ffn_hidden_dim=(384, 384))
+    released = {"emb_dim": 128, "attention_dim": 128, "n_heads": 4, "ffn_hidden_dim": (384, 384)}
     expected = {"bandsplit": 19_008_439, "mel": 18_813_587}  # the design note's counts (shared RoPE once)
     with torch.device("meta"):
         standard = count_parameters(TISDiSS(ModelConfig(**released)))

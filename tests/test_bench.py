@@ -9,11 +9,10 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from typer.testing import CliRunner
 
-from tisdiss_cli.evaluation.bench import BenchResult, deepest_realtime, random_model, time_forward
 from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.evaluation.bench import BenchResult, deepest_realtime, random_model, time_forward
 
 
 class SleepyModel(torch.nn.Module):

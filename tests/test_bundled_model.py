@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import DEV2MIX, REPO, need
-from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.model.network import count_parameters
 from tisdiss_cli.zoo.load import load_model
 from tisdiss_cli.zoo.registry import load_registry

@@ -13,14 +13,14 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import DEV2MIX, need
-from tisdiss_cli.evaluation import metrics
-from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.model.config import ARCHITECTURES
+from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.evaluation.evaluate import evaluate, parse_depths
+from tisdiss_cli.evaluation.testset import TestSetError, check_headers, load_testset, read_example
+from tisdiss_cli.model.checkpoint import save_checkpoint
+from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
 from tisdiss_cli.zoo.load import LoadedModel
-from tisdiss_cli.evaluation.testset import TestSetError, check_headers, load_testset, read_example
 
 pytest.importorskip("mir_eval")
 RATE = 8000

@@ -86,7 +86,7 @@ def test_training_path_gradients_match_reference() -> None:
 
     with reference_paths():
         want = grads()
-    for g, w in zip(grads(), want):
+    for g, w in zip(grads(), want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-8)
 
 

@@ -9,10 +9,10 @@ import torch
 
 from tests.conftest import GOLDEN, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
-from tisdiss_cli.model.espnet import config_from_espnet, espnet_to_tisdiss_key
 from tisdiss_cli.model.config import ARCHITECTURES
-from tisdiss_cli.training.losses import LossWeights, multi_loss
+from tisdiss_cli.model.espnet import config_from_espnet, espnet_to_tisdiss_key
 from tisdiss_cli.model.network import count_parameters, init_weights
+from tisdiss_cli.training.losses import LossWeights, multi_loss
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
 
 from tests.conftest import GOLDEN, FileServer, blob_id, golden_output, need
 from tisdiss_cli.model.checkpoint import save_checkpoint
-from tisdiss_cli.model.espnet import config_from_espnet
 from tisdiss_cli.model.config import ARCHITECTURES, ModelConfig
-from tisdiss_cli.zoo.download import DownloadError, OfflineError
+from tisdiss_cli.model.espnet import config_from_espnet
 from tisdiss_cli.model.network import TISDiSS, init_weights
+from tisdiss_cli.zoo.download import DownloadError, OfflineError
+from tisdiss_cli.zoo.load import download_model, espnet_files, import_model, load_model
 from tisdiss_cli.zoo.registry import (
     ModelError,
     ModelNotFoundError,
@@ -28,7 +29,6 @@ from tisdiss_cli.zoo.registry import (
     model_status,
     remove_model,
 )
-from tisdiss_cli.zoo.load import download_model, espnet_files, import_model, load_model
 
 
 def toml_value(v: Any) -> str:
@@ -135,7 +135,8 @@ def test_espnet_folder_and_pth_paths_load_directly(espnet_dir: Path) -> None:
     out, expected = golden_output(from_folder, 2, 1)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
     from_pth = load_model(espnet_dir / "valid.loss.ave_5best.pth").model.double()
-    assert all(torch.equal(a, b) for a, b in zip(from_pth.state_dict().values(), from_folder.state_dict().values()))
+    pairs = zip(from_pth.state_dict().values(), from_folder.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_tisdiss_checkpoint_and_run_folder(tmp_path: Path) -> None:
@@ -254,7 +255,8 @@ def test_default_downloads_converts_once_then_works_offline(
     monkeypatch.setenv("TISDISS_OFFLINE", "1")
     again = load_model("wsj0-2mix").model.double()  # from the converted cache entry
     assert again.state_dict().keys() == loaded.model.state_dict().keys()
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), loaded.model.state_dict().values()))
+    pairs = zip(again.state_dict().values(), loaded.model.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     assert len(golden_zoo.requests) == 1
     [status] = [s for s in model_status() if s.name == "wsj0-2mix"]
     assert status.available and status.size > 0

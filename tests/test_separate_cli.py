@@ -16,8 +16,8 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import GOLDEN, REPO, need
-from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
 

@@ -8,20 +8,20 @@ __version__ = "0.1.0.dev0"
 
 from ._compat import install as _install_moved_modules
 from .model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .model.espnet import load_espnet
 from .model.config import ARCHITECTURES, ModelConfig
+from .model.espnet import load_espnet
 from .model.network import TISDiSS
 from .separation.separator import Separator
 
 _install_moved_modules()
 
 __all__ = [
-    "__version__",
     "ARCHITECTURES",
     "CheckpointError",
     "ModelConfig",
     "Separator",
     "TISDiSS",
+    "__version__",
     "load_checkpoint",
     "load_espnet",
     "save_checkpoint",

@@ -12,7 +12,7 @@ import importlib.machinery
 import sys
 import types
 import warnings
-from typing import Sequence
+from collections.abc import Sequence
 
 # old module -> the modules (relative to tisdiss_cli) that hold its names now, searched in order
 MOVED: dict[str, tuple[str, ...]] = {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import torch
 import typer
@@ -35,7 +34,7 @@ def bench(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     seconds: float = typer.Option(4.0, "--seconds", min=0.1, help="Input length in seconds."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Inputs per forward."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
     nsep: int = typer.Option(2, "--nsep", min=1, help="Separation repetitions N_sep."),
     nre: str = typer.Option("1,3,6,8", "--nre", help="Comma-separated N_re values to time."),
     runs: int = typer.Option(3, "--runs", min=1, help="Timed runs per setting (median reported)."),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -22,7 +21,7 @@ def _fail(message: str) -> None:
     raise typer.Exit(1)
 
 
-def _depths(text: Optional[str]) -> Optional[list[int]]:
+def _depths(text: str | None) -> list[int] | None:
     if text is None:
         return None
     from ..evaluation.evaluate import parse_depths
@@ -33,7 +32,7 @@ def _depths(text: Optional[str]) -> Optional[list[int]]:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _fmt(value: Optional[float], digits: int = 2) -> str:
+def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
@@ -41,47 +40,49 @@ def _fmt(value: Optional[float], digits: int = 2) -> str:
 def eval_command(
     testset: Path = typer.Argument(
         ...,
-        help="Test set: folder with mix/ s1/ s2/ (wsj0-2mix), mix_clean|mix_both|mix_single/ s1/ s2/ (LibriMix), or a TSV list mix, s1, s2[, id].",
+        help="Test set: folder with mix/ s1/ s2/ (wsj0-2mix), mix_clean|mix_both|mix_single/ s1/ s2/ (LibriMix), "
+        "or a TSV list mix, s1, s2[, id].",
     ),
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "--model", "-m", help="Registry name, checkpoint file or ESPnet folder (default: best available)."
     ),
-    nre: Optional[str] = typer.Option(
+    nre: str | None = typer.Option(
         None,
         "--nre",
         help="Reconstruction depths to score from one pass: 3, 1-8 or 1,3,6 (default: the model's best preset).",
     ),
-    nsep: Optional[int] = typer.Option(
+    nsep: int | None = typer.Option(
         None, "--nsep", min=1, help="Separation repetitions (default: the model's best preset)."
     ),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Score only the first N utterances."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the first N utterances."),
     device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda:0."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the summary and per-setting means as JSON."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write per-utterance scores as CSV."),
-    plot: Optional[Path] = typer.Option(
+    json_out: Path | None = typer.Option(None, "--json", help="Write the summary and per-setting means as JSON."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write per-utterance scores as CSV."),
+    plot: Path | None = typer.Option(
         None, "--plot", help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib)."
     ),
-    save_estimates: Optional[Path] = typer.Option(
+    save_estimates: Path | None = typer.Option(
         None, "--save-estimates", help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav."
     ),
     rtf_utterances: int = typer.Option(
         2, "--rtf-utterances", min=0, help="Utterances timed per setting for the real-time factor (0: skip)."
     ),
-    adaptive: Optional[float] = typer.Option(
+    adaptive: float | None = typer.Option(
         None,
         "--adaptive",
-        help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), up to the deepest --nre; from the same pass.",
+        help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), "
+        "up to the deepest --nre; from the same pass.",
     ),
     sdr: bool = typer.Option(
         True, "--sdr/--no-sdr", help="Compute BSS Eval SDR (mir_eval; about 0.1-0.3 s per utterance and setting)."
     ),
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i)) and speed against N_re, from one pass per utterance."""
-    from ..model.checkpoint import CheckpointError
     from ..evaluation.evaluate import evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
-    from ..zoo.load import MODEL_ERRORS, load_any
     from ..evaluation.testset import TestSetError, load_testset
+    from ..model.checkpoint import CheckpointError
+    from ..zoo.load import MODEL_ERRORS, load_any
 
     depths = _depths(nre)
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
@@ -159,7 +160,8 @@ def eval_command(
     per_metric = report.metric_seconds / max(total, 1)
     console.print(
         f"{report.audio_seconds:.1f} s of audio on {report.device}: one-pass sweep {report.forward_seconds:.1f} s, "
-        f"scoring {report.metric_seconds:.1f} s ({per_metric:.2f} s per utterance for {len(report.settings)} setting(s) + mixture), "
+        f"scoring {report.metric_seconds:.1f} s "
+        f"({per_metric:.2f} s per utterance for {len(report.settings)} setting(s) + mixture), "
         f"RTF over {report.rtf_utterances} utterance(s); total {time.perf_counter() - start:.1f} s",
         highlight=False,
     )

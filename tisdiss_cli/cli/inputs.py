@@ -39,7 +39,7 @@ def collect_inputs(specs: list[str], *, recursive: bool = False) -> tuple[list[I
             if not files:
                 problems.append(f"{spec}: no audio files" + ("" if recursive else " (use --recursive for sub-folders)"))
         elif glob.has_magic(spec):
-            base = Path(*[part for part in itertools.takewhile(lambda s: not glob.has_magic(s), path.parts)] or ["."])
+            base = Path(*list(itertools.takewhile(lambda s: not glob.has_magic(s), path.parts)) or ["."])
             files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
             found.extend(InputFile(p, p.parent.relative_to(base) if p.is_relative_to(base) else Path()) for p in files)
             if not files:

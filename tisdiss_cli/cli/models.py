@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -175,7 +176,7 @@ def remove(name: str = typer.Argument(..., help="Model name.")) -> None:
 
 
 @models_app.command("path")
-def path(name: Optional[str] = typer.Argument(None, help="Model name; without it, the cache folder.")) -> None:
+def path(name: str | None = typer.Argument(None, help="Model name; without it, the cache folder.")) -> None:
     """Print the cache folder, or where a model's checkpoint is (or where to put its download)."""
     if name is None:
         console.print(str(cache_dir()), highlight=False, soft_wrap=True)

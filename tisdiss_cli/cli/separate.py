@@ -7,7 +7,6 @@ import logging
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -16,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from . import app
+from ..separation.audio import AudioError
 from ..separation.separator import (
     DEFAULT_FILENAME,
     DEFAULT_OVERLAP,
@@ -25,9 +24,9 @@ from ..separation.separator import (
     OutputExistsError,
     Separator,
 )
-from .inputs import collect_inputs, distributed_rank, shard
-from ..separation.audio import AudioError
 from ..zoo.load import MODEL_ERRORS
+from . import app
+from .inputs import collect_inputs, distributed_rank, shard
 
 log = logging.getLogger(__name__)
 
@@ -61,17 +60,15 @@ def separate(
         Path("separated"), "-o", "--output", help="Output folder; sub-folders of inputs are kept."
     ),
     recursive: bool = typer.Option(False, "-r", "--recursive", help="Descend into sub-folders of folder inputs."),
-    model: Optional[str] = typer.Option(
+    model: str | None = typer.Option(
         None, "-m", "--model", help="Model name, checkpoint file or ESPnet folder (default: best available)."
     ),
     preset: str = typer.Option("balanced", "-p", "--preset", help="Speed/quality preset: fast, balanced or best."),
-    nsep: Optional[int] = typer.Option(
-        None, "--nsep", min=1, help="Separation repetitions N_sep (overrides the preset)."
-    ),
-    nre: Optional[int] = typer.Option(
+    nsep: int | None = typer.Option(None, "--nsep", min=1, help="Separation repetitions N_sep (overrides the preset)."),
+    nre: int | None = typer.Option(
         None, "--nre", min=0, help="Reconstruction repetitions N_re (overrides the preset)."
     ),
-    max_rtf: Optional[float] = typer.Option(
+    max_rtf: float | None = typer.Option(
         None,
         "--max-rtf",
         min=0.0,
@@ -100,7 +97,7 @@ def separate(
         "--match-level/--model-level",
         help="Scale each chunk's outputs to the input's energy, or keep the network's own level.",
     ),
-    channel: Optional[int] = typer.Option(
+    channel: int | None = typer.Option(
         None, "--channel", min=1, help="Use this channel (1-based) instead of the average."
     ),
     filename: str = typer.Option(
@@ -108,7 +105,7 @@ def separate(
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only."),
 ) -> None:
@@ -221,7 +218,7 @@ def separate(
                 log.debug("separating %s failed", item.path, exc_info=True)
             else:
                 results.append(res)
-                claimed.update({t: item.path for t in res.outputs})
+                claimed.update(dict.fromkeys(res.outputs, item.path))
                 out.print(f"{escape(str(item.path))} -> {', '.join(escape(str(p)) for p in res.outputs)}")
                 for warning in res.warnings:
                     err.print(f"{escape(str(item.path))}: warning: {escape(warning)}")

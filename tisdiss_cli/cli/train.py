@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -25,19 +25,19 @@ _err = Console(stderr=True)
     )
 )
 def train(
-    recipe: Optional[str] = typer.Option(None, help="Shipped recipe: wsj0-2mix-paper, libri2mix, speech8k, tiny."),
-    config: Optional[Path] = typer.Option(
+    recipe: str | None = typer.Option(None, help="Shipped recipe: wsj0-2mix-paper, libri2mix, speech8k, tiny."),
+    config: Path | None = typer.Option(
         None, "--config", help="Recipe file (TOML or JSON) instead of a shipped recipe."
     ),
-    data: Optional[str] = typer.Option(None, help="Data folder; the recipe's train/valid names are taken inside it."),
+    data: str | None = typer.Option(None, help="Data folder; the recipe's train/valid names are taken inside it."),
     run: Path = typer.Option(Path("runs/tisdiss"), help="Run folder (config, metrics.jsonl, checkpoints, model)."),
-    set_: List[str] = typer.Option([], "--set", help="Override, e.g. --set optim.lr=1e-4 (repeatable)."),
-    init_from: Optional[str] = typer.Option(
+    set_: list[str] = typer.Option([], "--set", help="Override, e.g. --set optim.lr=1e-4 (repeatable)."),
+    init_from: str | None = typer.Option(
         None, help="Start from these weights (model name, tisdiss checkpoint, run or ESPnet folder)."
     ),
     resume: bool = typer.Option(False, help="Continue the run in --run exactly where it stopped."),
     print_config: bool = typer.Option(False, "--print-config", help="Print the resolved config and exit."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, help="No progress output."),
 ) -> None:
     """Train TISDiSS with the paper's multi-loss (one machine, or many under torchrun)."""
@@ -68,11 +68,13 @@ def train(
         kind = event.get("event")
         if kind == "train":
             _err.print(
-                f"step {event['step']:>7}  epoch {event['epoch']:>3}  loss {event['loss']:8.3f}  lr {event['lr']:.2e}  {event['sec_per_step']:.2f} s/step"
+                f"step {event['step']:>7}  epoch {event['epoch']:>3}  loss {event['loss']:8.3f}  "
+                f"lr {event['lr']:.2e}  {event['sec_per_step']:.2f} s/step"
             )
         elif kind == "epoch":
             _err.print(
-                f"[bold]epoch {event['epoch']}[/bold]  valid loss {event['valid_loss']:.3f}  valid SI-SNRi {event['valid_si_snri']:.2f} dB"
+                f"[bold]epoch {event['epoch']}[/bold]  valid loss {event['valid_loss']:.3f}  "
+                f"valid SI-SNRi {event['valid_si_snri']:.2f} dB"
             )
         elif kind == "skip":
             _err.print(

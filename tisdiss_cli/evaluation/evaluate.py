@@ -14,21 +14,22 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from . import metrics
+from ..model.depth import Depth
+from ..model.network import TISDiSS
 from ..separation import audio
 from ..separation.adaptive import converged
 from ..util.fileio import atomic_write as _atomic_write
 from ..util.timing import Stopwatch
-from ..model.depth import Depth
-from ..model.network import TISDiSS
 from ..zoo.load import LoadedModel
+from . import metrics
 from .testset import (
     AudioExample,
     TestSet,
@@ -311,7 +312,8 @@ def evaluate(
         raise ValueError(f"{tset.root}: no utterances to evaluate")
     if tset.num_refs != model.config.num_spk:
         raise ValueError(
-            f"{tset.root}: {tset.num_refs} reference(s) per mixture, the model separates {model.config.num_spk} speakers"
+            f"{tset.root}: {tset.num_refs} reference(s) per mixture, "
+            f"the model separates {model.config.num_spk} speakers"
         )
     check_headers(tset)  # fail on a bad file before spending minutes on the good ones
 

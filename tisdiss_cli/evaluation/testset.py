@@ -14,9 +14,9 @@ Every problem (missing reference, different length or rate, not mono) raises
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class TestSet:
     def __len__(self) -> int:
         return len(self.utterances)
 
-    def head(self, limit: int | None) -> "TestSet":
+    def head(self, limit: int | None) -> TestSet:
         """The first ``limit`` utterances (all for None)."""
         if limit is None:
             return self
@@ -190,11 +190,11 @@ def _info(path: Path) -> AudioInfo:
 
 def _compare(utt: Utterance, props: Sequence[tuple[int, int, int]]) -> None:
     paths = (utt.mix, *utt.refs)
-    for path, (_, _, channels) in zip(paths, props):
+    for path, (_, _, channels) in zip(paths, props, strict=True):
         if channels != 1:
             raise TestSetError(f"{path}: {channels} channels, expected mono")
     rate, length, _ = props[0]
-    for path, (r, n, _) in zip(paths[1:], props[1:]):
+    for path, (r, n, _) in zip(paths[1:], props[1:], strict=True):
         if r != rate:
             raise TestSetError(f"{path}: sample rate {r} Hz differs from mixture {utt.mix} ({rate} Hz)")
         if n != length:

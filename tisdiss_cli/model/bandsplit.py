@@ -21,7 +21,6 @@ from torch import Tensor, nn
 from .config import ModelConfig
 from .layers import fast_paths_enabled
 
-
 # --------------------------------------------------------------------------- band tables
 
 
@@ -88,7 +87,7 @@ def band_table(config: ModelConfig) -> list[list[int]]:
         if sum(widths) != n_freq:
             raise ValueError(f"band_widths sum to {sum(widths)}, not the {n_freq} STFT bins")
         starts = [sum(widths[:i]) for i in range(len(widths))]
-        return [list(range(s, s + w)) for s, w in zip(starts, widths)]
+        return [list(range(s, s + w)) for s, w in zip(starts, widths, strict=True)]
     raise ValueError(f"not a band-split configuration (band_split={config.band_split!r})")
 
 
@@ -162,7 +161,8 @@ class BandSplit(nn.Module):
         x = torch.view_as_real(spec).flatten(-2)  # [B, T, 2F]: (re, im) interleaved per bin
         values = x.index_select(-1, self.index)  # [B, T, S]: each band's values in table order
         if not fast_paths_enabled():  # the plain form: one module call per band
-            parts = [band(values[..., o : o + d]) for band, o, d in zip(self.bands, self.offsets, self.sizes)]
+            layout = zip(self.bands, self.offsets, self.sizes, strict=True)
+            parts = [band(values[..., o : o + d]) for band, o, d in layout]
             return torch.stack(parts, dim=-2)
         out = values.new_empty(*values.shape[:-1], len(self.bands), self.bands[0].proj.out_features)
         for size, members in self.groups.items():

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from .config import ModelConfig
 from ..util.fileio import atomic_write
+from .config import ModelConfig
 from .network import TISDiSS
 
 FORMAT = "tisdiss/1"
@@ -48,7 +49,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, Ten
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            names = f.keys()  # a safetensors handle, not a dict
+            state = {k: f.get_tensor(k) for k in names}
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except Exception as exc:  # safetensors raises its own error types for corrupt files

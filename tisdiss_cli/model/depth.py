@@ -7,7 +7,8 @@ below the command line and the Separator passes Depth values on.
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, NamedTuple
+from collections.abc import Iterator, Mapping
+from typing import NamedTuple
 
 PRESET_NAMES = ("fast", "balanced", "best")
 

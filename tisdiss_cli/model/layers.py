@@ -6,8 +6,8 @@ and ``B' * S1`` as the batch, so one module serves the frequency, time and speak
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F

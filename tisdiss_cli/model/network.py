@@ -10,8 +10,9 @@ on every call and change no parameter, so one set of weights runs shallower or d
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -185,9 +186,8 @@ class DecodedOutput:
 
 def _last(states: Iterator[Tensor], initial: Tensor) -> Tensor:
     """Run a stage's loop to its end and return the final state (``initial`` if it ran 0 times)."""
-    for initial in states:  # noqa: B020 - only the last state is kept
-        pass
-    return initial
+    last = deque(states, maxlen=1)
+    return last[0] if last else initial
 
 
 def _keep(step: int, layers: int, repetitions: int, every_rep: bool, every_layer: bool) -> bool:

@@ -22,12 +22,12 @@ def separate_adaptive(
     k-1 exceeds ``threshold_db`` for every row and speaker (the step changed almost nothing).
     """
     previous: Tensor | None = None
-    depth, wave = 0, mix.new_zeros(0)
+    deepest: tuple[Tensor, int] = (mix.new_zeros(0), 0)
     for depth, wave in model.iter_depths(mix, n_sep=n_sep, max_n_re=max_n_re):
         if previous is not None and converged(wave, previous, threshold_db):
-            break
-        previous = wave
-    return wave, depth
+            return wave, depth
+        previous, deepest = wave, (wave, depth)
+    return deepest
 
 
 def converged(wave: Tensor, previous: Tensor, threshold_db: float) -> bool:

@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
@@ -266,7 +267,7 @@ class AtomicWriter:
             self._file = None
         self.tmp.unlink(missing_ok=True)
 
-    def __enter__(self) -> "AtomicWriter":
+    def __enter__(self) -> AtomicWriter:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:

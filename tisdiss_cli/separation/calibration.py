@@ -13,11 +13,11 @@ from pathlib import Path
 
 import torch
 
-from ..zoo.download import cache_dir
-from ..util.fileio import atomic_write_text
 from ..model.depth import Depth
 from ..model.network import TISDiSS
+from ..util.fileio import atomic_write_text
 from ..util.timing import Stopwatch
+from ..zoo.download import cache_dir
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class Calibration:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> "Calibration":
+    def from_dict(cls, d: dict[str, object]) -> Calibration:
         rtf = {int(k): float(v) for k, v in dict(d["rtf"]).items()}  # type: ignore[arg-type]
         return cls(str(d["model_id"]), str(d["device"]), int(d["n_sep"]), rtf, float(d["seconds"]))  # type: ignore[arg-type]
 

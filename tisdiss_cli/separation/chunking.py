@@ -18,8 +18,8 @@ keeping about one segment of input and output, whatever the file length.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class ChunkPlan:
         return self.segment - self.overlap
 
     @classmethod
-    def from_seconds(cls, segment: float, overlap: float, sample_rate: int, batch_size: int = 1) -> "ChunkPlan":
+    def from_seconds(cls, segment: float, overlap: float, sample_rate: int, batch_size: int = 1) -> ChunkPlan:
         """segment in seconds, overlap as a fraction of the segment (0 <= overlap < 1)."""
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap is a fraction in [0, 1), got {overlap}")
@@ -163,7 +163,7 @@ class OverlapAdd:
             raise RuntimeError(
                 f"network returned {tuple(sources.shape)}, expected {(len(self.pending), self.num_spk, seg)}"
             )
-        for start, est in zip(self.pending, sources):
+        for start, est in zip(self.pending, sources, strict=True):
             self._add(start, est.float().cpu())
         self.pending = []
 

@@ -10,10 +10,11 @@ import dataclasses
 import json
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from ..model.config import ModelConfig, architecture
 from .data import MixingConfig

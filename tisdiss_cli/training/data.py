@@ -40,7 +40,7 @@ class SpeakerIndex:
     sample_rate: int
 
     @classmethod
-    def scan(cls, root: str | Path, exclude: tuple[str, ...] = ()) -> "SpeakerIndex":
+    def scan(cls, root: str | Path, exclude: tuple[str, ...] = ()) -> SpeakerIndex:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: not a folder of SPEAKER/UTT audio files")

@@ -15,9 +15,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -116,7 +117,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
             mix, ref = mix.to(device, dtype), ref.to(device, dtype)
             with autocast:
                 waves = net(mix)
-            outputs = [DecodedOutput(stage, w.to(dtype)) for stage, w in zip(forward.stages, waves)]
+            outputs = [DecodedOutput(stage, w.to(dtype)) for stage, w in zip(forward.stages, waves, strict=True)]
             loss, stats = multi_loss(outputs, ref, weights)
             (loss / optim_cfg.accum_steps).backward()
             accum += 1

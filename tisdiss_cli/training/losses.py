@@ -36,7 +36,7 @@ class LossWeights:
     average_all: bool = True  # released run: plain average over every decoded output
 
     @classmethod
-    def named(cls, name: str) -> "LossWeights":
+    def named(cls, name: str) -> LossWeights:
         """Named settings: 'last' (L_last only), 'l1' ... see :data:`LOSS_SETTINGS`."""
         try:
             return LOSS_SETTINGS[name]

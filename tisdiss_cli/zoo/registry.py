@@ -17,10 +17,11 @@ import re
 import shutil
 import sys
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from filelock import FileLock
 

@@ -78,7 +78,7 @@ def eval_command(
     ),
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i)) and speed against N_re, from one pass per utterance."""
-    from ..evaluation.evaluate import evaluate, write_csv, write_json, write_plot
+    from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
     from ..evaluation.testset import TestSetError, load_testset
     from ..model.checkpoint import CheckpointError
@@ -111,7 +111,7 @@ def eval_command(
     with Progress(*columns, console=err, transient=True) as bar:
         task = bar.add_task("scoring", total=total, status="")
 
-        def on_progress(p) -> None:
+        def on_progress(p: EvalProgress) -> None:
             if p.stage == "score":
                 key = deepest if deepest is not None else max(p.running_si_snri)
                 bar.update(task, completed=p.done, status=f"mean SI-SNRi {p.running_si_snri[key]:.2f} dB at N_re={key}")

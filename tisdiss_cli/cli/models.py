@@ -52,8 +52,8 @@ def _expected_quality(entry: registry.ModelEntry | None, preset: Depth) -> str:
 def _preset_lines(entry: registry.ModelEntry | None) -> Iterator[str]:
     if entry is None:
         return
-    for key, (n_sep, n_re) in iter_presets(entry.presets):
-        yield f"{key} {n_sep}/{n_re}{_expected_quality(entry, (n_sep, n_re))}"
+    for key, depth in iter_presets(entry.presets):
+        yield f"{key} {depth.n_sep}/{depth.n_re}{_expected_quality(entry, depth)}"
 
 
 def _state(status: registry.ModelStatus) -> str:
@@ -193,8 +193,8 @@ def path(name: str | None = typer.Argument(None, help="Model name; without it, t
         target = status.path
     elif entry is not None and entry.url:
         target = registry.models_dir() / name / entry.download_name
-    elif entry is not None and entry.bundled_path() is not None:
-        target = entry.bundled_path()  # type: ignore[assignment]
+    elif entry is not None and (bundled := entry.bundled_path()) is not None:
+        target = bundled
     else:
         target = registry.checkpoint_path(name)
     console.print(str(target), highlight=False, soft_wrap=True)

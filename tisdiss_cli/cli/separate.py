@@ -13,7 +13,7 @@ import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from ..separation.audio import AudioError
 from ..separation.separator import (
@@ -187,7 +187,7 @@ def separate(
             target_dir = output / item.subdir
             chunk_task = progress.add_task(escape(item.path.name), total=None)
 
-            def on_progress(done: int, total: int, task: int = chunk_task) -> None:
+            def on_progress(done: int, total: int, task: TaskID = chunk_task) -> None:
                 progress.update(task, completed=done, total=total)
 
             try:

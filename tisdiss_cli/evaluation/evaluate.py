@@ -378,9 +378,10 @@ def evaluate(
 
 
 def _summarise(mine: list[UtteranceResult], n_sep: int, n_re: int, rtf: float | None) -> SettingResult:
-
     def mean(key: str) -> float | None:
         vals = [getattr(r, key) for r in mine]
         return None if any(v is None for v in vals) else float(np.mean(vals))
 
-    return SettingResult(n_sep, n_re, len(mine), mean("si_snr"), mean("si_snri"), mean("sdr"), mean("sdri"), rtf)
+    si_snr = float(np.mean([r.si_snr for r in mine]))
+    si_snri = float(np.mean([r.si_snri for r in mine]))
+    return SettingResult(n_sep, n_re, len(mine), si_snr, si_snri, mean("sdr"), mean("sdri"), rtf)

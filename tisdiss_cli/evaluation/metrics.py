@@ -14,6 +14,7 @@ import itertools
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _single_blas_thread() -> Iterator[None]:
         yield
 
 
-def _mir_eval_separation():
+def _mir_eval_separation() -> Any:
     try:
         import mir_eval.separation
     except ImportError:

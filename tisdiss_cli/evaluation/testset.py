@@ -79,7 +79,7 @@ def _audio_files(folder: Path) -> dict[str, Path]:
 
 
 def _source_dirs(root: Path) -> list[Path]:
-    dirs = []
+    dirs: list[Path] = []
     while (root / f"s{len(dirs) + 1}").is_dir():
         dirs.append(root / f"s{len(dirs) + 1}")
     return dirs

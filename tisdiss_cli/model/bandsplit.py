@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -146,6 +147,8 @@ class BandMLP(nn.Module):
 class BandSplit(nn.Module):
     """Spectrum to band embeddings: ``[B, T, F]`` complex -> ``[B, T, nband, C]``."""
 
+    index: Tensor  # buffer: positions of every band's values in the interleaved spectrum
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.table = band_table(config)
@@ -160,18 +163,19 @@ class BandSplit(nn.Module):
     def forward(self, spec: Tensor) -> Tensor:
         x = torch.view_as_real(spec).flatten(-2)  # [B, T, 2F]: (re, im) interleaved per bin
         values = x.index_select(-1, self.index)  # [B, T, S]: each band's values in table order
+        bands = [cast(BandProjection, band) for band in self.bands]
         if not fast_paths_enabled():  # the plain form: one module call per band
-            layout = zip(self.bands, self.offsets, self.sizes, strict=True)
+            layout = zip(bands, self.offsets, self.sizes, strict=True)
             parts = [band(values[..., o : o + d]) for band, o, d in layout]
             return torch.stack(parts, dim=-2)
-        out = values.new_empty(*values.shape[:-1], len(self.bands), self.bands[0].proj.out_features)
+        out = values.new_empty(*values.shape[:-1], len(bands), bands[0].proj.out_features)
         for size, members in self.groups.items():
             v = torch.stack(
                 [values[..., self.offsets[i] : self.offsets[i] + size] for i in members], dim=-2
             )  # [B, T, G, D]
-            gamma = torch.stack([self.bands[i].norm.gamma for i in members])  # [G, D]
-            weight = torch.stack([self.bands[i].proj.weight for i in members])  # [G, C, D]
-            bias = torch.stack([self.bands[i].proj.bias for i in members])  # [G, C]
+            gamma = torch.stack([bands[i].norm.gamma for i in members])  # [G, D]
+            weight = torch.stack([bands[i].proj.weight for i in members])  # [G, C, D]
+            bias = torch.stack([bands[i].proj.bias for i in members])  # [G, C]
             u = F.normalize(v, dim=-1) * (size**0.5) * gamma
             out[..., members, :] = torch.einsum("btgd,gcd->btgc", u, weight) + bias
         return out
@@ -180,6 +184,8 @@ class BandSplit(nn.Module):
 class BandRestore(nn.Module):
     """Band embeddings back to a spectrum: ``[N, T, nband, C]`` -> ``[N, T, F]`` complex;
     overlapping bands' estimates of a bin are summed."""
+
+    index: Tensor  # buffer: where every band's (re, im) estimates go in the interleaved spectrum
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -198,12 +204,14 @@ class BandRestore(nn.Module):
         """[N, T, nband, C] -> [N, T, S]: every band's (re, im) estimates in table order."""
         if not fast_paths_enabled():  # the plain form: one module call per band
             return torch.cat([band(y[..., i, :]) for i, band in enumerate(self.bands)], dim=-1)
+        mlps = [cast(BandMLP, band).mlp for band in self.bands]
         out = y.new_empty(*y.shape[:-2], self.index.numel())
         for size, members in self.groups.items():
             h = y[..., members, :]  # [N, T, G, C]
             for layer in (0, 2, 4):
-                weight = torch.stack([self.bands[i].mlp[layer].weight for i in members])  # [G, out, in]
-                bias = torch.stack([self.bands[i].mlp[layer].bias for i in members])
+                linears = [cast(nn.Linear, mlps[i][layer]) for i in members]
+                weight = torch.stack([linear.weight for linear in linears])  # [G, out, in]
+                bias = torch.stack([linear.bias for linear in linears])
                 h = torch.einsum("ntgi,goi->ntgo", h, weight) + bias
                 if layer < 4:
                     h = torch.tanh(h)

@@ -159,7 +159,9 @@ class SwiGLUConvFFN(nn.Module):
         for p in range(seq):
             for tap in range(k):
                 band2[p + k - 1 - tap, :, p] = w2[:, :, tap]
-        bias1, bias2 = self.conv1d.bias.repeat(n_conv), self.deconv1d.bias.repeat(seq)
+        b1, b2 = self.conv1d.bias, self.deconv1d.bias
+        assert b1 is not None and b2 is not None  # both convolutions are built with a bias
+        bias1, bias2 = b1.repeat(n_conv), b2.repeat(seq)
         band1, band2 = band1.view(seq * c, -1), band2.view(n_conv * h, -1)
         x2 = x.reshape(n, seq * c)
         res2 = None if residual is None else residual.reshape(n, seq * c)
@@ -190,6 +192,8 @@ class RotaryEmbedding(nn.Module):
     ``freqs`` is a constant buffer (not in the state dict) computed in float32 exactly as the
     reference implementation does, so angles match its checkpoints bit for bit.
     """
+
+    freqs: Tensor  # buffer [d/2]
 
     def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
         super().__init__()

@@ -281,7 +281,10 @@ class TISDiSS(nn.Module):
         n_sep, n_re = self._depths(n_sep, n_re)
         length = mix.shape[-1]
         e, scale, states = self._encode(mix, n_sep)
-        decode = lambda y: self.decoder(y, scale, length)  # noqa: E731
+
+        def decode(y: Tensor) -> Tensor:
+            return self.decoder(y, scale, length)
+
         outputs: list[DecodedOutput] = []
 
         m_sep = len(self.separator.blocks)

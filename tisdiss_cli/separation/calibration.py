@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -45,9 +47,9 @@ class Calibration:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Calibration:
-        rtf = {int(k): float(v) for k, v in dict(d["rtf"]).items()}  # type: ignore[arg-type]
-        return cls(str(d["model_id"]), str(d["device"]), int(d["n_sep"]), rtf, float(d["seconds"]))  # type: ignore[arg-type]
+    def from_dict(cls, d: Mapping[str, Any]) -> Calibration:
+        rtf = {int(k): float(v) for k, v in dict(d["rtf"]).items()}
+        return cls(str(d["model_id"]), str(d["device"]), int(d["n_sep"]), rtf, float(d["seconds"]))
 
 
 def device_label(device: torch.device) -> str:

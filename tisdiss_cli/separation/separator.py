@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -297,7 +297,7 @@ class Separator:
             result.warnings.append(f"{result.clipped} samples clipped at full scale (use float output to keep them)")
         return result
 
-    def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, **options: object) -> list[Path]:
+    def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> list[Path]:
         """Separate ``path`` into ``out_dir/<stem>_spk<j>.<ext>`` and return the paths.
 
         Reads and writes block by block (memory does not depend on the length), writes each
@@ -305,6 +305,6 @@ class Separator:
         ``overwrite=True`` (else :class:`OutputExistsError`). Options: preset, n_sep, n_re,
         fmt ("wav" | "flac"), float_output (32-bit float instead of 24-bit PCM), output_rate
         ("input" | "model"), channel (0-based; None averages), filename, overwrite, progress.
-        Raises :class:`tisdiss_cli.audio.AudioError` (``path: reason``) for bad input.
+        Raises :class:`tisdiss_cli.separation.audio.AudioError` (``path: reason``) for bad input.
         """
-        return self.process_file(path, out_dir, **options).outputs  # type: ignore[arg-type]
+        return self.process_file(path, out_dir, **options).outputs

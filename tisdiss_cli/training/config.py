@@ -161,9 +161,10 @@ def resolve_config(
 ) -> TrainConfig:
     """Recipe or config file, then ``--set`` overrides; relative data paths are resolved
     against ``data`` (the folder ``--data`` names)."""
-    if (recipe is None) == (config_file is None):
+    source = recipe if config_file is None else config_file
+    if source is None or (recipe is not None and config_file is not None):
         raise ValueError("give exactly one of --recipe NAME or --config FILE")
-    raw = load_recipe(recipe or config_file)  # type: ignore[arg-type]
+    raw = load_recipe(source)
     raw = apply_overrides(raw, overrides or [])
     if init_from:
         raw["init_from"] = init_from

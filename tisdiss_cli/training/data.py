@@ -44,7 +44,10 @@ class SpeakerIndex:
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"{root}: not a folder of SPEAKER/UTT audio files")
-        speakers, files, frames, rates = [], [], [], set()
+        speakers: list[str] = []
+        files: list[list[Path]] = []
+        frames: list[list[int]] = []
+        rates: set[int] = set()
         for spk_dir in sorted(p for p in root.iterdir() if p.is_dir()):
             if any(fnmatch.fnmatch(spk_dir.name, pat) for pat in exclude):
                 continue
@@ -167,6 +170,9 @@ class PremixedDataset(Dataset):
             start = int(rng.integers(0, len(mix) - self.segment + 1))
             mix, src = mix[start : start + self.segment], src[:, start : start + self.segment]
         return torch.from_numpy(np.ascontiguousarray(mix)), torch.from_numpy(np.ascontiguousarray(src))
+
+
+TrainingSet = DynamicMixDataset | PremixedDataset  # item i -> (mix [L], sources [J, L]); set_epoch(epoch)
 
 
 def collate_padded(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.config import DecodeFlags
@@ -35,7 +35,7 @@ from ..util.device import pick_device
 from ..util.sisnr import neg_si_snr
 from ..zoo.load import load_any
 from .config import TrainConfig
-from .data import DynamicMixDataset, PremixedDataset, collate_padded
+from .data import DynamicMixDataset, PremixedDataset, TrainingSet, collate_padded
 from .losses import LossWeights, multi_loss, pit_neg_si_snr
 from .schedule import learning_rate
 from .state import TrainState, load_state, save_state
@@ -100,7 +100,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
     stop_reason = ""
     bad_streak = 0
     while state.epoch < optim_cfg.epochs and not stop_reason:
-        train_set.set_epoch(state.epoch)  # type: ignore[attr-defined]
+        train_set.set_epoch(state.epoch)
         sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * local_batch)
         loader = DataLoader(
             train_set,
@@ -293,7 +293,7 @@ def _wrap(forward: TrainingForward, config: TrainConfig, device: torch.device, d
             forward, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=idle
         )
     if config.compile:
-        net = torch.compile(net)  # type: ignore[assignment]
+        net = cast(torch.nn.Module, torch.compile(net))
     return net
 
 
@@ -361,12 +361,12 @@ class _ShardedSampler(torch.utils.data.Sampler[int]):
         return max(0, len(self._indices()) - self.skip)
 
 
-def _datasets(config: TrainConfig, sample_rate: int) -> tuple[Dataset, Dataset]:
+def _datasets(config: TrainConfig, sample_rate: int) -> tuple[TrainingSet, TrainingSet]:
     d = config.data
     if not d.train or not d.valid:
         raise ValueError("data.train and data.valid must be set (e.g. --data FOLDER)")
-    train: DynamicMixDataset | PremixedDataset
-    valid: DynamicMixDataset | PremixedDataset
+    train: TrainingSet
+    valid: TrainingSet
     if d.kind == "dynamic":
         train = DynamicMixDataset(
             d.train, d.mixing, epoch_size=d.epoch_size, seed=config.seed, noise_dir=d.noise or None
@@ -396,12 +396,12 @@ def _datasets(config: TrainConfig, sample_rate: int) -> tuple[Dataset, Dataset]:
 
 @torch.no_grad()
 def validate(
-    model: TISDiSS, dataset: Dataset, weights: LossWeights, flags: DecodeFlags, device: torch.device
+    model: TISDiSS, dataset: TrainingSet, weights: LossWeights, flags: DecodeFlags, device: torch.device
 ) -> tuple[float, float]:
     """Mean multi-loss and mean SI-SNR improvement of the final output on whole items."""
     model.eval()
     losses, improvements = [], []
-    for i in range(len(dataset)):  # type: ignore[arg-type]
+    for i in range(len(dataset)):
         mix, ref = dataset[i]
         dtype = next(model.parameters()).dtype
         mix, ref = mix[None].to(device, dtype), ref[None].to(device, dtype)

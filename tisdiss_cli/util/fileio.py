@@ -18,7 +18,7 @@ def _read_umask() -> int:
 FILE_MODE = 0o666 & ~_read_umask()
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp)`` then rename ``tmp`` to ``path``; readers never see a partial file,
     and a failure (or Ctrl-C) leaves no temporary file behind."""
     path = Path(path)

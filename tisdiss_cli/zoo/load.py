@@ -49,7 +49,7 @@ from .registry import (
 log = logging.getLogger(__name__)
 
 # Everything load_any / import_model raise for bad input or an unreachable model.
-MODEL_ERRORS: tuple[type[Exception], ...] = (ModelError, DownloadError, CheckpointError)
+MODEL_ERRORS = (ModelError, DownloadError, CheckpointError)
 
 
 @dataclass

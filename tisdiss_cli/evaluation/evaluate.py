@@ -288,9 +288,9 @@ def evaluate(
     ``device`` None keeps the model where it is; otherwise the model is moved there (in place).
     ``save_estimates`` writes ``DIR/nsep{S}-nre{K}/s{j}/ID.wav`` (model rate, float WAV,
     permutation-aligned to the references). ``rtf_utterances`` = 0 skips the speed timing.
-    ``adaptive_threshold`` (dB) also scores adaptive depth (see :mod:`tisdiss_cli.adaptive`),
+    ``adaptive_threshold`` (dB) also scores adaptive depth (see :mod:`tisdiss_cli.separation.adaptive`),
     up to the deepest requested n_re, from the same pass.
-    Raises :class:`~tisdiss_cli.testset.TestSetError` for a bad test set, ``ValueError`` for
+    Raises :class:`~tisdiss_cli.evaluation.testset.TestSetError` for a bad test set, ``ValueError`` for
     settings the model cannot run.
     """
     model, name, default = _defaults(source)

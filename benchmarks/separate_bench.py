@@ -43,9 +43,9 @@ def child(args: argparse.Namespace) -> None:
     import torch
 
     from tisdiss_cli import Separator
-    from tisdiss_cli.config import PRESETS
-    from tisdiss_cli.network import TISDiSS, init_weights
-    from tisdiss_cli.runtime import tune_allocator
+    from tisdiss_cli.model.config import ARCHITECTURES
+    from tisdiss_cli.model.network import TISDiSS, init_weights
+    from tisdiss_cli.util.runtime import tune_allocator
 
     if not args.no_tune_allocator:
         tune_allocator()  # as the tisdiss command does
@@ -55,7 +55,7 @@ def child(args: argparse.Namespace) -> None:
         model: object = args.model
     else:
         torch.manual_seed(0)
-        model = TISDiSS(PRESETS[args.config])
+        model = TISDiSS(ARCHITECTURES[args.config])
         init_weights(model)
     sep = Separator(model, device=args.device, segment=args.segment, overlap=args.overlap, batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as out:
@@ -63,11 +63,22 @@ def child(args: argparse.Namespace) -> None:
         res = sep.process_file(args.input, out, preset=args.preset)
         wall = time.perf_counter() - t0
     rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print(json.dumps({
-        "preset": args.preset, "n_sep": res.depth[0], "n_re": res.depth[1], "audio_s": res.duration,
-        "wall_s": round(wall, 2), "rtf": round(wall / res.duration, 4), "peak_rss_mb": round(rss_kb / 1024),
-        "chunks": res.chunks, "device": str(sep.device), "model": sep.loaded.name,
-    }))
+    print(
+        json.dumps(
+            {
+                "preset": args.preset,
+                "n_sep": res.depth[0],
+                "n_re": res.depth[1],
+                "audio_s": res.duration,
+                "wall_s": round(wall, 2),
+                "rtf": round(wall / res.duration, 4),
+                "peak_rss_mb": round(rss_kb / 1024),
+                "chunks": res.chunks,
+                "device": str(sep.device),
+                "model": sep.loaded.name,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -87,7 +98,7 @@ def main() -> None:
     p.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--preset", help=argparse.SUPPRESS)
     args = p.parse_args()
-    from tisdiss_cli.api import DEFAULT_OVERLAP, DEFAULT_SEGMENT
+    from tisdiss_cli.separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT
 
     args.segment = DEFAULT_SEGMENT if args.segment is None else args.segment
     args.overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
@@ -100,9 +111,25 @@ def main() -> None:
             wav = Path(tmp) / f"in_{minutes:g}min.wav"
             write_input(wav, minutes)
             for preset in args.presets:
-                cmd = [sys.executable, __file__, "--child", "--input", str(wav), "--preset", preset, "--device", args.device,
-                       "--config", args.config, "--segment", str(args.segment), "--overlap", str(args.overlap),
-                       "--batch-size", str(args.batch_size)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    "--input",
+                    str(wav),
+                    "--preset",
+                    preset,
+                    "--device",
+                    args.device,
+                    "--config",
+                    args.config,
+                    "--segment",
+                    str(args.segment),
+                    "--overlap",
+                    str(args.overlap),
+                    "--batch-size",
+                    str(args.batch_size),
+                ]
                 cmd += ["--model", args.model] if args.model else []
                 cmd += ["--threads", str(args.threads)] if args.threads else []
                 cmd += ["--no-tune-allocator"] if args.no_tune_allocator else []
@@ -112,8 +139,11 @@ def main() -> None:
                     continue
                 row = {"minutes": minutes, **json.loads(done.stdout.strip().splitlines()[-1])}
                 rows.append(row)
-                print(f"{minutes:>5g} min  {preset:<8} (n_sep={row['n_sep']}, n_re={row['n_re']})  RTF {row['rtf']:.3f}  "
-                      f"peak RSS {row['peak_rss_mb']} MB  {row['chunks']} chunks  {row['wall_s']} s", flush=True)
+                print(
+                    f"{minutes:>5g} min  {preset:<8} (n_sep={row['n_sep']}, n_re={row['n_re']})  RTF {row['rtf']:.3f}  "
+                    f"peak RSS {row['peak_rss_mb']} MB  {row['chunks']} chunks  {row['wall_s']} s",
+                    flush=True,
+                )
             wav.unlink()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 COMMON = ["data.valid_size=30", "data.epoch_size=160", "optim.warmup_steps=50", "save_every_steps=40", "model.n_re=2"]
 BAND256 = ["model.band_split=bandsplit", "model.n_fft=256", "model.hop_length=128"]
+C48 = ["model.emb_dim=48", "model.attention_dim=48", "model.ffn_hidden_dim=[96,96]"]
 
 # name -> overrides on top of COMMON and the speech8k recipe (C = 32, 2-s crops, batch 4, lr 2e-3).
 RUNGS: dict[str, list[str]] = {
@@ -28,13 +29,13 @@ RUNGS: dict[str, list[str]] = {
     "bs128-c32": ["model.band_split=bandsplit"],
     "mel128-c32": ["model.band_split=mel"],
     "bs256-c32": BAND256,
-    "bs256-c48": BAND256 + ["model.emb_dim=48", "model.attention_dim=48", "model.ffn_hidden_dim=[96,96]"],
+    "bs256-c48": BAND256 + C48,
     "bs256-c32-4s": BAND256 + ["data.mixing.segment_seconds=4.0"],
     "bs256-c32-lr4e-3": BAND256 + ["optim.lr=4e-3"],
     "bs256-c32-nre1": BAND256 + ["model.n_re=1"],
     "bs256-c32-b8": BAND256 + ["optim.batch_size=8"],
     "bs256-c32-mask": BAND256 + ["model.band_mask=true"],  # tisdiss option: complex mask output
-    "bs256-c48-mask": BAND256 + ["model.band_mask=true", "model.emb_dim=48", "model.attention_dim=48", "model.ffn_hidden_dim=[96,96]"],
+    "bs256-c48-mask": BAND256 + ["model.band_mask=true"] + C48,
     "bs128-c32-mask": ["model.band_split=bandsplit", "model.band_mask=true"],
     "bs256-c32-mask-lr4e-3": BAND256 + ["model.band_mask=true", "optim.lr=4e-3"],
 }
@@ -46,8 +47,21 @@ def run_rung(name: str, root: Path, data: str, minutes: float, threads: int) -> 
         print(f"{name}: done already, skipped", flush=True)
         return
     overrides = COMMON + RUNGS[name] + [f"optim.max_minutes={minutes}"]
-    command = [sys.executable, "-m", "tisdiss_cli", "train", "--recipe", "speech8k", "--data", data,
-               "--run", str(run), "--threads", str(threads), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "tisdiss_cli",
+        "train",
+        "--recipe",
+        "speech8k",
+        "--data",
+        data,
+        "--run",
+        str(run),
+        "--threads",
+        str(threads),
+        "--quiet",
+    ]
     for item in overrides:
         command += ["--set", item]
     print(f"{name}: {' '.join(overrides)}", flush=True)
@@ -55,8 +69,10 @@ def run_rung(name: str, root: Path, data: str, minutes: float, threads: int) -> 
 
 
 def summarise(root: Path) -> str:
-    rows = ["| rung | overrides | params | s/step | steps | minutes | valid SI-SNRi by minute | last | best |",
-            "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    rows = [
+        "| rung | overrides | params | s/step | steps | minutes | valid SI-SNRi by minute | last | best |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|",
+    ]
     for name in RUNGS:
         metrics = root / name / "metrics.jsonl"
         if not metrics.exists():
@@ -74,12 +90,14 @@ def summarise(root: Path) -> str:
         params = ""
         model = root / name / "model.safetensors"
         if model.exists():
-            from tisdiss_cli.checkpoint import read_checkpoint
+            from tisdiss_cli.model.checkpoint import read_checkpoint
 
             params = f"{sum(t.numel() for t in read_checkpoint(model)[1].values()) / 1e3:.0f} k"
         best = max(e["valid_si_snri"] for e in epochs)
-        rows.append(f"| {name} | {' '.join(RUNGS[name]) or '(recipe)'} | {params} | {per_step:.2f} | {trains[-1]['step']} | "
-                    f"{trains[-1]['train_seconds'] / 60:.1f} | {curve} | {epochs[-1]['valid_si_snri']:.2f} | {best:.2f} |")
+        rows.append(
+            f"| {name} | {' '.join(RUNGS[name]) or '(recipe)'} | {params} | {per_step:.2f} | {trains[-1]['step']} | "
+            f"{trains[-1]['train_seconds'] / 60:.1f} | {curve} | {epochs[-1]['valid_si_snri']:.2f} | {best:.2f} |"
+        )
     return "\n".join(rows)
 
 

@@ -1,11 +1,20 @@
-"""Shared test fixtures: no test touches the network or the user's real cache."""
+"""Shared fixtures and helpers: no test touches the network or the user's real cache."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+
+from tisdiss_cli.model.network import TISDiSS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -26,3 +35,101 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path.name} not available (../shared absent)")
     return path
+
+
+# --------------------------------------------------------------------------- golden vectors
+
+
+@pytest.fixture()
+def espnet_dir(tmp_path: Path) -> Path:
+    """An ESPnet experiment folder built from the golden vectors."""
+    need(GOLDEN / "state_dict.pt")
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    config = json.loads((GOLDEN / "config.json").read_text())
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    state = torch.load(GOLDEN / "state_dict.pt", weights_only=True)
+    torch.save(state, folder / "valid.loss.ave_5best.pth")
+    return folder
+
+
+def golden_output(model: TISDiSS, n_sep: int, n_re: int) -> tuple[torch.Tensor, torch.Tensor]:
+    mix = torch.load(GOLDEN / "input.pt", weights_only=True).double()
+    with torch.no_grad():
+        out = model.double()(mix, n_sep=n_sep, n_re=n_re)[0]
+    expected = torch.load(GOLDEN / "outputs.pt", weights_only=True)[f"nsep{n_sep}_nre{n_re}"]
+    return out, expected
+
+
+# --------------------------------------------------------------------------- a local HTTP server
+
+
+def blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class FileServer:
+    """Serves ``files`` with selectable misbehaviour; records every request it receives."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.mode = "ok"  # ok | corrupt | drop_once | fail_once | no_length | slow
+        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
+        self._dropped = False
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                server.requests.append((self.path, self.headers.get("Range")))
+                server._serve(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        data = self.files.get(h.path.lstrip("/"))
+        if data is None:
+            h.send_error(404)
+            return
+        if self.mode == "fail_once" and not self._dropped:
+            self._dropped = True
+            h.send_error(503)
+            return
+        if self.mode == "corrupt":
+            data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
+        start = 0
+        rng = h.headers.get("Range")
+        if rng and rng.startswith("bytes=") and self.mode != "no_length":
+            start = int(rng[6:].split("-")[0])
+            h.send_response(206)
+            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            h.send_response(200)
+        if self.mode != "no_length":
+            h.send_header("Content-Length", str(len(data) - start))
+        h.end_headers()
+        body = data[start:]
+        if self.mode == "drop_once" and not self._dropped:
+            self._dropped = True
+            h.wfile.write(body[: len(body) // 3])
+            h.wfile.flush()
+            h.connection.shutdown(socket.SHUT_RDWR)
+            h.close_connection = True
+            return
+        if self.mode == "slow":
+            for i in range(0, len(body), 8192):
+                h.wfile.write(body[i : i + 8192])
+                time.sleep(0.05)
+            return
+        h.wfile.write(body)

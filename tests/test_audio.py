@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tisdiss_cli import audio
+from tisdiss_cli.separation import audio
+
+
+def read_all(path: Path, rate: int, channel: int | None = None) -> np.ndarray:
+    return np.concatenate(list(audio.read_blocks(path, rate, channel=channel)))
 
 
 def tone(n: int, rate: int, freq: float = 220.0) -> np.ndarray:
@@ -22,7 +26,7 @@ def test_read_blocks_downmix_channel_and_resample(tmp_path: Path) -> None:
     sf.write(path, np.stack([left, right], 1), rate, subtype="FLOAT")
     same = np.concatenate(list(audio.read_blocks(path, rate, block_seconds=0.7)))
     np.testing.assert_allclose(same, (left + right) / 2, atol=1e-7)
-    np.testing.assert_array_equal(audio.load(path, rate, channel=1), right)
+    np.testing.assert_array_equal(read_all(path, rate, channel=1), right)
     blocks = list(audio.read_blocks(path, 8000, block_seconds=0.5))
     assert len(blocks) > 3
     y = np.concatenate(blocks)
@@ -39,7 +43,7 @@ def test_bad_files_give_one_line_errors(tmp_path: Path, content: bytes, reason: 
     path = tmp_path / "bad.wav"
     path.write_bytes(content)
     with pytest.raises(audio.AudioError) as err:
-        audio.load(path, 8000)
+        read_all(path, 8000)
     assert str(err.value) == f"{path}: {reason}"
 
 
@@ -49,9 +53,9 @@ def test_nan_and_missing_channel_are_rejected(tmp_path: Path) -> None:
     path = tmp_path / "nan.wav"
     sf.write(path, x, 8000, subtype="FLOAT")
     with pytest.raises(audio.AudioError, match=r"nan\.wav: NaN or Inf samples"):
-        audio.load(path, 8000)
+        read_all(path, 8000)
     with pytest.raises(audio.AudioError, match="has 1 channel"):
-        audio.load(path, 8000, channel=1)
+        read_all(path, 8000, channel=1)
     with pytest.raises(audio.AudioError, match="no such file"):
         audio.probe(tmp_path / "missing.wav")
     zero = tmp_path / "zero.wav"
@@ -83,16 +87,15 @@ def test_writer_float_flac_and_discard(tmp_path: Path) -> None:
     assert sf.info(flac).subtype == "PCM_24"
     with pytest.raises(ValueError, match="FLAC cannot hold float"):
         audio.AtomicWriter(tmp_path / "g.flac", 8000, length=1, fmt="flac", float_output=True)
-    with pytest.raises(KeyboardInterrupt):
-        with audio.AtomicWriter(tmp_path / "int.wav", 8000, length=10) as w:
-            w.write(x)
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), audio.AtomicWriter(tmp_path / "int.wav", 8000, length=10) as w:
+        w.write(x)
+        raise KeyboardInterrupt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.flac", "f.wav"]
 
 
 def test_outputs_get_the_usual_file_mode(tmp_path) -> None:
     """Atomic writes go through mkstemp (mode 0600); finished files must not stay private."""
-    from tisdiss_cli.fileio import FILE_MODE, atomic_write_text
+    from tisdiss_cli.util.fileio import FILE_MODE, atomic_write_text
 
     target = atomic_write_text(tmp_path / "report.json", "{}")
     assert target.stat().st_mode & 0o777 == FILE_MODE

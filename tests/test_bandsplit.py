@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 import tisdiss_cli.cli.models  # noqa: F401  (registers the sub-command)
 from tests.conftest import GOLDEN, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
-from tisdiss_cli.bandsplit import band_table, mel_bands, tiger_widths
-from tisdiss_cli.checkpoint import config_from_espnet, tisdiss_to_espnet_key
 from tisdiss_cli.cli import app
-from tisdiss_cli.layers import reference_paths
-from tisdiss_cli.losses import LossWeights, multi_loss
-from tisdiss_cli.network import count_parameters, init_weights
-from tisdiss_cli.registry import load_model
+from tisdiss_cli.model.bandsplit import band_table, mel_bands, tiger_widths
+from tisdiss_cli.model.espnet import config_from_espnet, tisdiss_to_espnet_key
+from tisdiss_cli.model.layers import reference_paths
+from tisdiss_cli.model.network import count_parameters, init_weights
+from tisdiss_cli.training.losses import LossWeights, multi_loss
+from tisdiss_cli.zoo.load import load_model
 
 VARIANTS = ["bandsplit", "melbandsplit"]
 
@@ -81,8 +81,9 @@ def test_fast_and_reference_gradients_agree() -> None:
     """The batched band modules and the one-Linear-per-band form train identically."""
     for kind in ("bandsplit", "mel"):
         torch.manual_seed(0)
-        config = ModelConfig(emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2,
-                             n_sep=2, n_re=1, band_split=kind)
+        config = ModelConfig(
+            emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2, n_sep=2, n_re=1, band_split=kind
+        )
         model = TISDiSS(config).double()
         init_weights(model)
         mix = torch.randn(2, 1200, dtype=torch.float64)
@@ -98,7 +99,7 @@ def test_fast_and_reference_gradients_agree() -> None:
 
 def test_parameter_counts_follow_the_closed_form() -> None:
     """band-split.md section 6: encoder S(C+1) + nband C, decoder nband (20C^2 + 8C) + (8C+2) S."""
-    released = dict(emb_dim=128, attention_dim=128, n_heads=4, ffn_hidden_dim=(384, 384))
+    released = {"emb_dim": 128, "attention_dim": 128, "n_heads": 4, "ffn_hidden_dim": (384, 384)}
     expected = {"bandsplit": 19_008_439, "mel": 18_813_587}  # the design note's counts (shared RoPE once)
     with torch.device("meta"):
         standard = count_parameters(TISDiSS(ModelConfig(**released)))
@@ -126,8 +127,16 @@ def test_tiger_widths_and_mel_bands_generalise() -> None:
 
 
 def test_checkpoint_round_trip_keeps_the_band_layout(tmp_path: Path) -> None:
-    config = ModelConfig(emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2,
-                         band_split="bandsplit", n_fft=256, hop_length=128)
+    config = ModelConfig(
+        emb_dim=8,
+        attention_dim=8,
+        n_heads=2,
+        ffn_hidden_dim=(8, 8),
+        num_groups=2,
+        band_split="bandsplit",
+        n_fft=256,
+        hop_length=128,
+    )
     torch.manual_seed(1)
     model = TISDiSS(config).eval()
     init_weights(model)
@@ -160,7 +169,9 @@ def test_espnet_band_split_folder_imports(variant: str, tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "config.yaml").write_text(yaml.safe_dump(golden["config"]))
     torch.save(golden["state"], folder / "valid.loss.ave_5best.pth")
-    result = CliRunner().invoke(app, ["models", "import", str(folder), "--name", f"golden-{variant}"], env={"COLUMNS": "200"})
+    result = CliRunner().invoke(
+        app, ["models", "import", str(folder), "--name", f"golden-{variant}"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     model = load_model(f"golden-{variant}").model.double()
     with torch.inference_mode():
@@ -170,8 +181,15 @@ def test_espnet_band_split_folder_imports(variant: str, tmp_path: Path) -> None:
 
 def test_band_mask_multiplies_the_mixture_spectrum() -> None:
     """With band_mask, a unit mask from every band gives back the mixture for each speaker."""
-    config = ModelConfig(emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2,
-                         band_split="bandsplit", band_mask=True)
+    config = ModelConfig(
+        emb_dim=8,
+        attention_dim=8,
+        n_heads=2,
+        ffn_hidden_dim=(8, 8),
+        num_groups=2,
+        band_split="bandsplit",
+        band_mask=True,
+    )
     model = TISDiSS(config).double().eval()
     init_weights(model)
     ones = lambda y: torch.ones(*y.shape[:-2], config.n_freq, dtype=torch.complex128)  # noqa: E731

@@ -12,10 +12,11 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import DEV2MIX, REPO, need
-from tisdiss_cli import metrics
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.network import count_parameters
-from tisdiss_cli.registry import load_model, load_registry
+from tisdiss_cli.evaluation import metrics
+from tisdiss_cli.model.network import count_parameters
+from tisdiss_cli.zoo.load import load_model
+from tisdiss_cli.zoo.registry import load_registry
 
 NAME = "tisdiss-small-8k"
 EXAMPLE = REPO / "models" / "examples" / "two_speakers.wav"
@@ -70,5 +71,7 @@ def test_bundled_model_scores_hold_on_dev2mix(utt: str) -> None:
     n_sep, n_re = loaded.presets["best"]
     with torch.inference_mode():
         est = loaded.model(torch.from_numpy(mix)[None], n_sep=n_sep, n_re=n_re)[0].double().numpy()
-    score = metrics.score(est, refs, metrics.mixture_baseline(mix.astype(np.float64), refs, with_sdr=False), with_sdr=False)
+    score = metrics.score(
+        est, refs, metrics.mixture_baseline(mix.astype(np.float64), refs, with_sdr=False), with_sdr=False
+    )
     assert abs(score.si_snri - RECORDED[utt]) < 0.1

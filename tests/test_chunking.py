@@ -10,7 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tisdiss_cli.chunking import ChunkPlan, OverlapAdd, best_permutation, separate_chunked, separate_stream, window
+from tisdiss_cli.separation.chunking import ChunkPlan, OverlapAdd, SeparateFn, best_permutation, separate_stream, window
+
+
+def separate_chunked(fn: SeparateFn, wave: torch.Tensor, plan: ChunkPlan, num_spk: int) -> torch.Tensor:
+    """Whole signal ``[L] -> [J, L]`` through the streaming engine."""
+    return torch.cat(list(separate_stream(fn, [wave], plan, num_spk)), dim=1)
 
 
 def identity(num_spk: int = 2):
@@ -25,11 +30,17 @@ def identity(num_spk: int = 2):
     batch=st.integers(1, 4),
     block=st.integers(1, 900),
 )
-def test_identity_network_reconstructs_input(length: int, segment: int, overlap_frac: float, batch: int, block: int) -> None:
+def test_identity_network_reconstructs_input(
+    length: int, segment: int, overlap_frac: float, batch: int, block: int
+) -> None:
     plan = ChunkPlan(segment, min(segment - 1, int(overlap_frac * segment)), batch)
     x = torch.randn(length, generator=torch.Generator().manual_seed(length))
     chunks: list[int] = []
-    parts = list(separate_stream(identity(), [x[i : i + block] for i in range(0, length, block)], plan, 2, on_chunk=chunks.append))
+    parts = list(
+        separate_stream(
+            identity(), [x[i : i + block] for i in range(0, length, block)], plan, 2, on_chunk=chunks.append
+        )
+    )
     y = torch.cat(parts, dim=1)
     assert y.shape == (2, length)
     torch.testing.assert_close(y, x.expand(2, -1), atol=2e-6, rtol=1e-5)
@@ -50,7 +61,9 @@ def test_oracle_network_in_random_order_is_realigned() -> None:
     rng = np.random.default_rng(0)
     # Two talkers with different pitch and syllable rhythm, both active most of the time.
     s1 = np.sin(2 * np.pi * 140 * t + 3 * np.sin(2 * np.pi * 0.3 * t)) * (0.6 + 0.4 * np.sin(2 * np.pi * 3.1 * t))
-    s2 = 0.8 * np.sin(2 * np.pi * 230 * t) * (0.6 + 0.4 * np.cos(2 * np.pi * 4.3 * t)) + 0.05 * rng.standard_normal(t.size)
+    s2 = 0.8 * np.sin(2 * np.pi * 230 * t) * (0.6 + 0.4 * np.cos(2 * np.pi * 4.3 * t)) + 0.05 * rng.standard_normal(
+        t.size
+    )
     sources = torch.tensor(np.stack([s1, s2]), dtype=torch.float32)
     mix = sources.sum(0)
     plan = ChunkPlan.from_seconds(4.0, 0.25, rate)

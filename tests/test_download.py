@@ -8,16 +8,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from tests.conftest import REPO
-from tisdiss_cli.download import (
+from tests.conftest import REPO, FileServer, blob_id
+from tisdiss_cli.zoo.download import (
     DownloadError,
     Expected,
     IntegrityError,
@@ -29,77 +27,6 @@ from tisdiss_cli.download import (
 )
 
 PAYLOAD = bytes(range(256)) * 800  # 204,800 bytes
-
-
-def blob_id(data: bytes) -> str:
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
-
-
-class FileServer:
-    """Serves ``files`` with selectable misbehaviour; records every request it receives."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.mode = "ok"  # ok | corrupt | drop_once | fail_once | no_length | slow
-        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
-        self._dropped = False
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                server.requests.append((self.path, self.headers.get("Range")))
-                server._serve(self)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/{path}"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-    def _serve(self, h: BaseHTTPRequestHandler) -> None:
-        data = self.files.get(h.path.lstrip("/"))
-        if data is None:
-            h.send_error(404)
-            return
-        if self.mode == "fail_once" and not self._dropped:
-            self._dropped = True
-            h.send_error(503)
-            return
-        if self.mode == "corrupt":
-            data = data[:1000] + bytes([data[1000] ^ 1]) + data[1001:]
-        start = 0
-        rng = h.headers.get("Range")
-        if rng and rng.startswith("bytes=") and self.mode != "no_length":
-            start = int(rng[6:].split("-")[0])
-            h.send_response(206)
-            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-        else:
-            h.send_response(200)
-        if self.mode != "no_length":
-            h.send_header("Content-Length", str(len(data) - start))
-        h.end_headers()
-        body = data[start:]
-        if self.mode == "drop_once" and not self._dropped:
-            self._dropped = True
-            h.wfile.write(body[: len(body) // 3])
-            h.wfile.flush()
-            h.connection.shutdown(socket.SHUT_RDWR)
-            h.close_connection = True
-            return
-        if self.mode == "slow":
-            for i in range(0, len(body), 8192):
-                h.wfile.write(body[i : i + 8192])
-                time.sleep(0.05)
-            return
-        h.wfile.write(body)
 
 
 @pytest.fixture()
@@ -120,7 +47,9 @@ def good() -> Expected:
 
 def test_good_download_verified_with_progress(server: FileServer, tmp_path: Path) -> None:
     seen: list[tuple[int, int | None]] = []
-    dest = fetch(server.url("model.bin"), tmp_path / "m" / "model.bin", good(), progress=lambda d, t: seen.append((d, t)))
+    dest = fetch(
+        server.url("model.bin"), tmp_path / "m" / "model.bin", good(), progress=lambda d, t: seen.append((d, t))
+    )
     assert dest.read_bytes() == PAYLOAD
     assert is_verified(dest, good())
     assert read_marker(dest)["git_blob"] == blob_id(PAYLOAD)
@@ -263,8 +192,24 @@ def test_two_processes_one_verified_file(server: FileServer, tmp_path: Path) -> 
     env = dict(os.environ)
     procs = []
     for i in range(2):
-        args = [server.url("model.bin"), str(dest), str(exp.size), exp.sha256, exp.git_blob, str(tmp_path / f"p{i}"), str(REPO / "tisdiss_cli" / "download.py")]
-        procs.append(subprocess.Popen([sys.executable, "-c", _WORKER, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        args = [
+            server.url("model.bin"),
+            str(dest),
+            str(exp.size),
+            exp.sha256,
+            exp.git_blob,
+            str(tmp_path / f"p{i}"),
+            str(REPO / "tisdiss_cli" / "zoo" / "download.py"),
+        ]
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", _WORKER, *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     deadline = time.monotonic() + 60
     while not all((tmp_path / f"p{i}.ready").exists() for i in range(2)):
         assert time.monotonic() < deadline and all(p.poll() is None for p in procs), procs[0].stderr.read()

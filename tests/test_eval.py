@@ -13,26 +13,32 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import DEV2MIX, need
-from tisdiss_cli import metrics
-from tisdiss_cli.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.evaluate import evaluate, parse_depths
-from tisdiss_cli.network import TISDiSS, init_weights
-from tisdiss_cli.registry import LoadedModel
-from tisdiss_cli.testset import TestSetError, check_headers, load_testset, read_example
+from tisdiss_cli.evaluation import metrics
+from tisdiss_cli.evaluation.evaluate import evaluate, parse_depths
+from tisdiss_cli.evaluation.testset import TestSetError, check_headers, load_testset, read_example
+from tisdiss_cli.model.checkpoint import save_checkpoint
+from tisdiss_cli.model.config import ARCHITECTURES
+from tisdiss_cli.model.network import TISDiSS, init_weights
+from tisdiss_cli.zoo.load import LoadedModel
 
 pytest.importorskip("mir_eval")
 RATE = 8000
 
 
-def write_set(root: Path, n: int = 2, seconds: float = 0.4, rate: int = RATE, mix_dir: str = "mix", seed: int = 0) -> Path:
+def write_set(
+    root: Path, n: int = 2, seconds: float = 0.4, rate: int = RATE, mix_dir: str = "mix", seed: int = 0
+) -> Path:
     """A small wsj0-2mix style folder of two 'talkers' (modulated tones + noise), mix = s1 + s2."""
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
     for i in range(n):
-        s1 = 0.3 * np.sin(2 * np.pi * (180 + 40 * i) * t) * (1 + np.sin(2 * np.pi * 3 * t)) + 0.01 * rng.standard_normal(t.size)
-        s2 = 0.2 * np.sign(np.sin(2 * np.pi * (430 + 25 * i) * t)) * np.hanning(t.size) + 0.01 * rng.standard_normal(t.size)
+        s1 = 0.3 * np.sin(2 * np.pi * (180 + 40 * i) * t) * (
+            1 + np.sin(2 * np.pi * 3 * t)
+        ) + 0.01 * rng.standard_normal(t.size)
+        s2 = 0.2 * np.sign(np.sin(2 * np.pi * (430 + 25 * i) * t)) * np.hanning(t.size) + 0.01 * rng.standard_normal(
+            t.size
+        )
         for folder, wave in ((mix_dir, s1 + s2), ("s1", s1), ("s2", s2)):
             (root / folder).mkdir(parents=True, exist_ok=True)
             sf.write(root / folder / f"utt{i}.wav", wave, rate, subtype="FLOAT")
@@ -42,7 +48,7 @@ def write_set(root: Path, n: int = 2, seconds: float = 0.4, rate: int = RATE, mi
 @pytest.fixture(scope="module")
 def tiny() -> TISDiSS:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return model.double().eval()
 
@@ -64,8 +70,10 @@ def test_layouts_wsj0_librimix_and_list(tmp_path):
     assert load_testset(libri, mix_dir="mix_single").num_refs == 1  # mix_single pairs with s1 only
 
     listing = tmp_path / "list.tsv"
-    listing.write_text("mix\ts1\ts2\tid\n# comment\nwsj/mix/utt1.wav\twsj/s1/utt1.wav\twsj/s2/utt1.wav\tfirst\n"
-                       "wsj/mix/utt0.wav\twsj/s1/utt0.wav\twsj/s2/utt0.wav\n")
+    listing.write_text(
+        "mix\ts1\ts2\tid\n# comment\nwsj/mix/utt1.wav\twsj/s1/utt1.wav\twsj/s2/utt1.wav\tfirst\n"
+        "wsj/mix/utt0.wav\twsj/s1/utt0.wav\twsj/s2/utt0.wav\n"
+    )
     t = load_testset(listing)
     assert t.layout == "list" and [u.id for u in t.utterances] == ["first", "utt0"]
     assert t.utterances[0].mix == tmp_path / "wsj" / "mix" / "utt1.wav"
@@ -130,7 +138,9 @@ def test_one_pass_sweep_equals_separate_runs(tmp_path, tiny):
                 assert r.perm == s.perm
                 assert abs(r.si_snr - s.si_snr) < 1e-8 and abs(r.sdr - s.sdr) < 1e-6
                 # saved estimates are permutation-aligned: scoring them in file order gives the same
-                saved = np.stack([sf.read(tmp_path / "est" / f"nsep1-nre{k}" / f"s{j}" / f"{utt.id}.wav")[0] for j in (1, 2)])
+                saved = np.stack(
+                    [sf.read(tmp_path / "est" / f"nsep1-nre{k}" / f"s{j}" / f"{utt.id}.wav")[0] for j in (1, 2)]
+                )
                 assert saved.shape == ex.refs.shape
                 assert np.allclose(saved, est[list(s.perm)], atol=1e-6)
     means = report.setting(2)
@@ -147,7 +157,7 @@ def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):
     assert report.settings[0].rtf > 0 and report.rtf_utterances == 1
     assert abs(report.audio_seconds - 0.6) < 1e-3
 
-    sep_only = TISDiSS(PRESETS["tiny"].replace(m_re=0, n_re=0))
+    sep_only = TISDiSS(ARCHITECTURES["tiny"].replace(m_re=0, n_re=0))
     with pytest.raises(ValueError, match="no reconstruction stage"):
         evaluate(sep_only, root, n_re_values=[1], rtf_utterances=0)
     with pytest.raises(ValueError, match="1 reference"):
@@ -161,7 +171,7 @@ def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(1)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", {"presets": {"best": [1, 2]}})
 
@@ -174,8 +184,21 @@ def run_cli(*args: str):
 def test_cli_end_to_end(tmp_path, checkpoint):
     root = write_set(tmp_path / "set", n=2, seconds=0.3)
     out = tmp_path / "out"
-    result = run_cli(str(root), "--model", str(checkpoint), "--nre", "0,2", "--nsep", "1", "--rtf-utterances", "1",
-                     "--json", str(out / "r.json"), "--csv", str(out / "r.csv"))
+    result = run_cli(
+        str(root),
+        "--model",
+        str(checkpoint),
+        "--nre",
+        "0,2",
+        "--nsep",
+        "1",
+        "--rtf-utterances",
+        "1",
+        "--json",
+        str(out / "r.json"),
+        "--csv",
+        str(out / "r.csv"),
+    )
     assert result.exit_code == 0, result.output
     assert "SI-SNRi" in result.output and "tiny.safetensors" in result.output
     summary = json.loads((out / "r.json").read_text())
@@ -202,26 +225,44 @@ def test_cli_errors_are_one_line(tmp_path, checkpoint):
 def test_cli_on_dev2mix_with_plot(tmp_path, checkpoint):
     pytest.importorskip("matplotlib")
     dev = need(DEV2MIX)
-    result = run_cli(str(dev), "--model", str(checkpoint), "--limit", "1", "--nre", "0-1", "--rtf-utterances", "0",
-                     "--no-sdr", "--plot", str(tmp_path / "curve.png"))
+    result = run_cli(
+        str(dev),
+        "--model",
+        str(checkpoint),
+        "--limit",
+        "1",
+        "--nre",
+        "0-1",
+        "--rtf-utterances",
+        "0",
+        "--no-sdr",
+        "--plot",
+        str(tmp_path / "curve.png"),
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_adaptive_rows_match_separate_adaptive_runs(tmp_path, tiny):
-    from tisdiss_cli.adaptive import separate_adaptive
+    from tisdiss_cli.separation.adaptive import separate_adaptive
 
     root = write_set(tmp_path / "set")
     for threshold in (-1e9, 1e9, 20.0):
-        report = evaluate(tiny, root, n_sep=1, n_re_values=[1, 3], rtf_utterances=0, with_sdr=False, adaptive_threshold=threshold)
+        report = evaluate(
+            tiny, root, n_sep=1, n_re_values=[1, 3], rtf_utterances=0, with_sdr=False, adaptive_threshold=threshold
+        )
         rows = {r.id: r for r in report.utterances if r.adaptive}
         assert len(rows) == 2 and [s.n_re for s in report.settings] == [1, 3]  # fixed rows unchanged
         with torch.inference_mode():
             for utt in load_testset(root).utterances:
                 ex = read_example(utt)
-                wave, depth = separate_adaptive(tiny, torch.from_numpy(ex.mix)[None], n_sep=1, max_n_re=3, threshold_db=threshold)
+                wave, depth = separate_adaptive(
+                    tiny, torch.from_numpy(ex.mix)[None], n_sep=1, max_n_re=3, threshold_db=threshold
+                )
                 assert rows[utt.id].n_re == depth <= 3
-                s = metrics.score(wave[0].numpy(), ex.refs, metrics.mixture_baseline(ex.mix, ex.refs, with_sdr=False), with_sdr=False)
+                s = metrics.score(
+                    wave[0].numpy(), ex.refs, metrics.mixture_baseline(ex.mix, ex.refs, with_sdr=False), with_sdr=False
+                )
                 assert abs(rows[utt.id].si_snri - s.si_snri) < 1e-8
         assert report.adaptive_mean_n_re == np.mean([r.n_re for r in rows.values()])
         if threshold < 0:

@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from tests.conftest import GOLDEN, need
-from tisdiss_cli import layers
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.layers import SwiGLUConvFFN, fast_paths_enabled, reference_paths
-from tisdiss_cli.network import TISDiSS, init_weights
+from tisdiss_cli.model import layers
+from tisdiss_cli.model.config import ARCHITECTURES
+from tisdiss_cli.model.layers import SwiGLUConvFFN, fast_paths_enabled, reference_paths
+from tisdiss_cli.model.network import TISDiSS, init_weights
 
 
 def _tiny(seed: int = 0, dtype: torch.dtype = torch.float32) -> TISDiSS:
     torch.manual_seed(seed)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return model.to(dtype).eval()
 
@@ -60,11 +60,12 @@ def test_model_fast_equals_reference(n_sep: int, n_re: int) -> None:
 
 
 def test_fast_equals_reference_float32_on_golden_model() -> None:
-    from tisdiss_cli.checkpoint import load_espnet
+    from tisdiss_cli.model.espnet import load_espnet
 
     folder = need(GOLDEN)
-    model = load_espnet(json.loads((folder / "config.json").read_text()),
-                        torch.load(folder / "state_dict.pt", weights_only=True))
+    model = load_espnet(
+        json.loads((folder / "config.json").read_text()), torch.load(folder / "state_dict.pt", weights_only=True)
+    )
     mix = torch.load(folder / "input.pt", weights_only=True).float()
     with torch.inference_mode():
         for n_sep, n_re in [(2, 1), (2, 3), (3, 2), (1, 1)]:
@@ -85,17 +86,18 @@ def test_training_path_gradients_match_reference() -> None:
 
     with reference_paths():
         want = grads()
-    for g, w in zip(grads(), want):
+    for g, w in zip(grads(), want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=1e-8)
 
 
 @pytest.mark.parametrize("dtype,atol", [(torch.float64, 1e-10), (torch.float32, 2e-6)])
 def test_fast_paths_match_golden(dtype: torch.dtype, atol: float) -> None:
-    from tisdiss_cli.checkpoint import load_espnet
+    from tisdiss_cli.model.espnet import load_espnet
 
     folder = need(GOLDEN)
-    model = load_espnet(json.loads((folder / "config.json").read_text()),
-                        torch.load(folder / "state_dict.pt", weights_only=True)).to(dtype)
+    model = load_espnet(
+        json.loads((folder / "config.json").read_text()), torch.load(folder / "state_dict.pt", weights_only=True)
+    ).to(dtype)
     mix = torch.load(folder / "input.pt", weights_only=True).to(dtype)
     outputs = torch.load(folder / "outputs.pt", weights_only=True)
     with torch.inference_mode():

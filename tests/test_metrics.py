@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import DEV2MIX, need
-from tisdiss_cli import metrics
-from tisdiss_cli.testset import load_testset, read_example
+from tisdiss_cli.evaluation import metrics
+from tisdiss_cli.evaluation.testset import load_testset, read_example
 
 mir_sep = pytest.importorskip("mir_eval.separation")
 
@@ -70,7 +70,10 @@ def test_si_snr_and_sdr_match_independent_computation(examples):
         zm = lambda x: x - x.mean(axis=-1, keepdims=True)  # noqa: E731
         with warnings.catch_warnings(), metrics._single_blas_thread():  # only for speed
             warnings.simplefilter("ignore", FutureWarning)
-            one_tap = [mir_sep._bss_source_crit(*mir_sep._bss_decomp_mtifilt(zm(ex.refs), zm(est)[1 - j], j, 1))[0] for j in range(2)]
+            one_tap = [
+                mir_sep._bss_source_crit(*mir_sep._bss_decomp_mtifilt(zm(ex.refs), zm(est)[1 - j], j, 1))[0]
+                for j in range(2)
+            ]
             sdr, _, _, perm = mir_sep.bss_eval_sources(ex.refs, est, compute_permutation=True)
             mix_sdr, _, _, _ = mir_sep.bss_eval_sources(ex.refs, np.stack([ex.mix, ex.mix]))
         assert abs(s.si_snr - np.mean(one_tap)) < 0.01

@@ -9,9 +9,9 @@ import torch
 from typer.testing import CliRunner
 
 import tisdiss_cli.cli.models  # noqa: F401  (registers the sub-command)
-from tests.test_registry import espnet_dir, golden_output  # noqa: F401  (fixture)
+from tests.conftest import golden_output
 from tisdiss_cli.cli import app
-from tisdiss_cli.registry import load_model
+from tisdiss_cli.zoo.load import load_model
 
 runner = CliRunner()
 
@@ -43,7 +43,9 @@ def test_path_prints_cache_and_manual_download_location() -> None:
     assert code == 0 and out.strip() == os.environ["TISDISS_CACHE_DIR"]
     code, out = run("path", "wsj0-2mix")
     assert code == 0
-    assert Path(out.strip()) == Path(os.environ["TISDISS_CACHE_DIR"]) / "models" / "wsj0-2mix" / "valid.loss.ave_5best.pth"
+    assert (
+        Path(out.strip()) == Path(os.environ["TISDISS_CACHE_DIR"]) / "models" / "wsj0-2mix" / "valid.loss.ave_5best.pth"
+    )
 
 
 def test_download_offline_fails_with_one_line() -> None:
@@ -59,7 +61,7 @@ def test_unknown_model_lists_names() -> None:
         assert code == 1 and "available:" in out and "wsj0-2mix" in out, command
 
 
-def test_import_list_remove_roundtrip(espnet_dir: Path) -> None:  # noqa: F811
+def test_import_list_remove_roundtrip(espnet_dir: Path) -> None:
     code, out = run("import", str(espnet_dir), "--name", "golden-cli")
     assert code == 0 and "golden-cli" in out
     out_tensor, expected = golden_output(load_model("golden-cli").model, 2, 3)

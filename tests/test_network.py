@@ -9,10 +9,10 @@ import torch
 
 from tests.conftest import GOLDEN, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
-from tisdiss_cli.checkpoint import config_from_espnet, espnet_to_tisdiss_key
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.losses import LossWeights, multi_loss
-from tisdiss_cli.network import count_parameters, init_weights
+from tisdiss_cli.model.config import ARCHITECTURES
+from tisdiss_cli.model.espnet import config_from_espnet, espnet_to_tisdiss_key
+from tisdiss_cli.model.network import count_parameters, init_weights
+from tisdiss_cli.training.losses import LossWeights, multi_loss
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ PAPER_COUNTS = {
 @pytest.mark.parametrize("name", sorted(PAPER_COUNTS))
 def test_parameter_counts_match_the_paper(name: str) -> None:
     with torch.device("meta"):
-        model = TISDiSS(PRESETS[name])
+        model = TISDiSS(ARCHITECTURES[name])
     assert count_parameters(model) == PAPER_COUNTS[name]
 
 
@@ -103,14 +103,21 @@ def _released_state(seed: int = 0) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def released_config() -> dict:
     cfg = json.loads((need(GOLDEN / "config.json")).read_text())
-    sep = dict(cfg["separator_conf"], emb_dim=128, attention_dim=128, n_heads=4, ffn_hidden_dim=[384, 384],
-               encoder_repeat_times=2, reconstructor_repeat_times=6)
+    sep = dict(
+        cfg["separator_conf"],
+        emb_dim=128,
+        attention_dim=128,
+        n_heads=4,
+        ffn_hidden_dim=[384, 384],
+        encoder_repeat_times=2,
+        reconstructor_repeat_times=6,
+    )
     return {**cfg, "separator_conf": sep}
 
 
 def test_released_layout_loads_exactly(released_config: dict) -> None:
     need(GOLDEN / "released_keys.json")
-    assert config_from_espnet(released_config) == PRESETS["sep1x2-re1x6"]
+    assert config_from_espnet(released_config) == ARCHITECTURES["sep1x2-re1x6"]
     state = _released_state()
     model = load_espnet(released_config, state)
     # Every non-constant key landed where its name says.
@@ -124,14 +131,18 @@ def test_released_layout_loads_exactly(released_config: dict) -> None:
 def test_released_layout_missing_key_is_named(released_config: dict) -> None:
     state = _released_state()
     del state["separator.reconstructor_blocks.0.spk_path.ffn.0.conv1d.bias"]
-    with pytest.raises(CheckpointError, match=r"missing key 'separator\.reconstructor_blocks\.0\.spk_path\.ffn\.0\.conv1d\.bias'"):
+    with pytest.raises(
+        CheckpointError, match=r"missing key 'separator\.reconstructor_blocks\.0\.spk_path\.ffn\.0\.conv1d\.bias'"
+    ):
         load_espnet(released_config, state)
 
 
 def test_released_layout_shape_change_is_named(released_config: dict) -> None:
     state = _released_state()
     state["separator.encoder_blocks.0.frame_path.attn.qkv.weight"] = torch.zeros(384, 64)
-    with pytest.raises(CheckpointError, match=r"shape mismatch for 'separator\.encoder_blocks\.0\.frame_path\.attn\.qkv\.weight'"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatch for 'separator\.encoder_blocks\.0\.frame_path\.attn\.qkv\.weight'"
+    ):
         load_espnet(released_config, state)
 
 
@@ -144,7 +155,7 @@ def test_released_layout_unexpected_key_is_named(released_config: dict) -> None:
 
 def test_save_load_round_trip_is_exact(tmp_path) -> None:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     path = save_checkpoint(model.eval(), tmp_path / "m.safetensors", {"presets": {"fast": [1, 1]}})
     loaded = load_checkpoint(path)
@@ -163,7 +174,7 @@ def test_not_a_checkpoint_is_reported(tmp_path) -> None:
 
 
 def test_depth_is_chosen_per_call_and_validated() -> None:
-    model = TISDiSS(PRESETS["tiny"]).eval()
+    model = TISDiSS(ARCHITECTURES["tiny"]).eval()
     mix = torch.randn(1, 2000)
     with torch.inference_mode():
         assert model(mix).shape == (1, 2, 2000)
@@ -173,7 +184,7 @@ def test_depth_is_chosen_per_call_and_validated() -> None:
 
 
 def test_separation_only_model_and_config_round_trip() -> None:
-    config = PRESETS["tiny"].replace(m_re=0, n_re=0)
+    config = ARCHITECTURES["tiny"].replace(m_re=0, n_re=0)
     assert ModelConfig.from_dict(config.to_dict()) == config
     model = TISDiSS(config).eval()
     with torch.inference_mode():
@@ -184,7 +195,7 @@ def test_separation_only_model_and_config_round_trip() -> None:
 
 def test_activation_checkpointing_gives_the_same_gradients() -> None:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"]).double()
+    model = TISDiSS(ARCHITECTURES["tiny"]).double()
     init_weights(model)
     mix, ref = torch.randn(2, 1200, dtype=torch.float64), torch.randn(2, 2, 1200, dtype=torch.float64)
 

@@ -3,31 +3,28 @@
 from __future__ import annotations
 
 import hashlib
-
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
-import yaml
 
-from tests.conftest import GOLDEN, need
-from tests.test_download import FileServer, blob_id
-from tisdiss_cli.checkpoint import config_from_espnet, save_checkpoint
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.download import DownloadError, OfflineError
-from tisdiss_cli.network import TISDiSS, init_weights
-from tisdiss_cli.registry import (
+from tests.conftest import GOLDEN, FileServer, blob_id, golden_output, need
+from tisdiss_cli.model.checkpoint import save_checkpoint
+from tisdiss_cli.model.config import ARCHITECTURES, ModelConfig
+from tisdiss_cli.model.espnet import config_from_espnet
+from tisdiss_cli.model.network import TISDiSS, init_weights
+from tisdiss_cli.zoo.download import DownloadError, OfflineError
+from tisdiss_cli.zoo.load import download_model, espnet_files, import_model, load_model
+from tisdiss_cli.zoo.registry import (
     ModelError,
     ModelNotFoundError,
     RegistryError,
     card_text,
     checkpoint_path,
-    download_model,
-    import_model,
-    load_model,
     load_registry,
     model_status,
     remove_model,
@@ -59,30 +56,9 @@ def write_registry(path: Path, models: dict[str, dict[str, Any]]) -> Path:
 
 def tiny_model(seed: int = 0) -> TISDiSS:
     torch.manual_seed(seed)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return model.eval()
-
-
-@pytest.fixture()
-def espnet_dir(tmp_path: Path) -> Path:
-    """An ESPnet experiment folder built from the golden vectors."""
-    need(GOLDEN / "state_dict.pt")
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    config = json.loads((GOLDEN / "config.json").read_text())
-    (folder / "config.yaml").write_text(yaml.safe_dump(config))
-    state = torch.load(GOLDEN / "state_dict.pt", weights_only=True)
-    torch.save(state, folder / "valid.loss.ave_5best.pth")
-    return folder
-
-
-def golden_output(model: TISDiSS, n_sep: int, n_re: int) -> tuple[torch.Tensor, torch.Tensor]:
-    mix = torch.load(GOLDEN / "input.pt", weights_only=True).double()
-    with torch.no_grad():
-        out = model.double()(mix, n_sep=n_sep, n_re=n_re)[0]
-    expected = torch.load(GOLDEN / "outputs.pt", weights_only=True)[f"nsep{n_sep}_nre{n_re}"]
-    return out, expected
 
 
 # --------------------------------------------------------------------------- registry data
@@ -94,8 +70,8 @@ def test_packaged_wsj0_2mix_entry() -> None:
     assert entry.git_blob == "226f9f1349ce8f8c123c34225476ee9d0cdfedaf"
     assert entry.url.endswith("valid.loss.ave_5best.pth") and "%2B" in entry.url
     assert entry.download_name == "valid.loss.ave_5best.pth"
-    assert entry.config == PRESETS["sep1x2-re1x6"].to_dict()
-    assert entry.params == sum(p.numel() for p in TISDiSS(PRESETS["sep1x2-re1x6"]).parameters()) == 8_011_779
+    assert entry.config is not None and ModelConfig.from_dict(entry.config) == ARCHITECTURES["sep1x2-re1x6"]
+    assert entry.params == sum(p.numel() for p in TISDiSS(ARCHITECTURES["sep1x2-re1x6"]).parameters()) == 8_011_779
     assert entry.presets == {"fast": (2, 1), "balanced": (2, 3), "best": (2, 8)}
     table = {int(k): v for k, v in entry.quality["by_n_re"].items()}
     assert sorted(table) == list(range(1, 11)) and table[3] == 24.39 and table[8] == 25.20
@@ -105,10 +81,17 @@ def test_packaged_wsj0_2mix_entry() -> None:
 
 
 def test_extra_registry_overrides_fields_and_adds_entries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    extra = write_registry(tmp_path / "extra.toml", {
-        "wsj0-2mix": {"url": "https://mirror.invalid/m.pth"},
-        "mine": {"url": "https://mirror.invalid/mine.safetensors", "sha256": "ab" * 32, "presets": {"fast": [1, 1]}},
-    })
+    extra = write_registry(
+        tmp_path / "extra.toml",
+        {
+            "wsj0-2mix": {"url": "https://mirror.invalid/m.pth"},
+            "mine": {
+                "url": "https://mirror.invalid/mine.safetensors",
+                "sha256": "ab" * 32,
+                "presets": {"fast": [1, 1]},
+            },
+        },
+    )
     monkeypatch.setenv("TISDISS_REGISTRY", str(extra))
     reg = load_registry()
     assert reg.entries["wsj0-2mix"].url == "https://mirror.invalid/m.pth"
@@ -152,7 +135,8 @@ def test_espnet_folder_and_pth_paths_load_directly(espnet_dir: Path) -> None:
     out, expected = golden_output(from_folder, 2, 1)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
     from_pth = load_model(espnet_dir / "valid.loss.ave_5best.pth").model.double()
-    assert all(torch.equal(a, b) for a, b in zip(from_pth.state_dict().values(), from_folder.state_dict().values()))
+    pairs = zip(from_pth.state_dict().values(), from_folder.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
 
 
 def test_tisdiss_checkpoint_and_run_folder(tmp_path: Path) -> None:
@@ -182,19 +166,40 @@ def test_import_rejects_bad_input(tmp_path: Path) -> None:
 
 
 def test_default_offline_without_bundled_model_errors_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
-        "tisdiss-small-8k": {"file": "not-there.safetensors"},
-    })))
+    monkeypatch.setenv(
+        "TISDISS_REGISTRY",
+        str(
+            write_registry(
+                tmp_path / "r.toml",
+                {
+                    "tisdiss-small-8k": {"file": "not-there.safetensors"},
+                },
+            )
+        ),
+    )
     with pytest.raises(ModelNotFoundError, match="wsj0-2mix.*no bundled model.*TISDISS_OFFLINE"):
         load_model()
 
 
-def test_default_offline_falls_back_to_bundled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_default_offline_falls_back_to_bundled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     small = save_checkpoint(tiny_model(), tmp_path / "small.safetensors")
-    monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
-        "tisdiss-small-8k": {"file": "small.safetensors", "size": small.stat().st_size,
-                             "sha256": hashlib.sha256(small.read_bytes()).hexdigest()},
-    })))
+    monkeypatch.setenv(
+        "TISDISS_REGISTRY",
+        str(
+            write_registry(
+                tmp_path / "r.toml",
+                {
+                    "tisdiss-small-8k": {
+                        "file": "small.safetensors",
+                        "size": small.stat().st_size,
+                        "sha256": hashlib.sha256(small.read_bytes()).hexdigest(),
+                    },
+                },
+            )
+        ),
+    )
     with caplog.at_level(logging.WARNING):
         loaded = load_model()
     assert loaded.name == "tisdiss-small-8k"
@@ -219,14 +224,28 @@ def golden_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[File
     srv = FileServer()
     srv.files["valid.loss.ave_5best.pth"] = data
     config = config_from_espnet(json.loads((GOLDEN / "config.json").read_text())).to_dict()
-    monkeypatch.setenv("TISDISS_REGISTRY", str(write_registry(tmp_path / "r.toml", {
-        "wsj0-2mix": {"url": srv.url("valid.loss.ave_5best.pth"), "git_blob": blob_id(data), "config": config},
-    })))
+    monkeypatch.setenv(
+        "TISDISS_REGISTRY",
+        str(
+            write_registry(
+                tmp_path / "r.toml",
+                {
+                    "wsj0-2mix": {
+                        "url": srv.url("valid.loss.ave_5best.pth"),
+                        "git_blob": blob_id(data),
+                        "config": config,
+                    },
+                },
+            )
+        ),
+    )
     yield srv
     srv.close()
 
 
-def test_default_downloads_converts_once_then_works_offline(golden_zoo: FileServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_downloads_converts_once_then_works_offline(
+    golden_zoo: FileServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TISDISS_OFFLINE", "0")
     loaded = load_model()
     assert loaded.name == "wsj0-2mix" and loaded.presets["best"] == (2, 8)
@@ -236,7 +255,8 @@ def test_default_downloads_converts_once_then_works_offline(golden_zoo: FileServ
     monkeypatch.setenv("TISDISS_OFFLINE", "1")
     again = load_model("wsj0-2mix").model.double()  # from the converted cache entry
     assert again.state_dict().keys() == loaded.model.state_dict().keys()
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), loaded.model.state_dict().values()))
+    pairs = zip(again.state_dict().values(), loaded.model.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
     assert len(golden_zoo.requests) == 1
     [status] = [s for s in model_status() if s.name == "wsj0-2mix"]
     assert status.available and status.size > 0
@@ -250,3 +270,21 @@ def test_corrupt_registry_download_is_not_loaded(golden_zoo: FileServer, monkeyp
     with pytest.raises(DownloadError, match="git blob id mismatch"):
         download_model("wsj0-2mix")
     assert not checkpoint_path("wsj0-2mix").exists()
+
+
+def test_espnet_folder_rule_prefers_the_averaged_model(tmp_path: Path) -> None:
+    """One rule for every ESPnet folder (separate --model, models import, train --init-from)."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "config.yaml").write_text("separator: tisdiss\n")
+    for name in ("1epoch.pth", "checkpoint.pth", "valid.loss.best.pth", "valid.loss.ave_5best.pth"):
+        (folder / name).write_bytes(b"")
+    assert espnet_files(folder) == (folder / "config.yaml", folder / "valid.loss.ave_5best.pth")
+    (folder / "valid.loss.ave_5best.pth").unlink()
+    assert espnet_files(folder)[1].name == "valid.loss.best.pth"
+    (folder / "valid.loss.best.pth").unlink()
+    with pytest.raises(ModelNotFoundError, match="several .pth files"):
+        espnet_files(folder)  # 1epoch.pth or checkpoint.pth (optimiser state): never a silent choice
+    (folder / "1epoch.pth").unlink()
+    assert espnet_files(folder)[1].name == "checkpoint.pth"
+    assert espnet_files(tmp_path) is None

@@ -1,4 +1,4 @@
-"""Process-wide allocator tuning (tisdiss_cli.runtime)."""
+"""Process-wide allocator tuning (tisdiss_cli.util.runtime)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import sys
 
 import pytest
 
-CODE = "from tisdiss_cli.runtime import tune_allocator; print(tune_allocator(), tune_allocator())"
+CODE = "from tisdiss_cli.util.runtime import tune_allocator; print(tune_allocator(), tune_allocator())"
 
 
 def _run(env_extra: dict[str, str]) -> str:
     env = {k: v for k, v in os.environ.items() if k != "TISDISS_NO_ALLOCATOR_TUNING"} | env_extra
-    return subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", CODE], env=env, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

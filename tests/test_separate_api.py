@@ -10,11 +10,12 @@ import soundfile as sf
 import torch
 
 from tisdiss_cli import Separator
-from tisdiss_cli.api import OutputExistsError, pick_device
-from tisdiss_cli.audio import AudioError
-from tisdiss_cli.checkpoint import save_checkpoint
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.network import TISDiSS, init_weights
+from tisdiss_cli.model.checkpoint import save_checkpoint
+from tisdiss_cli.model.config import ARCHITECTURES
+from tisdiss_cli.model.network import TISDiSS, init_weights
+from tisdiss_cli.separation.audio import AudioError
+from tisdiss_cli.separation.separator import OutputExistsError
+from tisdiss_cli.util.device import pick_device
 
 PRESET_META = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
 
@@ -22,7 +23,7 @@ PRESET_META = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
 @pytest.fixture(scope="module")
 def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     return save_checkpoint(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", PRESET_META)
 
@@ -30,7 +31,9 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def speechy(n: int, rate: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(n) / rate
-    return (0.2 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+    return (0.2 * np.sin(2 * np.pi * 150 * t) * np.sin(2 * np.pi * 3 * t) + 0.05 * rng.standard_normal(n)).astype(
+        np.float32
+    )
 
 
 def test_presets_and_overrides(tiny_path: Path) -> None:
@@ -45,7 +48,8 @@ def test_presets_and_overrides(tiny_path: Path) -> None:
         sep.depth(n_sep=0)
     x = speechy(4000, 8000)
     model = sep.model
-    expected = model(torch.from_numpy(x)[None], n_sep=1, n_re=2)[0].detach().numpy()
+    with torch.inference_mode():  # the path separate() runs (in-place fast ops round differently)
+        expected = model(torch.from_numpy(x)[None], n_sep=1, n_re=2)[0].numpy()
     np.testing.assert_allclose(sep.separate(x, 8000, preset="fast", n_re=2), expected, atol=1e-6)
 
 
@@ -107,7 +111,9 @@ def test_separate_file_matches_array_api_and_never_overwrites(tiny_path: Path, t
         assert np.abs(y - ref[j]).max() < 2e-3 * max(1.0, np.abs(ref[j]).max())
     with pytest.raises(OutputExistsError, match="talk_spk1.wav: exists"):
         sep.separate_file(src, tmp_path / "out")
-    res = sep.process_file(src, tmp_path / "out", overwrite=True, output_rate="model", fmt="flac", filename="{spk}-{stem}.{ext}")
+    res = sep.process_file(
+        src, tmp_path / "out", overwrite=True, output_rate="model", fmt="flac", filename="{spk}-{stem}.{ext}"
+    )
     assert [p.name for p in res.outputs] == ["1-talk.flac", "2-talk.flac"]
     assert sf.info(res.outputs[0]).samplerate == 8000 and sf.info(res.outputs[0]).frames == 8000 * 3
     assert res.depth == (2, 1) and res.chunks == 4
@@ -120,12 +126,28 @@ def test_separate_file_matches_array_api_and_never_overwrites(tiny_path: Path, t
     assert not any(p.name.endswith(".part") for p in (tmp_path / "out").iterdir())
 
 
-def test_device_choice() -> None:
+def test_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
     assert pick_device("cpu") == torch.device("cpu")
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available():
+        monkeypatch.setenv("LOCAL_RANK", str(torch.cuda.device_count() + 1))  # torchrun rank -> its GPU
+        assert pick_device("auto") == torch.device(f"cuda:{1 % torch.cuda.device_count()}")
+        assert pick_device("cuda:0") == torch.device("cuda:0")
+    else:
         assert pick_device("auto").type in ("cpu", "mps")
+        assert pick_device("auto", mps=False) == torch.device("cpu")
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda:0")
+
+
+@pytest.mark.gpu
+def test_cuda_separation_matches_cpu(tiny_path: Path) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    x = speechy(8000 * 3, 8000)
+    on_cpu = Separator(tiny_path, device="cpu", segment=1.0).separate(x, 8000)
+    on_gpu = Separator(tiny_path, device="cuda", segment=1.0)
+    assert on_gpu.device.type == "cuda" and next(on_gpu.model.parameters()).is_cuda
+    np.testing.assert_allclose(on_gpu.separate(x, 8000), on_cpu, atol=1e-4)
 
 
 def test_outputs_are_matched_to_the_input_level(tiny_path: Path) -> None:
@@ -137,13 +159,15 @@ def test_outputs_are_matched_to_the_input_level(tiny_path: Path) -> None:
     assert abs(gain - 1.0) > 0.05  # the random tiny model's own level is off, so this tests something
     np.testing.assert_allclose(matched, gain * raw, rtol=1e-4, atol=1e-7)
     # chunked: every chunk is matched, so the whole file lands near the input's energy too
-    chunked = Separator(tiny_path, device="cpu", segment=0.25, overlap=0.25).separate(speechy(8000 * 3, 8000, seed=2), 8000)
+    chunked = Separator(tiny_path, device="cpu", segment=0.25, overlap=0.25).separate(
+        speechy(8000 * 3, 8000, seed=2), 8000
+    )
     ratio = (chunked.astype(np.float64) ** 2).sum() / (speechy(8000 * 3, 8000, seed=2).astype(np.float64) ** 2).sum()
     assert 0.7 < ratio < 1.3
 
 
 def test_match_level_keeps_silence_and_relative_levels() -> None:
-    from tisdiss_cli.api import match_level
+    from tisdiss_cli.separation.separator import match_level
 
     sources = torch.stack([torch.randn(2, 100) * 5, torch.zeros(2, 100)])  # [B=2, J=2, S]
     mixture = torch.randn(2, 100)

@@ -16,10 +16,10 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import GOLDEN, REPO, need
-from tisdiss_cli.checkpoint import save_checkpoint
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.config import PRESETS
-from tisdiss_cli.network import TISDiSS, init_weights
+from tisdiss_cli.model.checkpoint import save_checkpoint
+from tisdiss_cli.model.config import ARCHITECTURES
+from tisdiss_cli.model.network import TISDiSS, init_weights
 
 _register_commands()
 runner = CliRunner()
@@ -41,7 +41,7 @@ BAD = {
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    model = TISDiSS(PRESETS["tiny"])
+    model = TISDiSS(ARCHITECTURES["tiny"])
     init_weights(model)
     meta = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
     return save_checkpoint(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", meta)
@@ -76,7 +76,9 @@ def test_folder_with_good_and_bad_files(tiny_model: Path, tmp_path: Path) -> Non
     assert "preset balanced: n_sep=2, n_re=1" in result.stdout
     assert "Traceback" not in result.output
     error_lines = result.stderr.strip().splitlines()
-    assert sorted(error_lines) == sorted(f"{src / name}: {reason}" + (" near 0.05 s" if name == "nan.wav" else "") for name, reason in BAD.items())
+    assert sorted(error_lines) == sorted(
+        f"{src / name}: {reason}" + (" near 0.05 s" if name == "nan.wav" else "") for name, reason in BAD.items()
+    )
     for name, (rate, frames) in GOOD.items():
         stem = Path(name).with_suffix("")
         for spk in (1, 2):
@@ -97,7 +99,22 @@ def test_folder_with_good_and_bad_files(tiny_model: Path, tmp_path: Path) -> Non
     assert (summary["n_sep"], summary["n_re"]) == (1, 0)
     assert "skipped" in again.stderr and (out / "mono8k_spk1.wav").stat().st_mtime_ns == stamp
 
-    third = runner.invoke(app, ["separate", str(src / "mono8k.wav"), "-o", str(out), "-m", str(tiny_model), "--overwrite", "--json", "--output-rate", "model", "--float"])
+    third = runner.invoke(
+        app,
+        [
+            "separate",
+            str(src / "mono8k.wav"),
+            "-o",
+            str(out),
+            "-m",
+            str(tiny_model),
+            "--overwrite",
+            "--json",
+            "--output-rate",
+            "model",
+            "--float",
+        ],
+    )
     assert third.exit_code == 0, third.output
     summary = json.loads(third.stdout)
     assert summary["files"] == 1 and summary["rtf"] > 0 and summary["audio_seconds"] == 0.5
@@ -107,13 +124,33 @@ def test_folder_with_good_and_bad_files(tiny_model: Path, tmp_path: Path) -> Non
 def test_globs_templates_and_argument_errors(tiny_model: Path, tmp_path: Path) -> None:
     src = make_folder(tmp_path)
     out = tmp_path / "o"
-    result = runner.invoke(app, ["separate", str(src / "**" / "*.flac"), "-o", str(out), "-m", str(tiny_model), "--format", "flac", "--filename", "{spk}_{stem}.{ext}", "-q"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(src / "**" / "*.flac"),
+            "-o",
+            str(out),
+            "-m",
+            str(tiny_model),
+            "--format",
+            "flac",
+            "--filename",
+            "{spk}_{stem}.{ext}",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == ""  # --quiet
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.flac")) == ["deep/1_hi24.flac", "deep/2_hi24.flac"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.flac")) == [
+        "deep/1_hi24.flac",
+        "deep/2_hi24.flac",
+    ]
     missing = runner.invoke(app, ["separate", str(tmp_path / "nope.wav"), "-m", str(tiny_model), "-o", str(out)])
     assert missing.exit_code == 1 and "nope.wav: no such file or folder" in missing.stderr
-    unknown = runner.invoke(app, ["separate", str(src / "mono8k.wav"), "-m", str(tiny_model), "--preset", "turbo", "-o", str(out)])
+    unknown = runner.invoke(
+        app, ["separate", str(src / "mono8k.wav"), "-m", str(tiny_model), "--preset", "turbo", "-o", str(out)]
+    )
     assert unknown.exit_code == 1 and "unknown preset 'turbo'" in unknown.stderr and "Traceback" not in unknown.output
     flac_float = runner.invoke(app, ["separate", str(src / "mono8k.wav"), "--format", "flac", "--float"])
     assert flac_float.exit_code == 2 and "FLAC cannot hold float" in flac_float.output
@@ -126,9 +163,29 @@ def test_ranks_split_files_deterministically(tiny_model: Path, tmp_path: Path) -
     src.mkdir()
     for i in range(5):
         sf.write(src / f"f{i}.wav", np.full(400, 0.01 * (i + 1), np.float32), 8000)
-    cmd = [sys.executable, "-c", "from tisdiss_cli.cli import main; main()", "separate", str(src), "-o", str(tmp_path / "out"), "-m", str(tiny_model), "--json", "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from tisdiss_cli.cli import main; main()",
+        "separate",
+        str(src),
+        "-o",
+        str(tmp_path / "out"),
+        "-m",
+        str(tiny_model),
+        "--json",
+        "--threads",
+        "1",
+    ]
     procs = [
-        subprocess.Popen(cmd, env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        subprocess.Popen(
+            cmd,
+            env={**os.environ, "RANK": str(r), "WORLD_SIZE": "2"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
         for r in range(2)
     ]
     shares = []
@@ -153,8 +210,24 @@ def test_imported_espnet_model_reproduces_golden_outputs(tmp_path: Path) -> None
     sf.write(wav, mix, 8000, subtype="FLOAT")
     out = tmp_path / "sep"
     # --segment 4: the 2-s input must run whole (the CPU default segment is shorter).
-    args = ["separate", str(wav), "-o", str(out), "--model", "golden-tiny", "--nsep", "2", "--nre", "3", "--format", "wav", "--float", "--segment", "4",
-            "--model-level"]
+    args = [
+        "separate",
+        str(wav),
+        "-o",
+        str(out),
+        "--model",
+        "golden-tiny",
+        "--nsep",
+        "2",
+        "--nre",
+        "3",
+        "--format",
+        "wav",
+        "--float",
+        "--segment",
+        "4",
+        "--model-level",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "n_sep=2, n_re=3" in result.stdout
@@ -168,21 +241,42 @@ def test_imported_espnet_model_reproduces_golden_outputs(tmp_path: Path) -> None
 def test_max_rtf_chooses_a_measured_depth_and_says_so(tiny_model: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.wav"
     sf.write(src, (0.1 * np.random.default_rng(1).standard_normal(4000)).astype(np.float32), 8000)
-    generous = runner.invoke(app, ["separate", str(src), "-o", str(tmp_path / "a"), "--model", str(tiny_model), "--max-rtf", "1e6", "--json"])
+    generous = runner.invoke(
+        app, ["separate", str(src), "-o", str(tmp_path / "a"), "--model", str(tiny_model), "--max-rtf", "1e6", "--json"]
+    )
     assert generous.exit_code == 0, generous.output
     assert json.loads(generous.stdout)["n_re"] == 3  # everything fits: the deepest preset's depth
     assert "--max-rtf 1e+06 (measured RTF" in generous.stderr
-    strict = runner.invoke(app, ["separate", str(src), "-o", str(tmp_path / "b"), "--model", str(tiny_model), "--max-rtf", "0", "--json"])
+    strict = runner.invoke(
+        app, ["separate", str(src), "-o", str(tmp_path / "b"), "--model", str(tiny_model), "--max-rtf", "0", "--json"]
+    )
     assert strict.exit_code == 0, strict.output
     assert json.loads(strict.stdout)["n_re"] == 0  # nothing is that fast: the shallowest depth
 
 
 @pytest.mark.parametrize("threshold, expected", [(-1e9, 1.0), (1e9, 3.0)])
-def test_adaptive_depth_is_reported_and_bounded_by_the_preset(tiny_model: Path, tmp_path: Path, threshold: float, expected: float) -> None:
+def test_adaptive_depth_is_reported_and_bounded_by_the_preset(
+    tiny_model: Path, tmp_path: Path, threshold: float, expected: float
+) -> None:
     src = tmp_path / "in.wav"
     sf.write(src, (0.1 * np.random.default_rng(2).standard_normal(30000)).astype(np.float32), 8000)
-    result = runner.invoke(app, ["separate", str(src), "-o", str(tmp_path / "o"), "--model", str(tiny_model), "--preset", "best",
-                                 "--adaptive", "--adaptive-threshold", str(threshold), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "separate",
+            str(src),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(tiny_model),
+            "--preset",
+            "best",
+            "--adaptive",
+            "--adaptive-threshold",
+            str(threshold),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["n_re"] == 3

@@ -6,19 +6,32 @@ shallower or deeper at inference with the same weights.
 
 __version__ = "0.1.0.dev0"
 
-from .checkpoint import CheckpointError, load_checkpoint, load_espnet, save_checkpoint
-from .config import PRESETS, ModelConfig
-from .network import TISDiSS
-from .api import Separator
+from ._compat import install as _install_moved_modules
+from .model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .model.config import ARCHITECTURES, ModelConfig
+from .model.espnet import load_espnet
+from .model.network import TISDiSS
+from .separation.separator import Separator
+
+_install_moved_modules()
 
 __all__ = [
-    "__version__",
+    "ARCHITECTURES",
     "CheckpointError",
     "ModelConfig",
-    "PRESETS",
     "Separator",
     "TISDiSS",
+    "__version__",
     "load_checkpoint",
     "load_espnet",
     "save_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``tisdiss_cli.PRESETS``, the old name of :data:`ARCHITECTURES`, with a warning."""
+    if name == "PRESETS":
+        from .model import config
+
+        return config.PRESETS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

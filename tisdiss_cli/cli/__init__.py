@@ -27,7 +27,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """Separate overlapping talkers into one clean track per speaker."""
 
@@ -37,7 +39,7 @@ def _register_commands() -> None:
 
 
 def main() -> None:
-    from ..runtime import tune_allocator
+    from ..util.runtime import tune_allocator
 
     tune_allocator()  # reuse freed heap memory for activations (see runtime.py); whole process
     _register_commands()

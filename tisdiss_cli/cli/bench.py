@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import torch
 import typer
@@ -26,18 +25,23 @@ def _int_list(text: str, option: str) -> list[int]:
 
 @app.command()
 def bench(
-    model: str = typer.Option("random-released", "-m", "--model", help="random-released / random-tiny (random weights, no download), or a model name or path."),
+    model: str = typer.Option(
+        "random-released",
+        "-m",
+        "--model",
+        help="random-released / random-tiny (random weights, no download), or a model name or path.",
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     seconds: float = typer.Option(4.0, "--seconds", min=0.1, help="Input length in seconds."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Inputs per forward."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
     nsep: int = typer.Option(2, "--nsep", min=1, help="Separation repetitions N_sep."),
     nre: str = typer.Option("1,3,6,8", "--nre", help="Comma-separated N_re values to time."),
     runs: int = typer.Option(3, "--runs", min=1, help="Timed runs per setting (median reported)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Time whole-input separation per depth; report RTF, throughput and the deepest real-time one."""
-    from ..bench import RANDOM_MODELS, deepest_realtime, random_model, time_forward
+    from ..evaluation.bench import RANDOM_MODELS, deepest_realtime, random_model, time_forward
 
     depths = _int_list(nre, "--nre")
     if threads:
@@ -47,10 +51,10 @@ def bench(
     if model in RANDOM_MODELS:
         net = random_model(model)
     else:
-        from ..registry import MODEL_ERRORS, load_model
+        from ..zoo.load import MODEL_ERRORS, load_any
 
         try:
-            net = load_model(model).model
+            net = load_any(model).model
         except MODEL_ERRORS as exc:
             Console(stderr=True).print(f"error: {escape(str(exc))}")
             raise typer.Exit(1) from None
@@ -58,17 +62,43 @@ def bench(
     results = [time_forward(net, n_sep=nsep, n_re=k, seconds=seconds, batch_size=batch_size, runs=runs) for k in depths]
     best = deepest_realtime(results)
     if as_json:
-        rows = [{"n_sep": r.n_sep, "n_re": r.n_re, "median_s": r.median_s, "rtf": r.rtf, "throughput": r.throughput,
-                 "peak_memory_mb": r.peak_memory_mb} for r in results]
-        typer.echo(json.dumps({"model": model, "device": device, "threads": torch.get_num_threads(), "seconds": seconds,
-                               "batch_size": batch_size, "results": rows,
-                               "deepest_realtime": None if best is None else [best.n_sep, best.n_re]}))
+        rows = [
+            {
+                "n_sep": r.n_sep,
+                "n_re": r.n_re,
+                "median_s": r.median_s,
+                "rtf": r.rtf,
+                "throughput": r.throughput,
+                "peak_memory_mb": r.peak_memory_mb,
+            }
+            for r in results
+        ]
+        typer.echo(
+            json.dumps(
+                {
+                    "model": model,
+                    "device": device,
+                    "threads": torch.get_num_threads(),
+                    "seconds": seconds,
+                    "batch_size": batch_size,
+                    "results": rows,
+                    "deepest_realtime": None if best is None else [best.n_sep, best.n_re],
+                }
+            )
+        )
         return
     table = Table(title=f"{model} on {device}, {torch.get_num_threads()} threads, {seconds:g} s x {batch_size}")
     for col in ("N_sep", "N_re", "median s", "RTF", "audio s / s", "peak MB"):
         table.add_column(col, justify="right")
     for r in results:
-        table.add_row(str(r.n_sep), str(r.n_re), f"{r.median_s:.3f}", f"{r.rtf:.3f}", f"{r.throughput:.2f}", f"{r.peak_memory_mb:.0f}")
+        table.add_row(
+            str(r.n_sep),
+            str(r.n_re),
+            f"{r.median_s:.3f}",
+            f"{r.rtf:.3f}",
+            f"{r.throughput:.2f}",
+            f"{r.peak_memory_mb:.0f}",
+        )
     console = Console()
     console.print(table)
     if best is None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NoReturn, Optional
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -11,8 +12,9 @@ from rich.markdown import Markdown
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from .. import registry
-from ..download import cache_dir, read_marker
+from ..model.depth import Depth, iter_presets
+from ..zoo import load, registry
+from ..zoo.download import cache_dir, read_marker
 from . import app
 
 models_app = typer.Typer(help="List, download and import models.", no_args_is_help=True)
@@ -38,7 +40,7 @@ def _human(size: int | None) -> str:
     return f"{size} B"
 
 
-def _expected_quality(entry: registry.ModelEntry | None, preset: registry.Preset) -> str:
+def _expected_quality(entry: registry.ModelEntry | None, preset: Depth) -> str:
     if entry is None or not entry.quality:
         return ""
     by_n_re = entry.quality.get("by_n_re", {})
@@ -50,8 +52,8 @@ def _expected_quality(entry: registry.ModelEntry | None, preset: registry.Preset
 def _preset_lines(entry: registry.ModelEntry | None) -> Iterator[str]:
     if entry is None:
         return
-    for key, (n_sep, n_re) in registry.iter_presets(entry.presets):
-        yield f"{key} {n_sep}/{n_re}{_expected_quality(entry, (n_sep, n_re))}"
+    for key, depth in iter_presets(entry.presets):
+        yield f"{key} {depth.n_sep}/{depth.n_re}{_expected_quality(entry, depth)}"
 
 
 def _state(status: registry.ModelStatus) -> str:
@@ -66,7 +68,7 @@ def list_models() -> None:
     try:
         statuses = registry.model_status()
         default = registry.load_registry().default
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     table = Table(title=f"tisdiss models (cache: {cache_dir()})", title_justify="left")
     for column in ("name", "params", "rate", "presets (N_sep/N_re, SI-SNR)", "status", "size"):
@@ -88,7 +90,7 @@ def info(name: str = typer.Argument(..., help="Model name.")) -> None:
         if name not in statuses:
             raise registry.ModelNotFoundError(f"unknown model {name!r}; available: {', '.join(statuses)}")
         status = statuses[name]
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     entry = status.entry
     rows: list[tuple[str, str]] = [("name", name), ("status", _state(status))]
@@ -128,8 +130,13 @@ def info(name: str = typer.Argument(..., help="Model name.")) -> None:
 def download(name: str = typer.Argument(..., help="Registry model name.")) -> None:
     """Download and verify a model so that it works offline."""
     with Progress(
-        TextColumn(f"[bold]{name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
+        TextColumn(f"[bold]{name}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
     ) as progress:
         task = progress.add_task("download", total=None)
 
@@ -137,8 +144,8 @@ def download(name: str = typer.Argument(..., help="Registry model name.")) -> No
             progress.update(task, completed=done, total=total)
 
         try:
-            path = registry.download_model(name, progress=report)
-        except registry.MODEL_ERRORS as exc:
+            path = load.download_model(name, progress=report)
+        except load.MODEL_ERRORS as exc:
             progress.stop()
             _fail(exc)
     console.print(f"{name}: ready at {path}", highlight=False, soft_wrap=True)
@@ -152,8 +159,8 @@ def import_(
 ) -> None:
     """Store a checkpoint in the cache under NAME (converted to the tisdiss format once)."""
     try:
-        stored = registry.import_model(path, name, overwrite=force)
-    except registry.MODEL_ERRORS as exc:
+        stored = load.import_model(path, name, overwrite=force)
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     console.print(f"imported {path} as {name!r} ({stored})", highlight=False, soft_wrap=True)
 
@@ -163,13 +170,13 @@ def remove(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Delete a downloaded or imported model from the cache."""
     try:
         removed = registry.remove_model(name)
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     console.print(f"{name}: removed {len(removed)} file(s)" if removed else f"{name}: nothing cached", highlight=False)
 
 
 @models_app.command("path")
-def path(name: Optional[str] = typer.Argument(None, help="Model name; without it, the cache folder.")) -> None:
+def path(name: str | None = typer.Argument(None, help="Model name; without it, the cache folder.")) -> None:
     """Print the cache folder, or where a model's checkpoint is (or where to put its download)."""
     if name is None:
         console.print(str(cache_dir()), highlight=False, soft_wrap=True)
@@ -178,7 +185,7 @@ def path(name: Optional[str] = typer.Argument(None, help="Model name; without it
         statuses = {s.name: s for s in registry.model_status()}
         if name not in statuses:
             raise registry.ModelNotFoundError(f"unknown model {name!r}; available: {', '.join(statuses)}")
-    except registry.MODEL_ERRORS as exc:
+    except load.MODEL_ERRORS as exc:
         _fail(exc)
     status = statuses[name]
     entry = status.entry
@@ -186,8 +193,8 @@ def path(name: Optional[str] = typer.Argument(None, help="Model name; without it
         target = status.path
     elif entry is not None and entry.url:
         target = registry.models_dir() / name / entry.download_name
-    elif entry is not None and entry.bundled_path() is not None:
-        target = entry.bundled_path()  # type: ignore[assignment]
+    elif entry is not None and (bundled := entry.bundled_path()) is not None:
+        target = bundled
     else:
         target = registry.checkpoint_path(name)
     console.print(str(target), highlight=False, soft_wrap=True)

@@ -7,29 +7,26 @@ import logging
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from . import app
-from ..api import (
+from ..separation.audio import AudioError
+from ..separation.separator import (
     DEFAULT_FILENAME,
     DEFAULT_OVERLAP,
     DEFAULT_SEGMENT,
     FileResult,
     OutputExistsError,
     Separator,
-    collect_inputs,
-    distributed_rank,
-    shard,
 )
-from ..audio import AudioError
-from ..registry import MODEL_ERRORS
+from ..zoo.load import MODEL_ERRORS
+from . import app
+from .inputs import collect_inputs, distributed_rank, shard
 
 log = logging.getLogger(__name__)
 
@@ -56,28 +53,59 @@ class Rate(str, Enum):
 
 @app.command(epilog=EXAMPLES)
 def separate(
-    inputs: list[str] = typer.Argument(..., help="Audio files, folders or glob patterns (quote globs).", show_default=False),
-    output: Path = typer.Option(Path("separated"), "-o", "--output", help="Output folder; sub-folders of inputs are kept."),
+    inputs: list[str] = typer.Argument(
+        ..., help="Audio files, folders or glob patterns (quote globs).", show_default=False
+    ),
+    output: Path = typer.Option(
+        Path("separated"), "-o", "--output", help="Output folder; sub-folders of inputs are kept."
+    ),
     recursive: bool = typer.Option(False, "-r", "--recursive", help="Descend into sub-folders of folder inputs."),
-    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model name, checkpoint file or ESPnet folder (default: best available)."),
+    model: str | None = typer.Option(
+        None, "-m", "--model", help="Model name, checkpoint file or ESPnet folder (default: best available)."
+    ),
     preset: str = typer.Option("balanced", "-p", "--preset", help="Speed/quality preset: fast, balanced or best."),
-    nsep: Optional[int] = typer.Option(None, "--nsep", min=1, help="Separation repetitions N_sep (overrides the preset)."),
-    nre: Optional[int] = typer.Option(None, "--nre", min=0, help="Reconstruction repetitions N_re (overrides the preset)."),
-    max_rtf: Optional[float] = typer.Option(None, "--max-rtf", min=0.0, help="Deepest N_re measured to run at this real-time factor or faster here (measured once, cached)."),
-    adaptive: bool = typer.Option(False, "--adaptive", help="Stop each chunk's reconstruction once the output stops changing (up to the chosen N_re)."),
-    adaptive_threshold: float = typer.Option(30.0, "--adaptive-threshold", help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB)."),
-    segment: float = typer.Option(DEFAULT_SEGMENT, "--segment", min=0.05, help="Chunk length in seconds for long inputs."),
-    overlap: float = typer.Option(DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, help="Overlap of consecutive chunks, fraction of --segment."),
+    nsep: int | None = typer.Option(None, "--nsep", min=1, help="Separation repetitions N_sep (overrides the preset)."),
+    nre: int | None = typer.Option(
+        None, "--nre", min=0, help="Reconstruction repetitions N_re (overrides the preset)."
+    ),
+    max_rtf: float | None = typer.Option(
+        None,
+        "--max-rtf",
+        min=0.0,
+        help="Deepest N_re measured to run at this real-time factor or faster here (measured once, cached).",
+    ),
+    adaptive: bool = typer.Option(
+        False,
+        "--adaptive",
+        help="Stop each chunk's reconstruction once the output stops changing (up to the chosen N_re).",
+    ),
+    adaptive_threshold: float = typer.Option(
+        30.0, "--adaptive-threshold", help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB)."
+    ),
+    segment: float = typer.Option(
+        DEFAULT_SEGMENT, "--segment", min=0.05, help="Chunk length in seconds for long inputs."
+    ),
+    overlap: float = typer.Option(
+        DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, help="Overlap of consecutive chunks, fraction of --segment."
+    ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Chunks run together (useful on GPU)."),
     fmt: Fmt = typer.Option(Fmt.wav, "--format", help="Output container; samples are 24-bit PCM unless --float."),
     float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV: no quantisation, no clipping."),
     output_rate: Rate = typer.Option(Rate.input, "--output-rate", help="Write at the input's rate or the model's."),
-    match_level: bool = typer.Option(True, "--match-level/--model-level", help="Scale each chunk's outputs to the input's energy, or keep the network's own level."),
-    channel: Optional[int] = typer.Option(None, "--channel", min=1, help="Use this channel (1-based) instead of the average."),
-    filename: str = typer.Option(DEFAULT_FILENAME, "--filename", help="Output name template with {stem}, {spk}, {ext}."),
+    match_level: bool = typer.Option(
+        True,
+        "--match-level/--model-level",
+        help="Scale each chunk's outputs to the input's energy, or keep the network's own level.",
+    ),
+    channel: int | None = typer.Option(
+        None, "--channel", min=1, help="Use this channel (1-based) instead of the average."
+    ),
+    filename: str = typer.Option(
+        DEFAULT_FILENAME, "--filename", help="Output name template with {stem}, {spk}, {ext}."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only."),
 ) -> None:
@@ -91,7 +119,9 @@ def separate(
     try:
         Path(filename.format(stem="x", spk=1, ext="wav"))
     except (KeyError, IndexError, ValueError) as exc:
-        raise typer.BadParameter(f"bad template ({exc}); use {{stem}}, {{spk}}, {{ext}}", param_hint="--filename") from None
+        raise typer.BadParameter(
+            f"bad template ({exc}); use {{stem}}, {{spk}}, {{ext}}", param_hint="--filename"
+        ) from None
 
     items, problems = collect_inputs(inputs, recursive=recursive)
     for line in problems:
@@ -106,8 +136,16 @@ def separate(
         raise typer.Exit(0)
 
     try:
-        separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap, batch_size=batch_size,
-                              adaptive_threshold=adaptive_threshold if adaptive else None, match_level=match_level)
+        separator = Separator(
+            model,
+            device=device,
+            preset=preset,
+            segment=segment,
+            overlap=overlap,
+            batch_size=batch_size,
+            adaptive_threshold=adaptive_threshold if adaptive else None,
+            match_level=match_level,
+        )
         depth = separator.depth(preset, nsep, nre)
         if max_rtf is not None:
             calibration = separator.calibration(depth[0])
@@ -118,10 +156,16 @@ def separate(
     source = "--nsep/--nre" if (nsep is not None or nre is not None) else f"preset {preset}"
     if max_rtf is not None:
         measured = calibration.rtf.get(depth[1])
-        source = f"--max-rtf {max_rtf:g} (measured RTF {measured:.3f} on {calibration.device})" if measured is not None else f"--max-rtf {max_rtf:g}"
+        source = (
+            f"--max-rtf {max_rtf:g} (measured RTF {measured:.3f} on {calibration.device})"
+            if measured is not None
+            else f"--max-rtf {max_rtf:g}"
+        )
     if adaptive:
         source += f", adaptive up to n_re={depth[1]} (threshold {adaptive_threshold:g} dB)"
-    out.print(f"model {escape(separator.loaded.name)} on {separator.device}, {source}: n_sep={depth[0]}, n_re={depth[1]}")
+    out.print(
+        f"model {escape(separator.loaded.name)} on {separator.device}, {source}: n_sep={depth[0]}, n_re={depth[1]}"
+    )
 
     results: list[FileResult] = []
     skipped: list[Path] = []
@@ -129,8 +173,13 @@ def separate(
     claimed: dict[Path, Path] = {}
     t0 = time.perf_counter()
     progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
-        console=out, disable=quiet or as_json or not out.is_terminal, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=out,
+        disable=quiet or as_json or not out.is_terminal,
+        transient=True,
     )
     with progress:
         files_task = progress.add_task("files", total=len(items))
@@ -138,7 +187,7 @@ def separate(
             target_dir = output / item.subdir
             chunk_task = progress.add_task(escape(item.path.name), total=None)
 
-            def on_progress(done: int, total: int, task: int = chunk_task) -> None:
+            def on_progress(done: int, total: int, task: TaskID = chunk_task) -> None:
                 progress.update(task, completed=done, total=total)
 
             try:
@@ -147,9 +196,17 @@ def separate(
                 if clash is not None:
                     raise ValueError(f"outputs would overwrite those of {clash}; use --filename or separate folders")
                 res = separator.process_file(
-                    item.path, target_dir, n_sep=depth[0], n_re=depth[1], fmt=fmt.value, float_output=float_output,
-                    output_rate=output_rate.value, channel=None if channel is None else channel - 1,
-                    filename=filename, overwrite=overwrite, progress=on_progress,
+                    item.path,
+                    target_dir,
+                    n_sep=depth[0],
+                    n_re=depth[1],
+                    fmt=fmt.value,
+                    float_output=float_output,
+                    output_rate=output_rate.value,
+                    channel=None if channel is None else channel - 1,
+                    filename=filename,
+                    overwrite=overwrite,
+                    progress=on_progress,
                 )
             except OutputExistsError:
                 skipped.append(item.path)
@@ -161,7 +218,7 @@ def separate(
                 log.debug("separating %s failed", item.path, exc_info=True)
             else:
                 results.append(res)
-                claimed.update({t: item.path for t in res.outputs})
+                claimed.update(dict.fromkeys(res.outputs, item.path))
                 out.print(f"{escape(str(item.path))} -> {', '.join(escape(str(p)) for p in res.outputs)}")
                 for warning in res.warnings:
                     err.print(f"{escape(str(item.path))}: warning: {escape(warning)}")

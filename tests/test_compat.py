@@ -1,0 +1,80 @@
+"""Files written before the package was reorganised (tests/fixtures/pre_move) still load and resume."""
+
+from __future__ import annotations
+
+import json
+import pickletools
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.fixtures.pre_move.make_fixture import losses, write_corpus
+from tisdiss_cli import load_checkpoint
+from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.training.config import resolve_config
+from tisdiss_cli.zoo.load import load_any
+
+FIXTURE = Path(__file__).parent / "fixtures" / "pre_move"
+
+
+def test_pre_move_checkpoint_gives_the_same_output() -> None:
+    io = np.load(FIXTURE / "tiny_io.npz")
+    model = load_checkpoint(FIXTURE / "tiny.safetensors")
+    with torch.inference_mode():
+        wave = model(torch.from_numpy(io["mix"])).numpy()
+    np.testing.assert_allclose(wave, io["wave"], rtol=0, atol=1e-5)
+    loaded = load_any(FIXTURE / "tiny.safetensors")
+    assert loaded.presets == {"fast": (1, 1), "balanced": (2, 1), "best": (2, 2)}
+
+
+def _pickled_globals(path: Path) -> set[str]:
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    ops = list(pickletools.genops(data))
+    names = {str(arg) for op, arg, _ in ops if op.name == "GLOBAL"}
+    names |= {f"{ops[i - 2][1]} {ops[i - 1][1]}" for i, (op, _, _) in enumerate(ops) if op.name == "STACK_GLOBAL"}
+    return names
+
+
+def test_training_state_pickles_no_tisdiss_class() -> None:
+    """``last.pt`` must stay loadable whatever the package's module paths: only torch types."""
+    last = FIXTURE / "run" / "checkpoints" / "last.pt"
+    assert all(name.split()[0].split(".")[0] in ("torch", "collections") for name in _pickled_globals(last))
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["step"] == 4 and state["epoch"] == 0
+
+
+def test_pre_move_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(FIXTURE / "run", tmp_path / "run")
+    write_corpus(tmp_path / "corpus")
+    monkeypatch.chdir(tmp_path)  # the run's config.json names its data relative to where it ran
+    _register_commands()
+    result = CliRunner().invoke(app, ["train", "--run", "run", "--resume", "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    expected = {int(k): v for k, v in json.loads((FIXTURE / "expected_losses.json").read_text()).items()}
+    resumed = losses(tmp_path / "run")
+    assert sorted(resumed) == sorted(expected) == list(range(1, 13))
+    # float64 run: the same losses as the uninterrupted pre-move run, up to cross-machine rounding
+    for step in expected:
+        assert resumed[step] == pytest.approx(expected[step], abs=1e-5), step
+    assert load_any(tmp_path / "run").model.config.emb_dim == 4
+
+
+def test_old_names_still_work_with_a_warning() -> None:
+    import tisdiss_cli
+    from tisdiss_cli.model.config import ARCHITECTURES
+    from tisdiss_cli.zoo.load import load_any
+
+    with pytest.warns(DeprecationWarning, match="PRESETS is deprecated; use ARCHITECTURES"):
+        assert tisdiss_cli.PRESETS is ARCHITECTURES
+    with pytest.warns(DeprecationWarning, match="tisdiss_cli.registry is deprecated"):
+        from tisdiss_cli.registry import load_model
+    assert load_model is load_any
+    with pytest.warns(DeprecationWarning, match="'preset' is deprecated"):
+        config = resolve_config("tiny", None, None, ['model={"preset": "tiny", "n_re": 1}'])
+    assert config.model == ARCHITECTURES["tiny"].replace(n_re=1)

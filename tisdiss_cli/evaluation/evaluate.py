@@ -1,0 +1,387 @@
+"""Evaluation on a test set: paper-comparable metrics and the depth–quality curve.
+
+Each utterance goes through the model whole (as in the paper) ONCE: ``iter_depths`` yields the
+decoded output after every reconstruction repetition, so scoring N_re = 1..8 costs what the
+deepest setting costs. The real-time factor of each setting is timed separately, on the same
+device, with plain ``model(mix, n_sep=, n_re=)`` calls on the first few utterances.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..model.depth import Depth
+from ..model.network import TISDiSS
+from ..separation import audio
+from ..separation.adaptive import converged
+from ..util.fileio import atomic_write as _atomic_write
+from ..util.timing import Stopwatch
+from ..zoo.load import LoadedModel
+from . import metrics
+from .testset import (
+    AudioExample,
+    TestSet,
+    Utterance,
+    check_headers,
+    load_testset,
+    read_example,
+)
+
+
+@dataclass(frozen=True)
+class EvalProgress:
+    """Reported after each scored utterance (stage "score") and each timed setting ("rtf")."""
+
+    stage: str  # "score" or "rtf"
+    done: int  # utterances scored / settings timed so far
+    total: int
+    utterance: str  # id of the utterance just scored ("" for "rtf")
+    running_si_snri: dict[int, float]  # n_re -> mean SI-SNRi so far
+
+
+ProgressFn = Callable[[EvalProgress], None]
+
+
+@dataclass(frozen=True)
+class UtteranceResult:
+    """Scores of one utterance at one setting (dB)."""
+
+    id: str
+    n_sep: int
+    n_re: int
+    si_snr: float
+    si_snri: float
+    sdr: float | None
+    sdri: float | None
+    perm: tuple[int, ...]  # estimate perm[j] was matched to reference s{j+1}
+    adaptive: bool = False  # the adaptive-depth row (n_re = the depth it stopped at)
+
+
+@dataclass(frozen=True)
+class SettingResult:
+    """Mean scores over the evaluated utterances at one (n_sep, n_re), plus its speed."""
+
+    n_sep: int
+    n_re: int
+    utterances: int
+    si_snr: float
+    si_snri: float
+    sdr: float | None
+    sdri: float | None
+    rtf: float | None  # compute seconds per audio second (None when not timed)
+
+
+@dataclass
+class EvalReport:
+    """Everything ``tisdiss eval`` prints or writes."""
+
+    model: str
+    testset: str
+    layout: str
+    sample_rate: int  # rate the scores were computed at (the model's)
+    device: str
+    settings: list[SettingResult]
+    utterances: list[UtteranceResult] = field(default_factory=list)
+    audio_seconds: float = 0.0  # total duration of the scored mixtures
+    forward_seconds: float = 0.0  # wall time of the one-pass sweeps
+    metric_seconds: float = 0.0  # wall time of scoring (mir_eval dominates)
+    rtf_utterances: int = 0  # utterances behind each RTF figure
+    adaptive: SettingResult | None = None  # adaptive depth: n_re is the deepest allowed
+    adaptive_threshold: float | None = None  # its stopping threshold (dB)
+    adaptive_mean_n_re: float | None = None  # mean depth it stopped at
+
+    def setting(self, n_re: int) -> SettingResult:
+        return next(s for s in self.settings if s.n_re == n_re)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Summary and per-setting means (no per-utterance rows: see :func:`write_csv`)."""
+        d = dataclasses.asdict(self)
+        d.pop("utterances")
+        d["num_utterances"] = len({u.id for u in self.utterances})
+        return d
+
+
+def parse_depths(text: str) -> list[int]:
+    """Parse an N_re selection: "3", "1-8", "1,3,6", "0-2,5" -> sorted distinct ints >= 0."""
+    values: set[int] = set()
+    for part in text.replace(" ", "").split(","):
+        lo, sep, hi = part.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if sep else a
+        except ValueError:
+            raise ValueError(f"bad depth list {text!r}: use e.g. 3, 1-8 or 1,3,6") from None
+        if a < 0 or b < a:
+            raise ValueError(f"bad depth range {part!r} in {text!r}: need 0 <= start <= end")
+        values.update(range(a, b + 1))
+    return sorted(values)
+
+
+def write_json(report: EvalReport, path: str | os.PathLike) -> Path:
+    """Write the summary and per-setting means as JSON, atomically."""
+    text = json.dumps(report.to_dict(), indent=2) + "\n"
+    _atomic_write(Path(path), lambda tmp: tmp.write_text(text))
+    return Path(path)
+
+
+def write_csv(report: EvalReport, path: str | os.PathLike) -> Path:
+    """Write one row per utterance and setting, atomically."""
+    buf = io.StringIO()
+    names = [f.name for f in dataclasses.fields(UtteranceResult)]
+    writer = csv.DictWriter(buf, fieldnames=names)
+    writer.writeheader()
+    for row in report.utterances:
+        d = dataclasses.asdict(row)
+        d["perm"] = " ".join(str(i) for i in row.perm)
+        writer.writerow(d)
+    _atomic_write(Path(path), lambda tmp: tmp.write_text(buf.getvalue()))
+    return Path(path)
+
+
+def write_plot(report: EvalReport, path: str | os.PathLike) -> Path:
+    """SI-SNRi against N_re with the real-time factor on a second axis (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: pip install 'tisdiss[plot]'") from None
+    depths = [s.n_re for s in report.settings]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    try:
+        ax.plot(depths, [s.si_snri for s in report.settings], "o-", color="tab:blue", label="SI-SNRi")
+        ax.set_xlabel("N_re (reconstruction repetitions)")
+        ax.set_ylabel("SI-SNRi (dB)", color="tab:blue")
+        ax.set_xticks(depths)
+        ax.grid(alpha=0.3)
+        if all(s.rtf is not None for s in report.settings):
+            ax2 = ax.twinx()
+            ax2.plot(depths, [s.rtf for s in report.settings], "s--", color="tab:red")
+            ax2.set_ylabel(f"real-time factor ({report.device})", color="tab:red")
+        n_sep = report.settings[0].n_sep
+        count = len({u.id for u in report.utterances})
+        ax.set_title(f"{Path(report.model).name}, N_sep={n_sep}, {count} utterances", fontsize=9)
+        fig.tight_layout()
+        _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def _write_estimates(folder: Path, utt_id: str, est: np.ndarray, rate: int) -> None:
+    """est [J, L], already permutation-aligned: speaker j goes to ``folder/s{j+1}/ID.wav``."""
+    for j, wave in enumerate(est):
+        audio.write(folder / f"s{j + 1}" / f"{utt_id}.wav", wave, rate, float_output=True)
+
+
+def _resample(example: AudioExample, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mix [L], refs [J, L]) at ``rate``."""
+    if example.sample_rate == rate:
+        return example.mix, example.refs
+    mix = audio.resample(example.mix, example.sample_rate, rate)
+    refs = audio.resample(example.refs.T, example.sample_rate, rate).T  # soxr wants [L, channels]
+    return mix, np.ascontiguousarray(refs)
+
+
+def _time_settings(
+    model: TISDiSS,
+    mixes: list[torch.Tensor],
+    n_sep: int,
+    n_re_values: Sequence[int],
+    rate: int,
+    device: torch.device,
+    progress: ProgressFn | None,
+    running: dict[int, float],
+) -> dict[int, float]:
+    """Real-time factor of ``model(mix, n_sep, n_re)`` per n_re, one warm-up call first."""
+    audio = sum(m.shape[-1] for m in mixes) / rate
+    model(mixes[0], n_sep=n_sep, n_re=max(n_re_values))  # warm-up (allocator, kernels)
+    rtf = {}
+    for i, k in enumerate(n_re_values):
+        watch = Stopwatch(device)
+        for mix in mixes:
+            model(mix, n_sep=n_sep, n_re=k)
+        rtf[k] = watch.seconds() / audio
+        if progress is not None:
+            progress(EvalProgress("rtf", i + 1, len(n_re_values), "", dict(running)))
+    return rtf
+
+
+def _sweep(
+    model: TISDiSS, mix: torch.Tensor, n_sep: int, values: Sequence[int], adaptive_threshold: float | None = None
+) -> tuple[dict[int, np.ndarray], tuple[int, np.ndarray] | None]:
+    """One forward pass: ``mix [1, L]`` -> ({n_re: estimate [J, L] float64} for n_re in values,
+    and with a threshold the (depth, estimate) adaptive depth would have stopped at)."""
+    wanted = set(values)
+    outputs: dict[int, np.ndarray] = {}
+    adaptive = None
+    previous = None
+    for k, est in model.iter_depths(mix, n_sep=n_sep, max_n_re=max(values)):
+        if k in wanted:
+            outputs[k] = est[0].double().cpu().numpy()
+        if adaptive_threshold is not None and adaptive is None:
+            if (previous is not None and converged(est, previous, adaptive_threshold)) or k == max(values):
+                adaptive = (k, est[0].double().cpu().numpy())
+            previous = est
+    return outputs, adaptive
+
+
+def _score_utterance(
+    utt: Utterance,
+    n_sep: int,
+    outputs: dict[int, np.ndarray],
+    mix: np.ndarray,
+    refs: np.ndarray,
+    with_sdr: bool,
+) -> dict[int, tuple[UtteranceResult, np.ndarray]]:
+    """Scores per n_re, and the estimate reordered to match the references."""
+    try:
+        base = metrics.mixture_baseline(mix, refs, with_sdr=with_sdr)
+        result = {}
+        for k, est in outputs.items():
+            s = metrics.score(est, refs, base, with_sdr=with_sdr)
+            result[k] = UtteranceResult(utt.id, n_sep, k, s.si_snr, s.si_snri, s.sdr, s.sdri, s.perm), est[list(s.perm)]
+        return result
+    except metrics.MetricError as exc:
+        raise metrics.MetricError(f"{utt.mix}: cannot score ({exc})") from None
+
+
+def _defaults(source: LoadedModel | TISDiSS) -> tuple[TISDiSS, str, Depth]:
+    """The model, its name and the depth scored when none is given (the "best" preset)."""
+    if isinstance(source, LoadedModel):
+        return source.model, source.name, source.presets.get("best", source.model.config.depth)
+    if isinstance(source, TISDiSS):
+        return source, "TISDiSS", source.config.depth
+    raise TypeError(f"expected a LoadedModel or a TISDiSS model, got {type(source).__name__}")
+
+
+def evaluate(
+    source: LoadedModel | TISDiSS,
+    testset: TestSet | str | os.PathLike,
+    *,
+    n_sep: int | None = None,
+    n_re_values: Sequence[int] | None = None,
+    limit: int | None = None,
+    device: str | torch.device | None = None,
+    progress: ProgressFn | None = None,
+    save_estimates: str | os.PathLike | None = None,
+    with_sdr: bool = True,
+    rtf_utterances: int = 2,
+    adaptive_threshold: float | None = None,
+) -> EvalReport:
+    """Score ``source`` on ``testset`` at one n_sep and every n_re in ``n_re_values``.
+
+    n_sep / n_re_values default to the "best" preset of a LoadedModel, else the config's.
+    ``device`` None keeps the model where it is; otherwise the model is moved there (in place).
+    ``save_estimates`` writes ``DIR/nsep{S}-nre{K}/s{j}/ID.wav`` (model rate, float WAV,
+    permutation-aligned to the references). ``rtf_utterances`` = 0 skips the speed timing.
+    ``adaptive_threshold`` (dB) also scores adaptive depth (see :mod:`tisdiss_cli.separation.adaptive`),
+    up to the deepest requested n_re, from the same pass.
+    Raises :class:`~tisdiss_cli.evaluation.testset.TestSetError` for a bad test set, ``ValueError`` for
+    settings the model cannot run.
+    """
+    model, name, default = _defaults(source)
+    values = sorted({int(k) for k in (n_re_values if n_re_values is not None else [default.n_re])})
+    if not values:
+        raise ValueError("no n_re value to evaluate")
+    n_sep = Depth(default.n_sep if n_sep is None else n_sep, values[0]).n_sep  # checks n_sep and every n_re
+    if model.reconstructor is None and values != [0]:
+        raise ValueError("this model has no reconstruction stage: only n_re = 0 can be evaluated")
+    if device is not None:
+        model.to(device)
+    dev = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    rate = model.config.sample_rate
+
+    tset = testset if isinstance(testset, TestSet) else load_testset(testset)
+    tset = tset.head(limit)
+    if len(tset) == 0:
+        raise ValueError(f"{tset.root}: no utterances to evaluate")
+    if tset.num_refs != model.config.num_spk:
+        raise ValueError(
+            f"{tset.root}: {tset.num_refs} reference(s) per mixture, "
+            f"the model separates {model.config.num_spk} speakers"
+        )
+    check_headers(tset)  # fail on a bad file before spending minutes on the good ones
+
+    out_dir = Path(save_estimates) if save_estimates is not None else None
+    sums: dict[int, list[float]] = {k: [] for k in values}
+    rows: list[UtteranceResult] = []
+    adaptive_rows: list[UtteranceResult] = []
+    timed_mixes: list[torch.Tensor] = []
+    audio = forward_s = metric_s = 0.0
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for i, utt in enumerate(tset.utterances):
+                mix_np, refs = _resample(read_example(utt), rate)
+                mix = torch.from_numpy(mix_np).to(device=dev, dtype=dtype)[None]
+                audio += mix_np.shape[-1] / rate
+                if len(timed_mixes) < rtf_utterances:
+                    timed_mixes.append(mix)
+                start = time.perf_counter()
+                outputs, adaptive = _sweep(model, mix, n_sep, values, adaptive_threshold)
+                forward_s += time.perf_counter() - start
+                start = time.perf_counter()
+                scored = _score_utterance(utt, n_sep, outputs, mix_np, refs, with_sdr)
+                if adaptive is not None:
+                    depth, est = adaptive
+                    row, _ = _score_utterance(utt, n_sep, {depth: est}, mix_np, refs, with_sdr)[depth]
+                    adaptive_rows.append(dataclasses.replace(row, adaptive=True))
+                metric_s += time.perf_counter() - start
+                for k, (row, aligned) in scored.items():
+                    rows.append(row)
+                    sums[k].append(row.si_snri)
+                    if out_dir is not None:
+                        _write_estimates(out_dir / f"nsep{n_sep}-nre{k}", utt.id, aligned, rate)
+                if progress is not None:
+                    running = {k: float(np.mean(v)) for k, v in sums.items()}
+                    progress(EvalProgress("score", i + 1, len(tset), utt.id, running))
+            running = {k: float(np.mean(v)) for k, v in sums.items()}
+            rtf = _time_settings(model, timed_mixes, n_sep, values, rate, dev, progress, running) if timed_mixes else {}
+    finally:
+        model.train(was_training)
+
+    settings = [_summarise([r for r in rows if r.n_re == k], n_sep, k, rtf.get(k)) for k in values]
+    report = EvalReport(
+        model=name,
+        testset=str(tset.root),
+        layout=tset.layout,
+        sample_rate=rate,
+        device=str(dev),
+        settings=settings,
+        utterances=rows + adaptive_rows,
+        audio_seconds=audio,
+        forward_seconds=forward_s,
+        metric_seconds=metric_s,
+        rtf_utterances=len(timed_mixes),
+    )
+    if adaptive_rows:
+        report.adaptive = _summarise(adaptive_rows, n_sep, max(values), None)
+        report.adaptive_threshold = adaptive_threshold
+        report.adaptive_mean_n_re = float(np.mean([r.n_re for r in adaptive_rows]))
+    return report
+
+
+def _summarise(mine: list[UtteranceResult], n_sep: int, n_re: int, rtf: float | None) -> SettingResult:
+    def mean(key: str) -> float | None:
+        vals = [getattr(r, key) for r in mine]
+        return None if any(v is None for v in vals) else float(np.mean(vals))
+
+    si_snr = float(np.mean([r.si_snr for r in mine]))
+    si_snri = float(np.mean([r.si_snri for r in mine]))
+    return SettingResult(n_sep, n_re, len(mine), si_snr, si_snri, mean("sdr"), mean("sdri"), rtf)

@@ -1,0 +1,289 @@
+"""Audio I/O for every layer: headers, reads, resampling and atomic writes, on top of
+libsndfile (soundfile) and soxr. No other module opens an audio file.
+
+Separation works on bounded blocks (:func:`read_blocks`, :class:`AtomicWriter`) so that memory
+does not grow with the file length; training and evaluation read short files whole
+(:func:`read`, :func:`read_mono`). Sample layout: numpy, ``[frames]`` for mono and
+``[frames, channels]`` otherwise (soundfile's and soxr's convention).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from ..util.fileio import FILE_MODE
+
+OutputFormat = Literal["wav", "flac"]
+
+# File names treated as audio when a folder is scanned (inputs, test sets, training corpora).
+AUDIO_SUFFIXES: tuple[str, ...] = (
+    ".aif",
+    ".aifc",
+    ".aiff",
+    ".au",
+    ".caf",
+    ".flac",
+    ".mp3",
+    ".oga",
+    ".ogg",
+    ".opus",
+    ".rf64",
+    ".snd",
+    ".sph",
+    ".w64",
+    ".wav",
+    ".wv",
+)
+
+BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the channel count
+_PCM24_MAX = 1.0 - 2.0**-23  # largest 24-bit PCM value, as a float
+
+
+class AudioError(ValueError):
+    """An input that cannot be separated; the message is ``path: reason`` on one line."""
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the header of an input file says."""
+
+    path: Path
+    sample_rate: int  # Hz
+    channels: int
+    frames: int  # samples per channel
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
+def is_audio_file(path: Path) -> bool:
+    """A file whose suffix is one of :data:`AUDIO_SUFFIXES` (case-insensitive)."""
+    return path.is_file() and path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def _reason(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    if "Format not recognised" in text or "unknown format" in text.lower():
+        return "not a readable audio file"
+    return text or type(exc).__name__
+
+
+def probe(path: str | os.PathLike) -> AudioInfo:
+    """Header information; raises :class:`AudioError` for missing, unreadable or empty files."""
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: empty file")
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # libsndfile's error types vary between versions
+        raise AudioError(f"{path}: {_reason(exc)}") from None
+    if info.frames <= 0:
+        raise AudioError(f"{path}: no audio samples")
+    if info.samplerate <= 0 or info.channels <= 0:
+        raise AudioError(f"{path}: bad header (rate {info.samplerate}, {info.channels} channels)")
+    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def to_mono(block: np.ndarray, channel: int | None = None) -> np.ndarray:
+    """``[frames, C] -> [frames]``: the mean of the channels, or channel ``channel`` (0-based)."""
+    if channel is None:
+        return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+    return block[:, channel]
+
+
+def read_blocks(
+    path: str | os.PathLike,
+    target_rate: int,
+    *,
+    channel: int | None = None,
+    block_seconds: float = BLOCK_SECONDS,
+) -> Iterator[np.ndarray]:
+    """Yield the file as mono float32 blocks ``[n]`` at ``target_rate``.
+
+    channel: 0-based channel to keep (None: average all). Raises :class:`AudioError` on
+    unreadable data and on NaN/Inf samples (checked block by block, before resampling).
+    """
+    info = probe(path)
+    if channel is not None and not 0 <= channel < info.channels:
+        raise AudioError(f"{info.path}: has {info.channels} channel(s), no channel {channel + 1}")
+    block = max(1, int(block_seconds * info.sample_rate))
+    resampler = resample_stream(info.sample_rate, target_rate, 1)
+    try:
+        with sf.SoundFile(str(info.path)) as f:
+            done = 0
+            while True:
+                data = f.read(block, dtype="float32", always_2d=True)
+                last = len(data) < block or done + len(data) >= info.frames
+                finite = np.isfinite(data).all(axis=1)
+                if not finite.all():
+                    at = done + int(np.argmin(finite))
+                    raise AudioError(f"{info.path}: NaN or Inf samples near {at / info.sample_rate:.2f} s")
+                done += len(data)
+                mono = np.ascontiguousarray(to_mono(data, channel))
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono, last=last)
+                if len(mono):
+                    yield mono
+                if last:
+                    return
+    except AudioError:
+        raise
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"{info.path}: {_reason(exc)}") from None
+
+
+def resampled_length(frames: int, in_rate: int, out_rate: int) -> int:
+    """Length of ``frames`` samples after resampling (what soxr produces for a whole signal)."""
+    return frames if in_rate == out_rate else int(math.ceil(frames * out_rate / in_rate - 1e-9))
+
+
+def read(
+    path: str | os.PathLike[str],
+    *,
+    start: int = 0,
+    stop: int | None = None,
+    dtype: Literal["float32", "float64"] = "float32",
+) -> tuple[np.ndarray, int]:
+    """Frames ``[start, stop)`` of a file, ``[frames, channels]`` at the file's rate, and that rate."""
+    try:
+        data, rate = sf.read(str(path), start=start, stop=stop, dtype=dtype, always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(f"{path}: {_reason(exc)}") from None
+    return data, int(rate)
+
+
+def read_mono(path: str | os.PathLike[str], *, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Frames ``[start, stop)`` as mono float32 ``[frames]`` (the mean of the channels)."""
+    data, _ = read(path, start=start, stop=stop)
+    return to_mono(data)
+
+
+def resample(x: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
+    """A whole signal ``[frames]`` or ``[frames, channels]`` at another rate (soxr, high quality);
+    ``x`` itself when the rates are equal."""
+    if in_rate == out_rate:
+        return x
+    return soxr.resample(np.ascontiguousarray(x), in_rate, out_rate)
+
+
+def resample_stream(in_rate: int, out_rate: int, channels: int) -> soxr.ResampleStream | None:
+    """A block-by-block float32 resampler (``resample_chunk(block, last=...)``); None when the
+    rates are equal."""
+    if in_rate == out_rate:
+        return None
+    return soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32")
+
+
+def clip(block: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
+    """Saturate to the PCM range (libsndfile would wrap around); returns (block, clipped count).
+
+    Float subtypes are returned unchanged.
+    """
+    if subtype == "FLOAT":
+        return block, 0
+    top = _PCM24_MAX if subtype == "PCM_24" else 1.0 - 2.0**-15
+    over = (block > top) | (block < -1.0)
+    count = int(over.sum())
+    return (np.clip(block, -1.0, top) if count else block), count
+
+
+class AtomicWriter:
+    """Block-wise writer of one output file: a temporary file in the target folder, renamed
+    onto the target only by :meth:`commit`; :meth:`discard` (or an exception inside a ``with``
+    block) removes it, so an interrupted run never leaves a partial output.
+
+    ``write(block [n] or [n, C])``; samples beyond ``length`` are dropped and a short stream
+    is padded with zeros on commit, so the file has exactly ``length`` frames.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        sample_rate: int,
+        *,
+        length: int,
+        fmt: OutputFormat = "wav",
+        float_output: bool = False,
+        channels: int = 1,
+    ) -> None:
+        if fmt == "flac" and float_output:
+            raise ValueError("FLAC cannot hold float samples; use --format wav with float output")
+        self.path = Path(path)
+        self.length = length
+        self.subtype = "FLOAT" if float_output else "PCM_24"
+        self.clipped = 0  # samples saturated at full scale
+        self.written = 0
+        self.channels = channels
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
+        os.close(fd)
+        os.chmod(tmp, FILE_MODE)
+        self.tmp = Path(tmp)
+        try:
+            self._file: sf.SoundFile | None = sf.SoundFile(
+                tmp, "w", samplerate=sample_rate, channels=channels, format=fmt.upper(), subtype=self.subtype
+            )
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+
+    def write(self, block: np.ndarray) -> None:
+        assert self._file is not None, "writer already closed"
+        block = block[: max(0, self.length - self.written)]
+        if not len(block):
+            return
+        block, n = clip(np.asarray(block, dtype=np.float32), self.subtype)
+        self.clipped += n
+        self._file.write(block)
+        self.written += len(block)
+
+    def commit(self) -> Path:
+        assert self._file is not None, "writer already closed"
+        if self.written < self.length:
+            shape = (self.length - self.written,) + ((self.channels,) if self.channels > 1 else ())
+            self._file.write(np.zeros(shape, np.float32))
+            self.written = self.length
+        self._file.close()
+        self._file = None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None or self._file is not None:
+            self.discard()
+
+
+def write(
+    path: str | os.PathLike[str],
+    wave: np.ndarray,
+    sample_rate: int,
+    *,
+    fmt: OutputFormat = "wav",
+    float_output: bool = False,
+) -> Path:
+    """Write a whole mono ``[n]`` signal atomically (24-bit PCM, or 32-bit float); returns the path."""
+    with AtomicWriter(Path(path), sample_rate, length=len(wave), fmt=fmt, float_output=float_output) as w:
+        w.write(wave)
+        return w.commit()

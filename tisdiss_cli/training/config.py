@@ -1,0 +1,176 @@
+"""Training configuration: the config dataclasses, recipes (shipped or a file) and ``--set`` overrides.
+
+A recipe is TOML (or JSON) with the fields of :class:`TrainConfig`; ``[model]`` may name one of
+the ARCHITECTURES and override its fields. ``resolve_config`` is what ``tisdiss train`` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ..model.config import ModelConfig, architecture
+from .data import MixingConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: str = ""  # folder: SPEAKER/UTT audio (dynamic) or a pre-mixed set
+    valid: str = ""  # same kind as train
+    kind: str = "dynamic"  # "dynamic" | "premixed"
+    noise: str = ""  # optional noise folder for dynamic mixing
+    mixing: MixingConfig = MixingConfig()
+    epoch_size: int = 20000  # dynamic mixtures per epoch
+    valid_size: int = 200  # dynamic validation mixtures (fixed)
+    valid_seconds: float = 4.0  # crop of validation mixtures
+    num_workers: int = 2  # DataLoader worker processes
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 2000  # linear warm-up
+    plateau_factor: float = 0.5  # ReduceLROnPlateau on valid loss, per epoch
+    plateau_patience: int = 3
+    grad_clip: float = 5.0
+    batch_size: int = 6  # global batch (split across ranks)
+    accum_steps: int = 1  # gradient accumulation
+    epochs: int = 150
+    early_stop: int = 10  # epochs without valid improvement
+    max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
+    max_minutes: float = 0.0  # stop this invocation after this much wall time (0 = no limit)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    loss: str = "released"  # named loss setting (losses.LOSS_SETTINGS)
+    decode_separation: bool = False  # also decode separation-stage outputs (L_sep)
+    seed: int = 0
+    save_every_steps: int = 500  # crash-safe checkpoint interval (and at every epoch end)
+    keep_best: int = 5  # n best epochs kept and averaged into the final model
+    log_every_steps: int = 20
+    precision: str = "fp32"  # "fp32" | "bf16" (autocast, GPU) | "fp64" (exact-arithmetic checks)
+    compile: bool = False  # torch.compile the model
+    checkpointing: bool = False  # activation checkpointing per block: less memory, ~1 more forward
+    device: str = "auto"
+    init_from: str = ""  # weights to start from: any model spec load_any takes (name, file, run or ESPnet folder)
+    presets: dict[str, list[int]] = field(default_factory=dict)  # written into the final model card
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ValueError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+        if key == "model":
+            value = _model_config(value, f"{where}.model") if isinstance(value, dict) else value
+        elif key == "mixing":
+            value = _build(MixingConfig, value, f"{where}.mixing")
+        elif key == "data":
+            value = _build(DataConfig, value, f"{where}.data")
+        elif key == "optim":
+            value = _build(OptimConfig, value, f"{where}.optim")
+        elif isinstance(value, list) and isinstance(known[key].default, tuple):  # TOML/JSON have no tuples
+            value = tuple(value)
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _model_config(values: dict[str, Any], where: str) -> ModelConfig:
+    """``[model]``: an optional ``architecture`` (a name from ARCHITECTURES) and field overrides."""
+    values = dict(values)
+    if "preset" in values:  # the key's name before 0.1
+        warnings.warn(f"{where}: 'preset' is deprecated; name it 'architecture'", DeprecationWarning, stacklevel=2)
+        values.setdefault("architecture", values.pop("preset"))
+    name = values.pop("architecture", None)
+    base = architecture(name) if name is not None else ModelConfig()
+    return base.replace(**values)
+
+
+def config_from_dict(d: Mapping[str, Any], where: str = "config") -> TrainConfig:
+    return _build(TrainConfig, json.loads(json.dumps(d)), where)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``key.sub=value`` overrides (value parsed as JSON when it parses, else a string)."""
+    d = json.loads(json.dumps(d))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} is not key=value")
+        node = d
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(value.strip())
+    return d
+
+
+def load_recipe(name_or_path: str) -> dict[str, Any]:
+    """A recipe shipped with the package (by name) or a TOML / JSON file."""
+    path = Path(name_or_path)
+    if path.suffix in (".toml", ".json") and path.exists():
+        text = path.read_text()
+        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    shipped = resources.files("tisdiss_cli") / "recipes" / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        names = sorted(
+            p.name[:-5] for p in (resources.files("tisdiss_cli") / "recipes").iterdir() if p.name.endswith(".toml")
+        )
+        raise ValueError(f"unknown recipe {name_or_path!r}; shipped recipes: {', '.join(names)}")
+    return tomllib.loads(shipped.read_text())
+
+
+def resolve_config(
+    recipe: str | None = None,
+    config_file: str | None = None,
+    data: str | None = None,
+    overrides: list[str] | None = None,
+    init_from: str | None = None,
+) -> TrainConfig:
+    """Recipe or config file, then ``--set`` overrides; relative data paths are resolved
+    against ``data`` (the folder ``--data`` names)."""
+    source = recipe if config_file is None else config_file
+    if source is None or (recipe is not None and config_file is not None):
+        raise ValueError("give exactly one of --recipe NAME or --config FILE")
+    raw = load_recipe(source)
+    raw = apply_overrides(raw, overrides or [])
+    if init_from:
+        raw["init_from"] = init_from
+    if data:
+        section = raw.setdefault("data", {})
+        for key in ("train", "valid"):
+            value = section.get(key, "")
+            section[key] = str(Path(data) / value) if value and not Path(value).is_absolute() else (value or data)
+    return config_from_dict(raw, recipe or str(config_file))

@@ -1,0 +1,439 @@
+"""Training: the paper's multi-loss, fine-tuning, crash-safe checkpoints, torchrun / DDP.
+
+``train`` is one linear loop that reads top to bottom. A run folder holds ``config.json``
+(the resolved config), ``metrics.jsonl`` (one JSON object per log event),
+``checkpoints/last.pt`` (everything needed to resume exactly: :mod:`.state`),
+``checkpoints/epoch*.safetensors`` (the n best by valid loss) and ``model.safetensors``
+(their average: the trained model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from ..model.checkpoint import read_checkpoint, save_checkpoint
+from ..model.config import DecodeFlags
+from ..model.depth import default_presets, presets_as_lists
+from ..model.network import DecodedOutput, TISDiSS, init_weights
+from ..separation.audio import probe
+from ..util.device import pick_device
+from ..util.sisnr import neg_si_snr
+from ..zoo.load import load_any
+from .config import TrainConfig
+from .data import DynamicMixDataset, PremixedDataset, TrainingSet, collate_padded
+from .losses import LossWeights, multi_loss, pit_neg_si_snr
+from .schedule import learning_rate
+from .state import TrainState, load_state, save_state
+
+LogFn = Callable[[dict[str, Any]], None]
+PRECISIONS = ("fp32", "bf16", "fp64")
+MAX_BAD_STEPS = 50  # consecutive non-finite steps before a run gives up
+
+
+@dataclass
+class TrainResult:
+    model_path: Path  # the final averaged model (written by rank 0)
+    model: TISDiSS  # this rank's weights at the end of the loop
+    step: int  # optimiser steps taken
+    stop_reason: str
+
+
+def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log: LogFn | None = None) -> TrainResult:
+    """Train (or resume) a run in ``run_dir``."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    last_path = ckpt_dir / "last.pt"
+    optim_cfg = config.optim
+
+    # -- where: device, ranks, per-rank batch, precision
+    device = pick_device(config.device, mps=False)
+    ddp = setup_distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if optim_cfg.batch_size % ddp.world:
+        raise ValueError(f"batch_size {optim_cfg.batch_size} is not divisible by the world size {ddp.world}")
+    local_batch = optim_cfg.batch_size // ddp.world
+    if config.precision not in PRECISIONS:
+        raise ValueError(f"precision must be fp32, bf16 or fp64, not {config.precision!r}")
+    dtype = torch.float64 if config.precision == "fp64" else torch.float32
+
+    # -- what: model, optimiser and the run's position (new, or resumed from last.pt)
+    model = _initial_model(config).to(device=device, dtype=dtype)
+    model.set_checkpointing(config.checkpointing)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=optim_cfg.betas, weight_decay=optim_cfg.weight_decay)
+    random.seed(config.seed)
+    if resume:
+        state = load_state(last_path, model, optimizer)
+    else:
+        state = TrainState()
+        if ddp.main:
+            _new_run_folder(run_dir, config, last_path)
+    record = RunLog(run_dir / "metrics.jsonl", ddp.main, log)
+
+    # -- how: the module a step calls, data, loss
+    forward = TrainingForward(
+        model, DecodeFlags(splitter=True, separation=config.decode_separation, reconstruction=True)
+    )
+    net = _wrap(forward, config, device, ddp)
+    train_set, valid_set = _datasets(config, config.model.sample_rate)
+    sampler = _ShardedSampler(len(train_set), config.seed, ddp.rank, ddp.world)
+    weights = LossWeights.named(config.loss)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+
+    clock = RunClock(state.train_seconds)
+    stop_reason = ""
+    bad_streak = 0
+    while state.epoch < optim_cfg.epochs and not stop_reason:
+        train_set.set_epoch(state.epoch)
+        sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * local_batch)
+        loader = DataLoader(
+            train_set,
+            batch_size=local_batch,
+            sampler=sampler,
+            num_workers=config.data.num_workers,
+            collate_fn=collate_padded,
+            drop_last=True,
+        )
+        net.train()
+        t0 = time.perf_counter()
+        accum = 0
+        for mix, ref in loader:
+            mix, ref = mix.to(device, dtype), ref.to(device, dtype)
+            with autocast:
+                waves = net(mix)
+            outputs = [DecodedOutput(stage, w.to(dtype)) for stage, w in zip(forward.stages, waves, strict=True)]
+            loss, stats = multi_loss(outputs, ref, weights)
+            (loss / optim_cfg.accum_steps).backward()
+            accum += 1
+            state.batch_in_epoch += 1
+            if accum < optim_cfg.accum_steps:
+                continue
+            accum = 0
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, optim_cfg.grad_clip)
+            if not (math.isfinite(stats["loss"]) and torch.isfinite(grad_norm)):
+                optimizer.zero_grad(set_to_none=True)
+                state.skipped += 1
+                bad_streak += 1
+                record({"event": "skip", "step": state.step, "loss": stats["loss"], "skipped": state.skipped})
+                if bad_streak >= MAX_BAD_STEPS:
+                    stop_reason = (
+                        f"non-finite loss or gradient in {MAX_BAD_STEPS} consecutive steps (lower the learning rate?)"
+                    )
+                    break
+                continue
+            bad_streak = 0
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(state.step, optim_cfg, state.plateau.scale)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            if state.step % config.log_every_steps == 0:
+                per_step = (time.perf_counter() - t0) / config.log_every_steps
+                record(
+                    {
+                        "event": "train",
+                        "step": state.step,
+                        "epoch": state.epoch,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "grad_norm": float(grad_norm),
+                        "sec_per_step": per_step,
+                        "train_seconds": clock.total(),
+                        **stats,
+                    }
+                )
+                t0 = time.perf_counter()
+            if state.step % config.save_every_steps == 0:
+                _save(last_path, model, optimizer, state, clock, ddp)
+            if optim_cfg.max_steps and state.step >= optim_cfg.max_steps:
+                stop_reason = f"reached max_steps={optim_cfg.max_steps}"
+                break
+            if optim_cfg.max_minutes and clock.this_invocation() >= optim_cfg.max_minutes * 60:
+                stop_reason = f"reached max_minutes={optim_cfg.max_minutes:g}"
+                break
+        if stop_reason:
+            _save(last_path, model, optimizer, state, clock, ddp)
+            break
+
+        valid_loss, valid_sisnri = validate(model, valid_set, weights, forward.flags, device)
+        state.plateau.update(valid_loss, optim_cfg)
+        if ddp.main:
+            _keep_best_epochs(model, ckpt_dir, state, valid_loss, config.keep_best)
+        record(
+            {
+                "event": "epoch",
+                "epoch": state.epoch,
+                "step": state.step,
+                "valid_loss": valid_loss,
+                "valid_si_snri": valid_sisnri,
+                "lr_scale": state.plateau.scale,
+                "skipped": state.skipped,
+                "train_seconds": clock.total(),
+            }
+        )
+        state.epoch += 1
+        state.batch_in_epoch = 0
+        _save(last_path, model, optimizer, state, clock, ddp)
+        if state.plateau.since_best >= optim_cfg.early_stop:
+            stop_reason = f"valid loss did not improve for {optim_cfg.early_stop} epochs"
+
+    final = run_dir / "model.safetensors"
+    if ddp.main:
+        final = write_final_model(model, run_dir, config, state.best)
+        record(
+            {
+                "event": "done",
+                "step": state.step,
+                "epoch": state.epoch,
+                "reason": stop_reason or "all epochs done",
+                "model": str(final),
+            }
+        )
+    if ddp.world > 1:
+        dist.barrier()
+    return TrainResult(final, model, state.step, stop_reason or "all epochs done")
+
+
+# --------------------------------------------------------------------------- pieces of the loop
+
+
+class RunLog:
+    """A log event goes to ``metrics.jsonl`` and to the caller's callback (rank 0 only)."""
+
+    def __init__(self, path: Path, main: bool, callback: LogFn | None) -> None:
+        self.path, self.main, self.callback = path, main, callback
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if not self.main:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(event) + "\n")
+        if self.callback is not None:
+            self.callback(event)
+
+
+class RunClock:
+    """Wall time of the run: over all invocations (resumes included) and of this one."""
+
+    def __init__(self, before: float) -> None:
+        self.before = before  # seconds spent by earlier invocations
+        self.started = time.perf_counter()
+
+    def this_invocation(self) -> float:
+        return time.perf_counter() - self.started
+
+    def total(self) -> float:
+        return self.before + self.this_invocation()
+
+
+def _save(
+    path: Path, model: TISDiSS, optimizer: torch.optim.Optimizer, state: TrainState, clock: RunClock, ddp: Dist
+) -> None:
+    if ddp.main:
+        state.train_seconds = clock.total()
+        save_state(path, model, optimizer, state)
+
+
+def _new_run_folder(run_dir: Path, config: TrainConfig, last_path: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if last_path.exists():
+        raise FileExistsError(f"{run_dir}: already holds a run; use --resume or another folder")
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+
+
+def _keep_best_epochs(model: TISDiSS, ckpt_dir: Path, state: TrainState, valid_loss: float, keep: int) -> None:
+    """Save this epoch's weights and keep only the ``keep`` best epoch checkpoints."""
+    save_checkpoint(
+        model, ckpt_dir / f"epoch{state.epoch}.safetensors", {"epoch": state.epoch, "valid_loss": valid_loss}
+    )
+    ranked = sorted(state.best + [(valid_loss, state.epoch)])
+    for _, dropped in ranked[keep:]:
+        (ckpt_dir / f"epoch{dropped}.safetensors").unlink(missing_ok=True)
+    state.best = ranked[:keep]
+
+
+def _initial_model(config: TrainConfig) -> TISDiSS:
+    """The reference initialisation (seeded), or the weights of ``config.init_from``."""
+    torch.manual_seed(config.seed)
+    model = TISDiSS(config.model)
+    init_weights(model)
+    if not config.init_from:
+        return model
+    loaded = load_any(config.init_from).model
+    # Loop counts may differ (fine-tuning deeper); the architecture may not.
+    if loaded.config.replace(n_sep=config.model.n_sep, n_re=config.model.n_re) != config.model:
+        raise ValueError(f"{config.init_from}: architecture differs from the configured model")
+    model.load_state_dict(loaded.state_dict())
+    return model
+
+
+def _wrap(forward: TrainingForward, config: TrainConfig, device: torch.device, ddp: Dist) -> torch.nn.Module:
+    """The module a step calls: ``forward``, under DDP across ranks, compiled on request."""
+    net: torch.nn.Module = forward
+    if ddp.world > 1:
+        # With one separation call the mixing block is idle, which DDP must be told.
+        m = config.model
+        idle = forward.model.mixer is not None and m.m_sep * m.n_sep == 1 and not m.re_residual
+        net = torch.nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=idle
+        )
+    if config.compile:
+        net = cast(torch.nn.Module, torch.compile(net))
+    return net
+
+
+class TrainingForward(torch.nn.Module):
+    """``mix -> tuple of decoded waves``, the module DDP wraps (it must be the one called);
+    the stage of each wave is left in ``stages``."""
+
+    def __init__(self, model: TISDiSS, flags: DecodeFlags) -> None:
+        super().__init__()
+        self.model = model
+        self.flags = flags
+        self.stages: list[str] = []
+
+    def forward(self, mix: Tensor) -> tuple[Tensor, ...]:
+        outputs = self.model.forward_train(mix, flags=self.flags)
+        self.stages = [o.stage for o in outputs]
+        return tuple(o.wave for o in outputs)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Dist:
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on GPU, gloo on CPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), dist.get_world_size())
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _ShardedSampler(torch.utils.data.Sampler[int]):
+    """Deterministic shuffle per epoch, strided across ranks, resumable at a batch offset."""
+
+    def __init__(self, size: int, seed: int, rank: int, world: int) -> None:
+        self.size, self.seed, self.rank, self.world = size, seed, rank, world
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def _indices(self) -> list[int]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.size)
+        usable = len(order) - len(order) % self.world
+        return order[self.rank : usable : self.world].tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._indices()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, len(self._indices()) - self.skip)
+
+
+def _datasets(config: TrainConfig, sample_rate: int) -> tuple[TrainingSet, TrainingSet]:
+    d = config.data
+    if not d.train or not d.valid:
+        raise ValueError("data.train and data.valid must be set (e.g. --data FOLDER)")
+    train: TrainingSet
+    valid: TrainingSet
+    if d.kind == "dynamic":
+        train = DynamicMixDataset(
+            d.train, d.mixing, epoch_size=d.epoch_size, seed=config.seed, noise_dir=d.noise or None
+        )
+        valid_mixing = dataclasses.replace(d.mixing, segment_seconds=d.valid_seconds, speed_range=(1.0, 1.0))
+        valid = DynamicMixDataset(
+            d.valid, valid_mixing, epoch_size=d.valid_size, seed=config.seed + 1, noise_dir=d.noise or None
+        )
+        rate = train.sample_rate
+    elif d.kind == "premixed":
+        from ..evaluation.testset import load_testset  # the layouts `tisdiss eval` reads
+
+        segment = int(d.mixing.segment_seconds * sample_rate)
+        train_set, valid_set = load_testset(d.train), load_testset(d.valid)
+        train = PremixedDataset([(u.mix, list(u.refs)) for u in train_set.utterances], segment, config.seed)
+        valid = PremixedDataset([(u.mix, list(u.refs)) for u in valid_set.utterances], None)
+        rate = probe(train_set.utterances[0].mix).sample_rate
+    else:
+        raise ValueError(f"data.kind must be 'dynamic' or 'premixed', not {d.kind!r}")
+    if rate != sample_rate:
+        raise ValueError(f"{d.train}: audio at {rate} Hz but the model runs at {sample_rate} Hz")
+    return train, valid
+
+
+# --------------------------------------------------------------------------- validation and the final model
+
+
+@torch.no_grad()
+def validate(
+    model: TISDiSS, dataset: TrainingSet, weights: LossWeights, flags: DecodeFlags, device: torch.device
+) -> tuple[float, float]:
+    """Mean multi-loss and mean SI-SNR improvement of the final output on whole items."""
+    model.eval()
+    losses, improvements = [], []
+    for i in range(len(dataset)):
+        mix, ref = dataset[i]
+        dtype = next(model.parameters()).dtype
+        mix, ref = mix[None].to(device, dtype), ref[None].to(device, dtype)
+        outputs = model.forward_train(mix, flags=flags)
+        loss, _ = multi_loss(outputs, ref, weights)
+        final, _ = pit_neg_si_snr(outputs[-1].wave, ref)
+        baseline = neg_si_snr(mix.expand_as(ref), ref).mean(-1)
+        losses.append(float(loss))
+        improvements.append(float(baseline - final))
+    model.train()
+    return float(np.mean(losses)), float(np.mean(improvements))
+
+
+def write_final_model(model: TISDiSS, run_dir: Path, config: TrainConfig, best: list[tuple[float, int]]) -> Path:
+    """Average the kept best epochs (or take the current weights) into ``model.safetensors``."""
+    ckpt_dir = run_dir / "checkpoints"
+    best = best[: config.keep_best]  # keep_best may have been lowered on resume
+    paths = [ckpt_dir / f"epoch{e}.safetensors" for _, e in best if (ckpt_dir / f"epoch{e}.safetensors").exists()]
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    if paths:
+        total: dict[str, Tensor] = {}
+        for p in paths:
+            _, s, _ = read_checkpoint(p)
+            total = {k: v.double() for k, v in s.items()} if not total else {k: total[k] + s[k].double() for k in total}
+        state = {k: (v / len(paths)).to(state[k].dtype) for k, v in total.items()}
+    averaged = TISDiSS(config.model)
+    averaged.load_state_dict(state)
+    metadata = {
+        "presets": config.presets or presets_as_lists(default_presets(config.model.depth)),
+        "averaged_epochs": [e for _, e in best][: len(paths)],
+        "valid_loss": [loss for loss, _ in best][: len(paths)],
+        "description": config.description,
+        "train_config": config.to_dict(),
+    }
+    return save_checkpoint(averaged, run_dir / "model.safetensors", metadata)

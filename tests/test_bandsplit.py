@@ -79,10 +79,18 @@ def test_golden_training_outputs_and_loss(golden: dict, dtype: torch.dtype, atol
 
 def test_fast_and_reference_gradients_agree() -> None:
     """The batched band modules and the one-Linear-per-band form train identically."""
-    for kind in ("bandsplit", "mel"):
+    for kind, norm in [("bandsplit", "band"), ("mel", "band"), ("bandsplit", "utterance")]:
         torch.manual_seed(0)
         config = ModelConfig(
-            emb_dim=8, attention_dim=8, n_heads=2, ffn_hidden_dim=(8, 8), num_groups=2, n_sep=2, n_re=1, band_split=kind
+            emb_dim=8,
+            attention_dim=8,
+            n_heads=2,
+            ffn_hidden_dim=(8, 8),
+            num_groups=2,
+            n_sep=2,
+            n_re=1,
+            band_split=kind,
+            band_norm=norm,
         )
         model = TISDiSS(config).double()
         init_weights(model)
@@ -200,3 +208,29 @@ def test_band_mask_multiplies_the_mixture_spectrum() -> None:
     torch.testing.assert_close(out, mix[:, None].expand_as(out), rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="band_mask"):
         ModelConfig(band_mask=True)
+
+
+def test_utterance_band_norm_keeps_band_energies() -> None:
+    """The reference per-band norm makes a band's embedding blind to its level; the utterance
+    norm (tisdiss option) keeps it, and is blind only to the level of the whole input."""
+    spec = torch.randn(1, 20, 65, dtype=torch.complex128)
+    louder = spec.clone()
+    louder[:, :, 40:50] *= 10  # one region 20 dB up
+    for norm, sees_band_level in [("band", False), ("utterance", True)]:
+        torch.manual_seed(0)
+        config = ModelConfig(
+            emb_dim=8,
+            attention_dim=8,
+            n_heads=2,
+            ffn_hidden_dim=(8, 8),
+            num_groups=2,
+            band_split="bandsplit",
+            band_norm=norm,
+        )
+        encoder = TISDiSS(config).double().encoder.band_split
+        first, second, scaled = encoder(spec), encoder(louder), encoder(spec * 3)
+        band = 28  # bins 45-48, all inside the louder region
+        assert torch.allclose(first, scaled, atol=1e-12)  # the whole input's level never matters
+        assert torch.allclose(first[..., band, :], second[..., band, :], atol=1e-12) != sees_band_level
+    with pytest.raises(ValueError, match="band_norm"):
+        ModelConfig(band_split="bandsplit", band_norm="frame")  # type: ignore[arg-type]

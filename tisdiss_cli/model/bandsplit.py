@@ -119,6 +119,11 @@ class BandNorm(nn.Module):
         return F.normalize(x, dim=-1) * (x.shape[-1] ** 0.5) * self.gamma
 
 
+def utterance_rms(spectrum: Tensor) -> Tensor:
+    """RMS over all frames and values of each item: ``[B, T, S] -> [B, 1, 1]`` (tiny floor)."""
+    return spectrum.pow(2).mean(dim=(1, 2), keepdim=True).add(1e-12).sqrt()
+
+
 class BandProjection(nn.Module):
     """One band's input: BandNorm, then a Linear to C channels."""
 
@@ -157,6 +162,7 @@ class BandSplit(nn.Module):
         index = [p for bins in self.table for p in _interleaved(bins)]
         self.register_buffer("index", torch.tensor(index), persistent=False)
         self.sizes = sizes
+        self.utterance_norm = config.band_norm == "utterance"
         self.groups = _groups(sizes)
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
 
@@ -164,9 +170,16 @@ class BandSplit(nn.Module):
         x = torch.view_as_real(spec).flatten(-2)  # [B, T, 2F]: (re, im) interleaved per bin
         values = x.index_select(-1, self.index)  # [B, T, S]: each band's values in table order
         bands = [cast(BandProjection, band) for band in self.bands]
+        if self.utterance_norm:
+            # tisdiss option: one RMS for the whole utterance, so each band keeps its energy
+            # (the per-band norm leaves a one-bin band only its phase); gamma still scales.
+            values = values / utterance_rms(values)
         if not fast_paths_enabled():  # the plain form: one module call per band
             layout = zip(bands, self.offsets, self.sizes, strict=True)
-            parts = [band(values[..., o : o + d]) for band, o, d in layout]
+            if self.utterance_norm:
+                parts = [band.proj(values[..., o : o + d] * band.norm.gamma) for band, o, d in layout]
+            else:
+                parts = [band(values[..., o : o + d]) for band, o, d in layout]
             return torch.stack(parts, dim=-2)
         out = values.new_empty(*values.shape[:-1], len(bands), bands[0].proj.out_features)
         for size, members in self.groups.items():
@@ -176,7 +189,7 @@ class BandSplit(nn.Module):
             gamma = torch.stack([bands[i].norm.gamma for i in members])  # [G, D]
             weight = torch.stack([bands[i].proj.weight for i in members])  # [G, C, D]
             bias = torch.stack([bands[i].proj.bias for i in members])  # [G, C]
-            u = F.normalize(v, dim=-1) * (size**0.5) * gamma
+            u = (v if self.utterance_norm else F.normalize(v, dim=-1) * (size**0.5)) * gamma
             out[..., members, :] = torch.einsum("btgd,gcd->btgc", u, weight) + bias
         return out
 

@@ -13,6 +13,7 @@ from .depth import Depth
 NormType = Literal["rmsgroupnorm", "layernorm"]
 SplitterKind = Literal["swiglu_conv_deconv2d", "conv2d"]
 BandSplitKind = Literal["none", "bandsplit", "mel"]
+BandNormKind = Literal["band", "utterance"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ModelConfig:
     band_widths: tuple[int, ...] = ()  # "bandsplit" with own widths (bins per band); () = TIGER's
     band_mlp_expansion: int = 4  # hidden width of each band's output MLP, in multiples of C
     band_mask: bool = False  # tisdiss option: band outputs are a complex mask on the mixture spectrum
+    band_norm: BandNormKind = "band"  # "band": per-band RMS norm (reference); "utterance": tisdiss option
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ffn_hidden_dim", tuple(int(h) for h in self.ffn_hidden_dim))
@@ -63,6 +65,8 @@ class ModelConfig:
             raise ValueError(f"unknown splitter {self.splitter!r}")
         if self.band_split not in ("none", "bandsplit", "mel"):
             raise ValueError(f"unknown band_split {self.band_split!r} (none, bandsplit or mel)")
+        if self.band_norm not in ("band", "utterance"):
+            raise ValueError(f"unknown band_norm {self.band_norm!r} (band or utterance)")
         if self.band_mask and self.band_split == "none":
             raise ValueError("band_mask needs a band-split configuration")
         if self.band_widths and (self.band_split != "bandsplit" or min(self.band_widths) < 1):

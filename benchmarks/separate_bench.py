@@ -74,6 +74,7 @@ def child(args: argparse.Namespace) -> None:
                 "rtf": round(wall / res.duration, 4),
                 "peak_rss_mb": round(rss_kb / 1024),
                 "chunks": res.chunks,
+                "segment_s": sep.segment,
                 "device": str(sep.device),
                 "model": sep.loaded.name,
             }
@@ -89,7 +90,7 @@ def main() -> None:
     p.add_argument("--config", default="sep1x2-re1x6", help="named config for random weights")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int)
-    p.add_argument("--segment", type=float, default=None)
+    p.add_argument("--segment", type=float, default=None, help="chunk seconds (default: the model card's)")
     p.add_argument("--overlap", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--no-tune-allocator", action="store_true", help="keep glibc's default malloc settings")
@@ -98,9 +99,8 @@ def main() -> None:
     p.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--preset", help=argparse.SUPPRESS)
     args = p.parse_args()
-    from tisdiss_cli.separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT
+    from tisdiss_cli.separation.separator import DEFAULT_OVERLAP
 
-    args.segment = DEFAULT_SEGMENT if args.segment is None else args.segment
     args.overlap = DEFAULT_OVERLAP if args.overlap is None else args.overlap
     if args.child:
         child(args)
@@ -123,8 +123,7 @@ def main() -> None:
                     args.device,
                     "--config",
                     args.config,
-                    "--segment",
-                    str(args.segment),
+                    *(["--segment", str(args.segment)] if args.segment is not None else []),
                     "--overlap",
                     str(args.overlap),
                     "--batch-size",

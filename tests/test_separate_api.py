@@ -175,3 +175,15 @@ def test_match_level_keeps_silence_and_relative_levels() -> None:
     torch.testing.assert_close(out[0].pow(2).sum(), mixture[0].pow(2).sum())
     torch.testing.assert_close(out[0, 0] / out[0, 1], sources[0, 0] / sources[0, 1])
     assert torch.equal(out[1], torch.zeros(2, 100))  # nothing to scale: no NaN
+
+
+def test_segment_defaults_to_the_model_card(tiny_path: Path, tmp_path: Path) -> None:
+    from tisdiss_cli.model.checkpoint import read_model
+    from tisdiss_cli.separation.separator import DEFAULT_SEGMENT
+
+    model, _ = read_model(tiny_path)
+    carded = save_checkpoint(model, tmp_path / "carded.safetensors", {**PRESET_META, "segment": 3.0})
+    assert Separator(str(carded), device="cpu").segment == 3.0
+    assert Separator(str(carded), device="cpu").plan.segment == 3 * model.config.sample_rate
+    assert Separator(str(carded), device="cpu", segment=0.5).segment == 0.5  # an explicit value wins
+    assert Separator(str(tiny_path), device="cpu").segment == DEFAULT_SEGMENT  # no card value

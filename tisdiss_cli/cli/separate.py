@@ -82,8 +82,11 @@ def separate(
     adaptive_threshold: float = typer.Option(
         30.0, "--adaptive-threshold", help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB)."
     ),
-    segment: float = typer.Option(
-        DEFAULT_SEGMENT, "--segment", min=0.05, help="Chunk length in seconds for long inputs."
+    segment: float | None = typer.Option(
+        None,
+        "--segment",
+        min=0.05,
+        help=f"Chunk length in seconds for long inputs [default: the model card's, else {DEFAULT_SEGMENT:g}].",
     ),
     overlap: float = typer.Option(
         DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, help="Overlap of consecutive chunks, fraction of --segment."

@@ -103,7 +103,8 @@ class Separator:
 
     model: registry name, checkpoint path, ESPnet folder, None (best available), a
     :class:`LoadedModel` or a :class:`TISDiSS`. preset: "fast" | "balanced" | "best", the
-    default depth; segment (seconds) and overlap (fraction) set the chunking.
+    default depth; segment (seconds; None: the model card's, else DEFAULT_SEGMENT) and overlap
+    (fraction) set the chunking.
     adaptive_threshold (dB): stop each chunk's reconstruction loop once a step changes the
     output less than this (SI-SNR between successive steps), never deeper than the chosen
     N_re; the depth used per chunk is recorded in ``depths_used``.
@@ -117,7 +118,7 @@ class Separator:
         device: str | torch.device = "auto",
         preset: str = "balanced",
         *,
-        segment: float = DEFAULT_SEGMENT,
+        segment: float | None = None,
         overlap: float = DEFAULT_OVERLAP,
         batch_size: int = 1,
         adaptive_threshold: float | None = None,
@@ -131,6 +132,9 @@ class Separator:
         self.model = self.loaded.model
         self.sample_rate = self.model.config.sample_rate
         self.num_spk = self.model.config.num_spk
+        if segment is None:
+            segment = self.loaded.segment or DEFAULT_SEGMENT
+        self.segment = segment
         self.plan = ChunkPlan.from_seconds(segment, overlap, self.sample_rate, batch_size)
         self.preset = preset
         self.depth()  # validates the preset name now

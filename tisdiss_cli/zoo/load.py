@@ -64,6 +64,12 @@ class LoadedModel:
     def __post_init__(self) -> None:
         self.presets = {name: Depth(*depth) for name, depth in self.presets.items()}  # plain pairs too
 
+    @property
+    def segment(self) -> float | None:
+        """Chunk length in seconds recorded for this model (registry entry or checkpoint), if any."""
+        value = self.card.get("segment")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
 
 def load_any(
     spec: str | os.PathLike[str] | None = None,

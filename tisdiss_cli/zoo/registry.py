@@ -77,6 +77,7 @@ class ModelEntry:
     training_data: str = ""
     licence: str = ""
     card: str | None = None  # card path relative to the package
+    segment: float | None = None  # chunk length (s) the model separates best with (None: the separator's default)
 
     @property
     def expected(self) -> Expected:

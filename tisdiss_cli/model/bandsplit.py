@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .layers import fast_paths_enabled
+from .layers import fast_paths_enabled, full_precision
 
 # --------------------------------------------------------------------------- band tables
 
@@ -234,7 +234,7 @@ class BandRestore(nn.Module):
         return out
 
     def forward(self, y: Tensor) -> Tensor:
-        values = self._band_values(y)
+        values = full_precision(self._band_values(y))
         if self.disjoint:
             flat = values.new_empty(*values.shape[:-1], 2 * self.n_freq)
             flat[..., self.index] = values

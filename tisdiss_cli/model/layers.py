@@ -67,6 +67,12 @@ class RMSGroupNorm(nn.Module):
         return (g / (rms * g.shape[-1] ** -0.5 + self.eps)).flatten(-2) * self.gamma
 
 
+def full_precision(x: Tensor) -> Tensor:
+    """``x`` in float32 unless it is float32 or float64 already: complex numbers, the STFT and
+    its inverse have no reduced-precision kernels, so outputs of autocast regions come back up."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def deconv2d_same(x: Tensor, deconv: nn.ConvTranspose2d) -> Tensor:
     """A stride-1 ``ConvTranspose2d`` as the plain convolution it equals: kernel flipped,
     channel axes swapped, padding ``K - 1 - p`` (oneDNN runs that faster)."""
@@ -162,7 +168,8 @@ class SwiGLUConvFFN(nn.Module):
         b1, b2 = self.conv1d.bias, self.deconv1d.bias
         assert b1 is not None and b2 is not None  # both convolutions are built with a bias
         bias1, bias2 = b1.repeat(n_conv), b2.repeat(seq)
-        band1, band2 = band1.view(seq * c, -1), band2.view(n_conv * h, -1)
+        band1, band2 = band1.view(seq * c, -1).to(x.dtype), band2.view(n_conv * h, -1).to(x.dtype)
+        bias1, bias2 = bias1.to(x.dtype), bias2.to(x.dtype)  # under autocast x may be reduced precision
         x2 = x.reshape(n, seq * c)
         res2 = None if residual is None else residual.reshape(n, seq * c)
 
@@ -233,8 +240,9 @@ class MultiHeadSelfAttention(nn.Module):
         """x: [N, S, C] -> [N, S, C]."""
         n, seq, _ = x.shape
         qkv = self.qkv(x)  # channel (which * H + head) * d + e, which in (q, k, v)
-        if _FAST and not qkv.is_complex():
-            # RoPE as one complex multiply on q and k together (pairs (x0, x1) -> x0 + i x1).
+        if _FAST and qkv.dtype in (torch.float32, torch.float64):
+            # RoPE as one complex multiply on q and k together (pairs (x0, x1) -> x0 + i x1);
+            # reduced precision takes the real form below (there is no complex bfloat16).
             width = qkv.shape[-1] // 3
             qk = torch.view_as_complex(qkv[..., : 2 * width].unflatten(-1, (2, self.n_heads, -1, 2)))
             qk = torch.view_as_real(qk * self.rope.phasors(seq, x.device, x.dtype)[:, None, None])

@@ -22,7 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from .bandsplit import BandRestore, BandSplit
 from .config import DecodeFlags, ModelConfig
 from .depth import Depth
-from .layers import TFLocoformerBlock, TriplePathBlock, deconv2d_same, fast_paths_enabled
+from .layers import TFLocoformerBlock, TriplePathBlock, deconv2d_same, fast_paths_enabled, full_precision
 
 
 def stft(x: Tensor, n_fft: int, hop: int) -> Tensor:
@@ -175,6 +175,7 @@ class Decoder(nn.Module):
                 spec = (spec.view(b, j, t, -1) * mix_spec.unsqueeze(1)).view(b * j, t, -1)
         else:
             out = self.deconv(y.reshape(b * j, t, f, c).permute(0, 3, 1, 2))  # [B*J, 2, T, F]
+            out = full_precision(out)
             spec = torch.complex(out[:, 0], out[:, 1])
         wave = istft(spec, self.n_fft, self.hop, length)
         return wave.view(b, j, length) * scale.unsqueeze(1)

@@ -10,7 +10,9 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import yaml
 
@@ -133,3 +135,52 @@ class FileServer:
                 time.sleep(0.05)
             return
         h.wfile.write(body)
+
+
+# --------------------------------------------------------------------------- a small model
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny model with presets fast (1, 1), balanced (2, 1), best (2, 3)."""
+    from tisdiss_cli.model.checkpoint import save_checkpoint
+    from tisdiss_cli.model.config import ARCHITECTURES
+    from tisdiss_cli.model.network import init_weights
+
+    torch.manual_seed(0)
+    model = TISDiSS(ARCHITECTURES["tiny"])
+    init_weights(model)
+    meta = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
+    return save_checkpoint(model, tmp_path_factory.mktemp("tiny-model") / "tiny.safetensors", meta)
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (and been reaped)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# --------------------------------------------------------------------------- a training corpus
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SPEAKER/UTT.flac folders of voiced, speaker-specific synthetic signals."""
+    root = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    t = np.arange(int(1.2 * 8000)) / 8000
+    for split, speakers in (("train", 6), ("valid", 3)):
+        for s in range(speakers):
+            f0 = 90 + 37 * s + (200 if split == "valid" else 0)
+            folder = root / split / f"spk{s}"
+            folder.mkdir(parents=True)
+            for u in range(2):
+                env = 0.5 + 0.5 * np.sin(2 * np.pi * (3 + u) * t + s)
+                wave = sum(np.sin(2 * np.pi * f0 * h * t * (1 + 0.02 * u)) / h for h in range(1, 6)) * env
+                wave += 0.01 * rng.standard_normal(len(t))
+                sf.write(folder / f"u{u}.flac", (0.1 * wave).astype(np.float32), 8000)
+    return root

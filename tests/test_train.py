@@ -23,25 +23,6 @@ from tisdiss_cli.training.loop import train
 RATE = 8000
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """SPEAKER/UTT.flac folders of voiced, speaker-specific synthetic signals."""
-    root = tmp_path_factory.mktemp("corpus")
-    rng = np.random.default_rng(0)
-    t = np.arange(int(1.2 * RATE)) / RATE
-    for split, speakers in (("train", 6), ("valid", 3)):
-        for s in range(speakers):
-            f0 = 90 + 37 * s + (200 if split == "valid" else 0)
-            folder = root / split / f"spk{s}"
-            folder.mkdir(parents=True)
-            for u in range(2):
-                env = 0.5 + 0.5 * np.sin(2 * np.pi * (3 + u) * t + s)
-                wave = sum(np.sin(2 * np.pi * f0 * h * t * (1 + 0.02 * u)) / h for h in range(1, 6)) * env
-                wave += 0.01 * rng.standard_normal(len(t))
-                sf.write(folder / f"u{u}.flac", (0.1 * wave).astype(np.float32), RATE)
-    return root
-
-
 def _config(corpus: Path, *overrides: str) -> TrainConfig:
     return resolve_config("tiny", None, str(corpus), list(overrides))
 

@@ -5,11 +5,15 @@ Each sub-command lives in its own module and registers itself on :data:`app`.
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from .. import __version__
+from . import help
 
 app = typer.Typer(
+    cls=help.Group,
     name="tisdiss",
     help="Separate overlapping talkers into one clean track per speaker.",
     no_args_is_help=True,
@@ -38,9 +42,33 @@ def _register_commands() -> None:
     from . import bench, evaluate, models, separate, train  # noqa: F401  (each registers on app)
 
 
-def main() -> None:
-    from ..util.runtime import tune_allocator
+class _OneLine(logging.Formatter):
+    """``warning: message``, as the commands print their own warnings."""
 
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _show_library_warnings() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine())
+    logger = logging.getLogger("tisdiss_cli")
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+
+
+def main() -> None:
+    import sys
+
+    from ..util.runtime import tune_allocator
+    from ..util.signals import Terminated, exit_on_signals
+
+    exit_on_signals()  # Ctrl-C, SIGTERM, SIGHUP: clean up part files, then exit 128 + signal
+    _show_library_warnings()
     tune_allocator()  # reuse freed heap memory for activations (see runtime.py); whole process
     _register_commands()
-    app()
+    try:
+        app()
+    except Terminated as stop:
+        print(f"tisdiss: stopped by {stop.signal_name}", file=sys.stderr)
+        raise

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import app
+from ..model.depth import MAX_REPEATS
+from . import app, help
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -20,24 +21,27 @@ def _int_list(text: str, option: str) -> list[int]:
         raise typer.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=option) from None
     if not values or min(values) < 0:
         raise typer.BadParameter("need at least one value, none negative", param_hint=option)
+    if max(values) > MAX_REPEATS:
+        raise typer.BadParameter(f"{max(values)} is beyond the limit of {MAX_REPEATS}", param_hint=option)
     return values
 
 
-@app.command()
+@app.command(cls=help.Command)
 def bench(
     model: str = typer.Option(
         "random-released",
         "-m",
         "--model",
+        metavar="NAME|PATH",
         help="random-released / random-tiny (random weights, no download), or a model name or path.",
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    seconds: float = typer.Option(4.0, "--seconds", min=0.1, help="Input length in seconds."),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Inputs per forward."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
-    nsep: int = typer.Option(2, "--nsep", min=1, help="Separation repetitions N_sep."),
-    nre: str = typer.Option("1,3,6,8", "--nre", help="Comma-separated N_re values to time."),
-    runs: int = typer.Option(3, "--runs", min=1, help="Timed runs per setting (median reported)."),
+    device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="cpu, cuda or cuda:N."),
+    seconds: float = typer.Option(4.0, "--seconds", min=0.1, metavar="SECONDS", help="Input length in seconds."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, metavar="N", help="Inputs per forward."),
+    threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
+    nsep: int = typer.Option(2, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="Separation repetitions N_sep."),
+    nre: str = typer.Option("1,3,6,8", "--nre", metavar="N,N,...", help="Comma-separated N_re values to time."),
+    runs: int = typer.Option(3, "--runs", min=1, metavar="N", help="Timed runs per setting (median reported)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Time whole-input separation per depth; report RTF, throughput and the deepest real-time one."""
@@ -87,7 +91,7 @@ def bench(
             )
         )
         return
-    table = Table(title=f"{model} on {device}, {torch.get_num_threads()} threads, {seconds:g} s x {batch_size}")
+    table = Table(title=escape(f"{model} on {device}, {torch.get_num_threads()} threads, {seconds:g} s x {batch_size}"))
     for col in ("N_sep", "N_re", "median s", "RTF", "audio s / s", "peak MB"):
         table.add_column(col, justify="right")
     for r in results:

@@ -5,20 +5,38 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import TextColumn
 from rich.table import Table
 
-from . import app
+from ..model.depth import MAX_REPEATS
+from ..util.fileio import unwritable_folder
+from . import app, help
+from .progress import audio_progress
 
 err = Console(stderr=True)
 
 
-def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+def _fail(message: str) -> NoReturn:
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
+
+
+def _check_outputs(**targets: Path | None) -> None:
+    """Report an unusable place for a report or the estimates before the scoring starts."""
+    for option, path in targets.items():
+        if path is None:
+            continue
+        folder = path if option == "--save-estimates" else path.parent
+        problem = unwritable_folder(folder)
+        if problem is None and option != "--save-estimates" and path.is_dir():
+            problem = f"{path} is a folder; name a file"
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint=option)
 
 
 def _depths(text: str | None) -> list[int] | None:
@@ -36,7 +54,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-@app.command(name="eval")
+@app.command(name="eval", cls=help.Command)
 def eval_command(
     testset: Path = typer.Argument(
         ...,
@@ -44,32 +62,55 @@ def eval_command(
         "or a TSV list mix, s1, s2[, id].",
     ),
     model: str | None = typer.Option(
-        None, "--model", "-m", help="Registry name, checkpoint file or ESPnet folder (default: best available)."
+        None,
+        "--model",
+        "-m",
+        metavar="NAME|PATH",
+        help="Registry name, checkpoint file or ESPnet folder (default: best available).",
     ),
     nre: str | None = typer.Option(
         None,
         "--nre",
+        metavar="N|A-B|A,B,...",
         help="Reconstruction depths to score from one pass: 3, 1-8 or 1,3,6 (default: the model's best preset).",
     ),
     nsep: int | None = typer.Option(
-        None, "--nsep", min=1, help="Separation repetitions (default: the model's best preset)."
+        None,
+        "--nsep",
+        min=1,
+        max=MAX_REPEATS,
+        metavar="N",
+        help="Separation repetitions (default: the model's best preset).",
     ),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Score only the first N utterances."),
-    device: str = typer.Option("cpu", "--device", help="torch device, e.g. cpu or cuda:0."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the summary and per-setting means as JSON."),
-    csv_out: Path | None = typer.Option(None, "--csv", help="Write per-utterance scores as CSV."),
+    limit: int | None = typer.Option(None, "--limit", min=1, metavar="N", help="Score only the first N utterances."),
+    device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0."),
+    json_out: Path | None = typer.Option(
+        None, "--json", metavar="FILE", help="Write the summary and per-setting means as JSON."
+    ),
+    csv_out: Path | None = typer.Option(None, "--csv", metavar="FILE", help="Write per-utterance scores as CSV."),
     plot: Path | None = typer.Option(
-        None, "--plot", help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib)."
+        None,
+        "--plot",
+        metavar="FILE",
+        help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib).",
     ),
     save_estimates: Path | None = typer.Option(
-        None, "--save-estimates", help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav."
+        None,
+        "--save-estimates",
+        metavar="DIR",
+        help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav.",
     ),
     rtf_utterances: int = typer.Option(
-        2, "--rtf-utterances", min=0, help="Utterances timed per setting for the real-time factor (0: skip)."
+        2,
+        "--rtf-utterances",
+        min=0,
+        metavar="N",
+        help="Utterances timed per setting for the real-time factor (0: skip).",
     ),
     adaptive: float | None = typer.Option(
         None,
         "--adaptive",
+        metavar="DB",
         help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), "
         "up to the deepest --nre; from the same pass.",
     ),
@@ -89,6 +130,7 @@ def eval_command(
         _fail("--plot needs matplotlib: pip install 'tisdiss[plot]'")
     if sdr and importlib.util.find_spec("mir_eval") is None:
         _fail("SDR needs mir_eval: pip install 'tisdiss[eval]' (or pass --no-sdr)")
+    _check_outputs(**{"--json": json_out, "--csv": csv_out, "--plot": plot, "--save-estimates": save_estimates})
     start = time.perf_counter()
     try:
         tset = load_testset(testset)
@@ -97,26 +139,28 @@ def eval_command(
         _fail(str(exc))
     except RuntimeError as exc:  # e.g. an unavailable torch device
         _fail(f"cannot use device {device!r}: {str(exc).splitlines()[0]}")
+    except ValueError as exc:
+        _fail(str(exc))
     total = min(len(tset), limit) if limit else len(tset)
     deepest = max(depths) if depths else None
+    if deepest is not None and deepest > loaded.documented_n_re:
+        err.print(
+            f"warning: --nre {deepest} is beyond the depths documented for {escape(loaded.name)} "
+            f"(up to N_re = {loaded.documented_n_re}): time grows with N_re and better quality is not known",
+            highlight=False,
+            soft_wrap=True,
+        )
 
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
-    ]
-    with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task("scoring", total=total, status="")
+    with audio_progress(err, extra=(TextColumn("{task.fields[status]}"),)) as bar:
+        task = bar.add_task(f"scoring {total} utterances", total=None, status="")
 
         def on_progress(p: EvalProgress) -> None:
             if p.stage == "score":
                 key = deepest if deepest is not None else max(p.running_si_snri)
-                bar.update(task, completed=p.done, status=f"mean SI-SNRi {p.running_si_snri[key]:.2f} dB at N_re={key}")
+                status = f"mean SI-SNRi {p.running_si_snri[key]:.2f} dB at N_re={key}"
+                bar.update(task, completed=p.audio_seconds, total=p.audio_total, status=status)
             else:
-                bar.update(task, description="timing RTF", completed=p.done, total=p.total, status="")
+                bar.update(task, description=f"timing RTF {p.done}/{p.total}")
 
         try:
             report = evaluate(
@@ -131,13 +175,15 @@ def eval_command(
                 rtf_utterances=rtf_utterances,
                 adaptive_threshold=adaptive,
             )
-        except (TestSetError, MetricError, CheckpointError, ValueError, ImportError) as exc:
+        except (TestSetError, MetricError, CheckpointError, ValueError, ImportError, OSError) as exc:
             bar.stop()
             _fail(str(exc))
 
     console = Console()
     table = Table(
-        title=f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz)"
+        title=escape(
+            f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz)"
+        )
     )
     for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", "RTF"):
         table.add_column(name, justify="right")
@@ -170,8 +216,8 @@ def eval_command(
         for path, writer in ((json_out, write_json), (csv_out, write_csv), (plot, write_plot)):
             if path is not None:
                 writer(report, path)
-                console.print(f"wrote {path}", highlight=False)
+                console.print(f"wrote {escape(str(path))}", highlight=False)
     except (OSError, ImportError) as exc:
         _fail(str(exc))
     if save_estimates is not None:
-        console.print(f"wrote estimates under {save_estimates}", highlight=False)
+        console.print(f"wrote estimates under {escape(str(save_estimates))}", highlight=False)

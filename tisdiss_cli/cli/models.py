@@ -9,15 +9,16 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from ..model.depth import Depth, iter_presets
 from ..zoo import load, registry
 from ..zoo.download import cache_dir, read_marker
-from . import app
+from . import app, help
 
-models_app = typer.Typer(help="List, download and import models.", no_args_is_help=True)
+models_app = typer.Typer(help="List, download and import models.", no_args_is_help=True, cls=help.Group)
 app.add_typer(models_app, name="models")
 
 console = Console()
@@ -25,7 +26,7 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -62,7 +63,7 @@ def _state(status: registry.ModelStatus) -> str:
     return {"bundled": "not installed", "imported": "damaged"}.get(status.kind, "not downloaded")
 
 
-@models_app.command("list")
+@models_app.command("list", cls=help.Command)
 def list_models() -> None:
     """List the models: parameters, sample rate, presets with expected SI-SNR, cache state."""
     try:
@@ -70,7 +71,7 @@ def list_models() -> None:
         default = registry.load_registry().default
     except load.MODEL_ERRORS as exc:
         _fail(exc)
-    table = Table(title=f"tisdiss models (cache: {cache_dir()})", title_justify="left")
+    table = Table(title=escape(f"tisdiss models (cache: {cache_dir()})"), title_justify="left")
     for column in ("name", "params", "rate", "presets (N_sep/N_re, SI-SNR)", "status", "size"):
         table.add_column(column, justify="right" if column in ("params", "size") else "left")
     for s in statuses:
@@ -78,11 +79,12 @@ def list_models() -> None:
         params = f"{entry.params / 1e6:.1f} M" if entry and entry.params else "-"
         rate = f"{entry.sample_rate // 1000} kHz" if entry and entry.sample_rate else "-"
         name = s.name + (" (default)" if s.name == default else "")
-        table.add_row(name, params, rate, "\n".join(_preset_lines(entry)) or "-", _state(s), _human(s.size))
+        presets = "\n".join(_preset_lines(entry)) or "-"
+        table.add_row(escape(name), params, rate, escape(presets), _state(s), _human(s.size))
     console.print(table)
 
 
-@models_app.command("info")
+@models_app.command("info", cls=help.Command)
 def info(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Show a model's registry entry, cache state and card."""
     try:
@@ -119,18 +121,18 @@ def info(name: str = typer.Argument(..., help="Model name.")) -> None:
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
     for key, value in rows:
-        grid.add_row(key, value)
+        grid.add_row(key, escape(value))
     console.print(grid)
     text = registry.card_text(entry) if entry is not None else None
     if text:
         console.print(Markdown(text))
 
 
-@models_app.command("download")
+@models_app.command("download", cls=help.Command)
 def download(name: str = typer.Argument(..., help="Registry model name.")) -> None:
     """Download and verify a model so that it works offline."""
     with Progress(
-        TextColumn(f"[bold]{name}"),
+        TextColumn(f"[bold]{escape(name)}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -148,13 +150,13 @@ def download(name: str = typer.Argument(..., help="Registry model name.")) -> No
         except load.MODEL_ERRORS as exc:
             progress.stop()
             _fail(exc)
-    console.print(f"{name}: ready at {path}", highlight=False, soft_wrap=True)
+    console.print(escape(f"{name}: ready at {path}"), highlight=False, soft_wrap=True)
 
 
-@models_app.command("import")
+@models_app.command("import", cls=help.Command)
 def import_(
     path: Path = typer.Argument(..., help="tisdiss checkpoint, ESPnet experiment folder or training run folder."),
-    name: str = typer.Option(..., "--name", "-n", help="Name to load it by (e.g. --model NAME)."),
+    name: str = typer.Option(..., "--name", "-n", metavar="NAME", help="Name to load it by (e.g. --model NAME)."),
     force: bool = typer.Option(False, "--force", help="Replace a model imported under the same name."),
 ) -> None:
     """Store a checkpoint in the cache under NAME (converted to the tisdiss format once)."""
@@ -162,24 +164,25 @@ def import_(
         stored = load.import_model(path, name, overwrite=force)
     except load.MODEL_ERRORS as exc:
         _fail(exc)
-    console.print(f"imported {path} as {name!r} ({stored})", highlight=False, soft_wrap=True)
+    console.print(escape(f"imported {path} as {name!r} ({stored})"), highlight=False, soft_wrap=True)
 
 
-@models_app.command("remove")
+@models_app.command("remove", cls=help.Command)
 def remove(name: str = typer.Argument(..., help="Model name.")) -> None:
     """Delete a downloaded or imported model from the cache."""
     try:
         removed = registry.remove_model(name)
     except load.MODEL_ERRORS as exc:
         _fail(exc)
-    console.print(f"{name}: removed {len(removed)} file(s)" if removed else f"{name}: nothing cached", highlight=False)
+    message = f"{name}: removed {len(removed)} file(s)" if removed else f"{name}: nothing cached"
+    console.print(escape(message), highlight=False)
 
 
-@models_app.command("path")
+@models_app.command("path", cls=help.Command)
 def path(name: str | None = typer.Argument(None, help="Model name; without it, the cache folder.")) -> None:
     """Print the cache folder, or where a model's checkpoint is (or where to put its download)."""
     if name is None:
-        console.print(str(cache_dir()), highlight=False, soft_wrap=True)
+        console.print(escape(str(cache_dir())), highlight=False, soft_wrap=True)
         return
     try:
         statuses = {s.name: s for s in registry.model_status()}
@@ -197,4 +200,4 @@ def path(name: str | None = typer.Argument(None, help="Model name; without it, t
         target = bundled
     else:
         target = registry.checkpoint_path(name)
-    console.print(str(target), highlight=False, soft_wrap=True)
+    console.print(escape(str(target)), highlight=False, soft_wrap=True)

@@ -13,9 +13,10 @@ import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import TaskID
 
-from ..separation.audio import AudioError
+from ..model.depth import MAX_REPEATS
+from ..separation.audio import AudioError, probe
 from ..separation.separator import (
     DEFAULT_FILENAME,
     DEFAULT_OVERLAP,
@@ -23,10 +24,13 @@ from ..separation.separator import (
     FileResult,
     OutputExistsError,
     Separator,
+    stays_inside,
 )
+from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
-from . import app
+from . import app, help
 from .inputs import collect_inputs, distributed_rank, shard
+from .progress import audio_progress
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +45,14 @@ EXAMPLES = """
 """
 
 
+def _duration(path: Path) -> float:
+    """Seconds of audio a header declares (0 for a file that will fail anyway)."""
+    try:
+        return probe(path).duration
+    except AudioError:
+        return 0.0
+
+
 class Fmt(str, Enum):
     wav = "wav"
     flac = "flac"
@@ -51,27 +63,52 @@ class Rate(str, Enum):
     model = "model"
 
 
-@app.command(epilog=EXAMPLES)
+class Preset(str, Enum):
+    fast = "fast"
+    balanced = "balanced"
+    best = "best"
+
+
+@app.command(epilog=EXAMPLES, cls=help.Command)
 def separate(
     inputs: list[str] = typer.Argument(
         ..., help="Audio files, folders or glob patterns (quote globs).", show_default=False
     ),
     output: Path = typer.Option(
-        Path("separated"), "-o", "--output", help="Output folder; sub-folders of inputs are kept."
+        Path("separated"), "-o", "--output", metavar="DIR", help="Output folder; sub-folders of inputs are kept."
     ),
     recursive: bool = typer.Option(False, "-r", "--recursive", help="Descend into sub-folders of folder inputs."),
     model: str | None = typer.Option(
-        None, "-m", "--model", help="Model name, checkpoint file or ESPnet folder (default: best available)."
+        None,
+        "-m",
+        "--model",
+        metavar="NAME|PATH",
+        help="Model name, checkpoint file or ESPnet folder (default: best available).",
     ),
-    preset: str = typer.Option("balanced", "-p", "--preset", help="Speed/quality preset: fast, balanced or best."),
-    nsep: int | None = typer.Option(None, "--nsep", min=1, help="Separation repetitions N_sep (overrides the preset)."),
+    preset: Preset = typer.Option(
+        Preset.balanced, "-p", "--preset", metavar="fast|balanced|best", help="Speed/quality preset."
+    ),
+    nsep: int | None = typer.Option(
+        None,
+        "--nsep",
+        min=1,
+        max=MAX_REPEATS,
+        metavar="N",
+        help="Separation repetitions N_sep (overrides the preset).",
+    ),
     nre: int | None = typer.Option(
-        None, "--nre", min=0, help="Reconstruction repetitions N_re (overrides the preset)."
+        None,
+        "--nre",
+        min=0,
+        max=MAX_REPEATS,
+        metavar="N",
+        help="Reconstruction repetitions N_re (overrides the preset).",
     ),
     max_rtf: float | None = typer.Option(
         None,
         "--max-rtf",
         min=0.0,
+        metavar="RTF",
         help="Deepest N_re measured to run at this real-time factor or faster here (measured once, cached).",
     ),
     adaptive: bool = typer.Option(
@@ -80,35 +117,51 @@ def separate(
         help="Stop each chunk's reconstruction once the output stops changing (up to the chosen N_re).",
     ),
     adaptive_threshold: float = typer.Option(
-        30.0, "--adaptive-threshold", help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB)."
+        30.0,
+        "--adaptive-threshold",
+        metavar="DB",
+        help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB).",
     ),
     segment: float | None = typer.Option(
         None,
         "--segment",
         min=0.05,
+        metavar="SECONDS",
         help=f"Chunk length in seconds for long inputs [default: the model card's, else {DEFAULT_SEGMENT:g}].",
     ),
     overlap: float = typer.Option(
-        DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, help="Overlap of consecutive chunks, fraction of --segment."
+        DEFAULT_OVERLAP,
+        "--overlap",
+        min=0.0,
+        max=0.9,
+        metavar="FRACTION",
+        help="Overlap of consecutive chunks, fraction of --segment.",
     ),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Chunks run together (useful on GPU)."),
-    fmt: Fmt = typer.Option(Fmt.wav, "--format", help="Output container; samples are 24-bit PCM unless --float."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU)."),
+    fmt: Fmt = typer.Option(
+        Fmt.wav, "--format", metavar="wav|flac", help="Output container; samples are 24-bit PCM unless --float."
+    ),
     float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV: no quantisation, no clipping."),
-    output_rate: Rate = typer.Option(Rate.input, "--output-rate", help="Write at the input's rate or the model's."),
+    output_rate: Rate = typer.Option(
+        Rate.input, "--output-rate", metavar="input|model", help="Write at the input's rate or the model's."
+    ),
     match_level: bool = typer.Option(
         True,
         "--match-level/--model-level",
         help="Scale each chunk's outputs to the input's energy, or keep the network's own level.",
     ),
     channel: int | None = typer.Option(
-        None, "--channel", min=1, help="Use this channel (1-based) instead of the average."
+        None, "--channel", min=1, metavar="N", help="Use this channel (1-based) instead of the average."
     ),
     filename: str = typer.Option(
-        DEFAULT_FILENAME, "--filename", help="Output name template with {stem}, {spk}, {ext}."
+        DEFAULT_FILENAME,
+        "--filename",
+        metavar="TEMPLATE",
+        help="Output name template with {stem}, {spk}, {ext}; may hold sub-folders, not leave -o.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads for PyTorch."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps."),
+    threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only."),
 ) -> None:
@@ -120,11 +173,18 @@ def separate(
     if fmt is Fmt.flac and float_output:
         raise typer.BadParameter("FLAC cannot hold float samples; use --format wav with --float", param_hint="--float")
     try:
-        Path(filename.format(stem="x", spk=1, ext="wav"))
+        example = filename.format(stem="x", spk=1, ext="wav")
     except (KeyError, IndexError, ValueError) as exc:
         raise typer.BadParameter(
             f"bad template ({exc}); use {{stem}}, {{spk}}, {{ext}}", param_hint="--filename"
         ) from None
+    if not stays_inside(example):
+        raise typer.BadParameter(
+            f"{filename!r} writes outside the output folder ({example}); name files inside -o", param_hint="--filename"
+        )
+    problem = unwritable_folder(output)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="-o / --output")
 
     items, problems = collect_inputs(inputs, recursive=recursive)
     for line in problems:
@@ -142,27 +202,40 @@ def separate(
         separator = Separator(
             model,
             device=device,
-            preset=preset,
+            preset=preset.value,
             segment=segment,
             overlap=overlap,
             batch_size=batch_size,
             adaptive_threshold=adaptive_threshold if adaptive else None,
             match_level=match_level,
         )
-        depth = separator.depth(preset, nsep, nre)
+        depth = separator.depth(preset.value, nsep, nre)
         if max_rtf is not None:
             calibration = separator.calibration(depth[0])
             depth = calibration.choose_depth(max_rtf)
-    except (*MODEL_ERRORS, ValueError) as exc:
+    except (*MODEL_ERRORS, ValueError, OSError) as exc:
         err.print(f"error: {escape(str(exc))}")
         raise typer.Exit(1) from None
-    source = "--nsep/--nre" if (nsep is not None or nre is not None) else f"preset {preset}"
+    source = "--nsep/--nre" if (nsep is not None or nre is not None) else f"preset {preset.value}"
     if max_rtf is not None:
         measured = calibration.rtf.get(depth[1])
         source = (
             f"--max-rtf {max_rtf:g} (measured RTF {measured:.3f} on {calibration.device})"
             if measured is not None
             else f"--max-rtf {max_rtf:g}"
+        )
+        if not calibration.meets(max_rtf):
+            fastest = min(calibration.rtf.values())
+            err.print(
+                f"warning: no depth runs at RTF <= {max_rtf:g} on {calibration.device} (the fastest, "
+                f"n_re={min(calibration.rtf, key=calibration.rtf.__getitem__)}, measured RTF {fastest:.3f}); "
+                f"using n_re={depth[1]}"
+            )
+    documented = separator.loaded.documented_n_re
+    if nre is not None and nre > documented:
+        err.print(
+            f"warning: --nre {nre} is beyond the depths documented for {escape(separator.loaded.name)} "
+            f"(up to N_re = {documented}): time grows with N_re and better quality is not known"
         )
     if adaptive:
         source += f", adaptive up to n_re={depth[1]} (threshold {adaptive_threshold:g} dB)"
@@ -175,23 +248,20 @@ def separate(
     failed: list[str] = list(problems)
     claimed: dict[Path, Path] = {}
     t0 = time.perf_counter()
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        console=out,
-        disable=quiet or as_json or not out.is_terminal,
-        transient=True,
-    )
+    show_progress = not (quiet or as_json or not out.is_terminal)
+    durations = {item.path: _duration(item.path) for item in items} if show_progress else {}
+    progress = audio_progress(out, disable=not show_progress)
     with progress:
-        files_task = progress.add_task("files", total=len(items))
+        files_task = progress.add_task(f"{len(items)} files", total=sum(durations.values()))
+        finished = 0.0
         for item in items:
             target_dir = output / item.subdir
-            chunk_task = progress.add_task(escape(item.path.name), total=None)
+            chunk_task = progress.add_task(escape(item.path.name), total=durations.get(item.path))
 
-            def on_progress(done: int, total: int, task: TaskID = chunk_task) -> None:
-                progress.update(task, completed=done, total=total)
+            def on_progress(done: int, total: int, task: TaskID = chunk_task, before: float = finished) -> None:
+                rate = separator.sample_rate
+                progress.update(task, completed=done / rate, total=total / rate)
+                progress.update(files_task, completed=before + done / rate)
 
             try:
                 targets = separator.output_paths(item.path, target_dir, fmt=fmt.value, filename=filename)
@@ -227,7 +297,8 @@ def separate(
                     err.print(f"{escape(str(item.path))}: warning: {escape(warning)}")
             finally:
                 progress.remove_task(chunk_task)
-                progress.advance(files_task)
+                finished += durations.get(item.path, 0.0)
+                progress.update(files_task, completed=finished)
 
     wall = time.perf_counter() - t0
     audio_s = sum(r.duration for r in results)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..model.depth import Depth
+from ..model.depth import MAX_REPEATS, Depth
 from ..model.network import TISDiSS
 from ..separation import audio
 from ..separation.adaptive import converged
@@ -49,6 +49,8 @@ class EvalProgress:
     total: int
     utterance: str  # id of the utterance just scored ("" for "rtf")
     running_si_snri: dict[int, float]  # n_re -> mean SI-SNRi so far
+    audio_seconds: float = 0.0  # mixture audio scored so far
+    audio_total: float = 0.0  # mixture audio of the whole (limited) test set
 
 
 ProgressFn = Callable[[EvalProgress], None]
@@ -114,7 +116,7 @@ class EvalReport:
 
 
 def parse_depths(text: str) -> list[int]:
-    """Parse an N_re selection: "3", "1-8", "1,3,6", "0-2,5" -> sorted distinct ints >= 0."""
+    """Parse an N_re selection: "3", "1-8", "1,3,6", "0-2,5" -> sorted distinct ints in [0, MAX_REPEATS]."""
     values: set[int] = set()
     for part in text.replace(" ", "").split(","):
         lo, sep, hi = part.partition("-")
@@ -125,6 +127,8 @@ def parse_depths(text: str) -> list[int]:
             raise ValueError(f"bad depth list {text!r}: use e.g. 3, 1-8 or 1,3,6") from None
         if a < 0 or b < a:
             raise ValueError(f"bad depth range {part!r} in {text!r}: need 0 <= start <= end")
+        if b > MAX_REPEATS:
+            raise ValueError(f"N_re {b} in {text!r} is beyond the limit of {MAX_REPEATS}")
         values.update(range(a, b + 1))
     return sorted(values)
 
@@ -297,7 +301,8 @@ def evaluate(
     values = sorted({int(k) for k in (n_re_values if n_re_values is not None else [default.n_re])})
     if not values:
         raise ValueError("no n_re value to evaluate")
-    n_sep = Depth(default.n_sep if n_sep is None else n_sep, values[0]).n_sep  # checks n_sep and every n_re
+    n_sep = Depth(default.n_sep if n_sep is None else n_sep, values[0]).n_sep  # checks n_sep and the bounds
+    Depth(n_sep, values[-1])  # of every n_re
     if model.reconstructor is None and values != [0]:
         raise ValueError("this model has no reconstruction stage: only n_re = 0 can be evaluated")
     if device is not None:
@@ -315,7 +320,7 @@ def evaluate(
             f"{tset.root}: {tset.num_refs} reference(s) per mixture, "
             f"the model separates {model.config.num_spk} speakers"
         )
-    check_headers(tset)  # fail on a bad file before spending minutes on the good ones
+    audio_total = check_headers(tset)  # fail on a bad file before spending minutes on the good ones
 
     out_dir = Path(save_estimates) if save_estimates is not None else None
     sums: dict[int, list[float]] = {k: [] for k in values}
@@ -350,7 +355,7 @@ def evaluate(
                         _write_estimates(out_dir / f"nsep{n_sep}-nre{k}", utt.id, aligned, rate)
                 if progress is not None:
                     running = {k: float(np.mean(v)) for k, v in sums.items()}
-                    progress(EvalProgress("score", i + 1, len(tset), utt.id, running))
+                    progress(EvalProgress("score", i + 1, len(tset), utt.id, running, audio, audio_total))
             running = {k: float(np.mean(v)) for k, v in sums.items()}
             rtf = _time_settings(model, timed_mixes, n_sep, values, rate, dev, progress, running) if timed_mixes else {}
     finally:

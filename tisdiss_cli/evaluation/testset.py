@@ -174,11 +174,15 @@ def load_testset(path: str | os.PathLike, *, mix_dir: str | None = None) -> Test
     return _from_folders(root, chosen, layout)
 
 
-def check_headers(testset: TestSet) -> None:
-    """Check every file's rate, channels and length from headers only (cheap, no decoding)."""
+def check_headers(testset: TestSet) -> float:
+    """Check every file's rate, channels and length from headers only (cheap, no decoding);
+    returns the total duration of the mixtures in seconds."""
+    total = 0.0
     for utt in testset.utterances:
         infos = [_info(p) for p in (utt.mix, *utt.refs)]
         _compare(utt, [(i.sample_rate, i.frames, i.channels) for i in infos])
+        total += infos[0].duration
+    return total
 
 
 def _info(path: Path) -> AudioInfo:

@@ -1,8 +1,8 @@
 """Inference depth: how often the shared blocks run, (N_sep, N_re), and the named depths
 ("presets": fast, balanced, best) a model offers.
 
-The bound (N_sep >= 1, N_re >= 0) is checked once, when a :class:`Depth` is made; everything
-below the command line and the Separator passes Depth values on.
+The bounds (1 <= N_sep <= MAX_REPEATS, 0 <= N_re <= MAX_REPEATS) are checked once, when a
+:class:`Depth` is made; everything below the command line and the Separator passes Depth values on.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 PRESET_NAMES = ("fast", "balanced", "best")
+# Time grows linearly with depth and the paper's curves flatten by N_re ~ 8: far beyond that a
+# value is a typo (--nre 1000 ran 2 s of audio for 3 minutes), not a setting.
+MAX_REPEATS = 32
 
 
 class _Pair(NamedTuple):
@@ -27,6 +30,8 @@ class Depth(_Pair):
         n_sep, n_re = int(n_sep), int(n_re)
         if n_sep < 1 or n_re < 0:
             raise ValueError(f"need n_sep >= 1 and n_re >= 0, got n_sep={n_sep}, n_re={n_re}")
+        if max(n_sep, n_re) > MAX_REPEATS:
+            raise ValueError(f"n_sep={n_sep}, n_re={n_re}: at most {MAX_REPEATS} repetitions of a block")
         return super().__new__(cls, n_sep, n_re)
 
 

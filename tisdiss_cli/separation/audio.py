@@ -9,9 +9,10 @@ does not grow with the file length; training and evaluation read short files who
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import tempfile
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ..util.fileio import FILE_MODE
+from ..util.fileio import WriteError, new_part_file
 
 OutputFormat = Literal["wav", "flac"]
 
@@ -60,11 +61,56 @@ class AudioInfo:
     path: Path
     sample_rate: int  # Hz
     channels: int
-    frames: int  # samples per channel
+    frames: int  # samples per channel (what can be read)
+    declared_frames: int | None = None  # what a WAV header says, when it says more than can be read
 
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
+
+    def truncation(self) -> str | None:
+        """A one-line note when the file holds less audio than its header declares (cut short)."""
+        if self.declared_frames is None:
+            return None
+        rate = self.sample_rate
+        return (
+            f"file is truncated: read {self.frames} of the {self.declared_frames} frames its header declares "
+            f"({_clock(self.frames / rate)} of {_clock(self.declared_frames / rate)})"
+        )
+
+
+def _clock(seconds: float) -> str:
+    minutes, rest = divmod(seconds, 60.0)
+    return f"{int(minutes)}:{rest:05.2f}"
+
+
+def wav_declared_frames(path: Path) -> int | None:
+    """Frames the ``data`` chunk of a RIFF/WAVE header declares; None for other files, or when the
+    header does not say (0 or 0xFFFFFFFF: written by a stream that never went back to fill it in)."""
+    try:
+        with path.open("rb") as f:
+            riff = f.read(12)
+            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            while True:
+                head = f.read(8)
+                if len(head) < 8:
+                    return None
+                chunk, size = head[:4], struct.unpack("<I", head[4:])[0]
+                if chunk == b"fmt ":
+                    fmt = f.read(size + (size & 1))
+                    if len(fmt) < 14:
+                        return None
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                elif chunk == b"data":
+                    if not block_align or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size // block_align
+                else:
+                    f.seek(size + (size & 1), os.SEEK_CUR)
+    except OSError:
+        return None
 
 
 def is_audio_file(path: Path) -> bool:
@@ -94,7 +140,11 @@ def probe(path: str | os.PathLike) -> AudioInfo:
         raise AudioError(f"{path}: no audio samples")
     if info.samplerate <= 0 or info.channels <= 0:
         raise AudioError(f"{path}: bad header (rate {info.samplerate}, {info.channels} channels)")
-    return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames))
+    frames = int(info.frames)
+    declared = wav_declared_frames(path) if info.format == "WAV" else None
+    return AudioInfo(
+        path, int(info.samplerate), int(info.channels), frames, declared if declared and declared > frames else None
+    )
 
 
 def to_mono(block: np.ndarray, channel: int | None = None) -> np.ndarray:
@@ -227,15 +277,14 @@ class AtomicWriter:
         self.clipped = 0  # samples saturated at full scale
         self.written = 0
         self.channels = channels
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
-        os.chmod(tmp, FILE_MODE)
-        self.tmp = Path(tmp)
+        self.tmp = new_part_file(self.path)  # also removes what dead writers left in that folder
         try:
             self._file: sf.SoundFile | None = sf.SoundFile(
-                tmp, "w", samplerate=sample_rate, channels=channels, format=fmt.upper(), subtype=self.subtype
+                str(self.tmp), "w", samplerate=sample_rate, channels=channels, format=fmt.upper(), subtype=self.subtype
             )
+        except (OSError, RuntimeError) as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise WriteError(self.path, exc) from None
         except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
@@ -247,24 +296,33 @@ class AtomicWriter:
             return
         block, n = clip(np.asarray(block, dtype=np.float32), self.subtype)
         self.clipped += n
-        self._file.write(block)
+        try:
+            self._file.write(block)
+        except (OSError, RuntimeError) as exc:  # libsndfile reports a full disk as a RuntimeError
+            self.discard()
+            raise WriteError(self.path, exc) from None
         self.written += len(block)
 
     def commit(self) -> Path:
         assert self._file is not None, "writer already closed"
-        if self.written < self.length:
-            shape = (self.length - self.written,) + ((self.channels,) if self.channels > 1 else ())
-            self._file.write(np.zeros(shape, np.float32))
-            self.written = self.length
-        self._file.close()
-        self._file = None
-        os.replace(self.tmp, self.path)
+        try:
+            if self.written < self.length:
+                shape = (self.length - self.written,) + ((self.channels,) if self.channels > 1 else ())
+                self._file.write(np.zeros(shape, np.float32))
+                self.written = self.length
+            self._file.close()
+            self._file = None
+            os.replace(self.tmp, self.path)
+        except (OSError, RuntimeError) as exc:
+            self.discard()
+            raise WriteError(self.path, exc) from None
         return self.path
 
     def discard(self) -> None:
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError, RuntimeError):  # flushing a part file about to be deleted
+                file.close()
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> AtomicWriter:

@@ -33,9 +33,13 @@ class Calibration:
     seconds: float  # input length used
 
     def choose_depth(self, max_rtf: float) -> Depth:
-        """(n_sep, n_re) of the deepest N_re with RTF <= max_rtf; n_re 0 when none fits."""
+        """(n_sep, n_re) of the deepest N_re with RTF <= max_rtf; n_re 0 when none fits (see :meth:`meets`)."""
         fitting = [k for k, v in self.rtf.items() if v <= max_rtf]
         return Depth(self.n_sep, max(fitting, default=0))
+
+    def meets(self, max_rtf: float) -> bool:
+        """Whether any measured depth runs within ``max_rtf``."""
+        return any(v <= max_rtf for v in self.rtf.values())
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -21,11 +21,13 @@ from torch import Tensor
 from ..model.depth import Depth, default_presets
 from ..model.network import TISDiSS
 from ..util.device import pick_device
+from ..util.fileio import remove_stale_parts
 from ..zoo.load import LoadedModel, load_any
 from . import audio
 from .adaptive import separate_adaptive
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan, OverlapAdd
+from .waveform import as_mono_float32, check_sample_rate
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).
 # One forward on a segment of 1 / 1.5 / 2 / 4 s: RTF 6.4 / - / 5.9 / 10.1 (one thread,
@@ -73,17 +75,17 @@ def resolve_model(spec: object, device: torch.device) -> LoadedModel:
     return load_any(spec, device=str(device))
 
 
-def _as_mono(wave: np.ndarray | Tensor) -> np.ndarray:
-    """Copy of ``wave`` ([L] or channels-first [C, L]) as mono float32 ``[L]``."""
-    x = wave.detach().cpu().numpy() if isinstance(wave, Tensor) else np.asarray(wave)
-    if x.ndim == 2:
-        x = x.mean(axis=0)
-    elif x.ndim != 1:
-        raise ValueError(f"expected a waveform [L] or [C, L], got shape {tuple(x.shape)}")
-    x = np.array(x, dtype=np.float32)  # always a copy: the caller's array is never touched
-    if not np.isfinite(x).all():
-        raise ValueError("waveform holds NaN or Inf samples")
-    return x
+def stays_inside(relative: str) -> bool:
+    """Whether a relative output name stays inside its folder (no absolute path, no ``..`` above it)."""
+    path = Path(relative)
+    if path.is_absolute() or path.drive or not path.parts:
+        return False
+    depth = 0
+    for part in path.parts:
+        depth += -1 if part == ".." else 0 if part == "." else 1
+        if depth < 0:
+            return False
+    return depth > 0
 
 
 def match_level(sources: Tensor, mixture: Tensor) -> Tensor:
@@ -204,15 +206,21 @@ class Separator:
         progress: ProgressFn | None = None,
     ) -> np.ndarray:
         """Mixture ``[L]`` or ``[C, L]`` (numpy or torch) at ``sample_rate`` -> ``[J, L]`` float32
-        at the same rate and level (channels are averaged; the input is not modified)."""
-        x = _as_mono(wave)
+        at the same rate and level (channels are averaged; the input is not modified).
+
+        Float samples are taken at full scale 1.0, int8/int16/int32 PCM is scaled to it; any
+        other shape or dtype (soundfile's ``[L, C]`` included: pass ``wave.T``) raises a
+        ``ValueError`` naming it. See :mod:`tisdiss_cli.separation.waveform`.
+        """
+        x = as_mono_float32(wave)
+        rate = check_sample_rate(sample_rate)
         length = len(x)
         if length == 0:
             return np.zeros((self.num_spk, 0), np.float32)
-        x = audio.resample(x, sample_rate, self.sample_rate)
+        x = audio.resample(x, rate, self.sample_rate)
         engine = self._engine(self.depth(preset, n_sep, n_re), len(x), progress)
         parts = engine.push(x) + engine.finish()
-        y = audio.resample(torch.cat(parts, dim=1).numpy().T, self.sample_rate, sample_rate).T
+        y = audio.resample(torch.cat(parts, dim=1).numpy().T, self.sample_rate, rate).T
         out = np.zeros((self.num_spk, length), np.float32)
         n = min(length, y.shape[1])
         out[:, :n] = y[:, :n]
@@ -226,7 +234,8 @@ class Separator:
         fmt: audio.OutputFormat = "wav",
         filename: str = DEFAULT_FILENAME,
     ) -> list[Path]:
-        """Where :meth:`separate_file` writes; ``filename`` may use ``{stem}``, ``{spk}`` (1-based), ``{ext}``."""
+        """Where :meth:`separate_file` writes; ``filename`` may use ``{stem}``, ``{spk}`` (1-based), ``{ext}``
+        and sub-folders, but must stay inside ``out_dir`` (no absolute path, no ``..``)."""
         stem = Path(path).stem
         try:
             names = [filename.format(stem=stem, spk=j + 1, ext=fmt) for j in range(self.num_spk)]
@@ -234,6 +243,9 @@ class Separator:
             raise ValueError(f"bad filename template {filename!r}: {exc}") from None
         if len(set(names)) < len(names):
             raise ValueError(f"filename template {filename!r} gives the same name to every speaker; use {{spk}}")
+        escaping = next((n for n in names if not stays_inside(n)), None)
+        if escaping is not None:
+            raise ValueError(f"filename template {filename!r} writes outside the output folder ({escaping})")
         return [Path(out_dir) / n for n in names]
 
     def process_file(
@@ -261,6 +273,8 @@ class Separator:
             raise ValueError("FLAC cannot hold float samples; use wav for float output")
         info = audio.probe(path)
         targets = self.output_paths(path, out_dir, fmt=fmt, filename=filename)
+        for folder in dict.fromkeys(t.parent for t in targets):
+            remove_stale_parts(folder)  # what a killed run left, even when these outputs are skipped
         existing = [t for t in targets if t.exists()]
         if existing and not overwrite:
             raise OutputExistsError(f"{existing[0]}: exists (use overwrite to replace it)")
@@ -297,6 +311,9 @@ class Separator:
             sum(w.clipped for w in writers),
             engine.ran_chunks,
         )
+        truncated = info.truncation()
+        if truncated is not None:
+            result.warnings.append(truncated)
         if result.clipped:
             result.warnings.append(f"{result.clipped} samples clipped at full scale (use float output to keep them)")
         return result

@@ -80,13 +80,48 @@ class TrainConfig:
         return d
 
 
+def _checked(default: Any, value: Any, where: str) -> Any:
+    """``value`` if it has the type of the field's ``default`` (ints may stand for floats, and
+    integral floats for ints), else a ``ValueError`` naming the key: a wrong type would
+    otherwise fail deep inside the loop, or train with a string for a number."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+        kind = "true or false"
+    elif isinstance(default, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        kind = "an integer"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+        kind = "a number"
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+        kind = "a string (quote it in --set: key='\"text\"')"
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple))
+        value = tuple(value) if ok else value
+        kind = "a list"
+    else:
+        return value
+    if not ok:
+        raise ValueError(f"{where}: expected {kind}, got {value!r}")
+    return value
+
+
 def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{where}: expected a table of settings, got {values!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         if key not in known:
             raise ValueError(f"{where}: unknown key {key!r} (known: {', '.join(known)})")
+        default = known[key].default
         if key == "model":
+            if not isinstance(value, (dict, ModelConfig)):
+                raise ValueError(f"{where}.model: expected a table of settings, got {value!r}")
             value = _model_config(value, f"{where}.model") if isinstance(value, dict) else value
         elif key == "mixing":
             value = _build(MixingConfig, value, f"{where}.mixing")
@@ -94,8 +129,8 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
             value = _build(DataConfig, value, f"{where}.data")
         elif key == "optim":
             value = _build(OptimConfig, value, f"{where}.optim")
-        elif isinstance(value, list) and isinstance(known[key].default, tuple):  # TOML/JSON have no tuples
-            value = tuple(value)
+        elif default is not dataclasses.MISSING:
+            value = _checked(default, value, f"{where}.{key}")  # also TOML/JSON lists -> tuples
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -108,7 +143,12 @@ def _model_config(values: dict[str, Any], where: str) -> ModelConfig:
         values.setdefault("architecture", values.pop("preset"))
     name = values.pop("architecture", None)
     base = architecture(name) if name is not None else ModelConfig()
-    return base.replace(**values)
+    fields = {f.name: f for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(fields)})")
+    checked = {key: _checked(getattr(base, key), value, f"{where}.{key}") for key, value in values.items()}
+    return base.replace(**checked)
 
 
 def config_from_dict(d: Mapping[str, Any], where: str = "config") -> TrainConfig:
@@ -174,3 +214,63 @@ def resolve_config(
             value = section.get(key, "")
             section[key] = str(Path(data) / value) if value and not Path(value).is_absolute() else (value or data)
     return config_from_dict(raw, recipe or str(config_file))
+
+
+# --------------------------------------------------------------------------- resuming a run
+
+RUN_CONFIG = "config.json"
+# What a resumed run may change in [model]: loop counts, which change no parameter shape.
+RESUMABLE_MODEL_KEYS = ("model.n_sep", "model.n_re")
+Changes = dict[str, tuple[Any, Any]]  # dotted key -> (the run's value, the new value)
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The configuration a run was started with (its ``config.json``)."""
+    path = Path(run_dir) / RUN_CONFIG
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{run_dir}: no {RUN_CONFIG}, so no run to resume there") from None
+    try:
+        return config_from_dict(json.loads(text), str(path))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """The run's own configuration with ``--set`` overrides on top (checked by :func:`check_resumable`)."""
+    run = read_run_config(run_dir)
+    config = config_from_dict(apply_overrides(run.to_dict(), overrides or []), f"{run_dir}/{RUN_CONFIG}")
+    check_resumable(config_changes(run, config))
+    return config
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, Mapping) and key != "presets":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(old: TrainConfig, new: TrainConfig) -> Changes:
+    """Every setting that differs, by dotted key (as ``--set`` names it)."""
+    a, b = _flatten(json.loads(json.dumps(old.to_dict()))), _flatten(json.loads(json.dumps(new.to_dict())))
+    return {key: (a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)}
+
+
+def describe_changes(changes: Changes) -> str:
+    """``optim.lr 0.002 -> 0.001, ...`` on one line."""
+    return ", ".join(f"{key} {json.dumps(old)} -> {json.dumps(new)}" for key, (old, new) in changes.items())
+
+
+def check_resumable(changes: Changes) -> None:
+    """Refuse changes a resumed run cannot take: the model's architecture (the weights would not fit)."""
+    fixed = {k: v for k, v in changes.items() if k.startswith("model.") and k not in RESUMABLE_MODEL_KEYS}
+    if fixed:
+        raise ValueError(
+            f"a resumed run keeps its architecture ({describe_changes(fixed)}); "
+            "start a new run, or fine-tune with --init-from RUN"
+        )

@@ -32,9 +32,10 @@ from ..model.depth import default_presets, presets_as_lists
 from ..model.network import DecodedOutput, TISDiSS, init_weights
 from ..separation.audio import probe
 from ..util.device import pick_device
+from ..util.fileio import atomic_write_text
 from ..util.sisnr import neg_si_snr
 from ..zoo.load import load_any
-from .config import TrainConfig
+from .config import RUN_CONFIG, Changes, TrainConfig, check_resumable, config_changes, read_run_config
 from .data import DynamicMixDataset, PremixedDataset, TrainingSet, collate_padded
 from .losses import LossWeights, multi_loss, pit_neg_si_snr
 from .schedule import learning_rate
@@ -54,11 +55,21 @@ class TrainResult:
 
 
 def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log: LogFn | None = None) -> TrainResult:
-    """Train (or resume) a run in ``run_dir``."""
+    """Train (or resume) a run in ``run_dir``.
+
+    Everything is checked (settings, data, the folder) before the run folder is written. On
+    resume, settings that differ from the run's ``config.json`` are applied deliberately: they
+    are logged as a "config" event (in ``metrics.jsonl`` too) and the run's ``config.json`` is
+    updated; the architecture itself cannot change.
+    """
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
     optim_cfg = config.optim
+    if resume:
+        changes = _resume_changes(run_dir, config)
+    elif last_path.exists():
+        raise FileExistsError(f"{run_dir}: already holds a run; use --resume or another folder")
 
     # -- where: device, ranks, per-rank batch, precision
     device = pick_device(config.device, mps=False)
@@ -78,6 +89,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=optim_cfg.betas, weight_decay=optim_cfg.weight_decay)
     random.seed(config.seed)
+    train_set, valid_set = _datasets(config, config.model.sample_rate)  # bad data fail before any write
     if resume:
         state = load_state(last_path, model, optimizer)
     else:
@@ -85,13 +97,15 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
         if ddp.main:
             _new_run_folder(run_dir, config, last_path)
     record = RunLog(run_dir / "metrics.jsonl", ddp.main, log)
+    if resume and changes and ddp.main:
+        atomic_write_text(run_dir / RUN_CONFIG, json.dumps(config.to_dict(), indent=2))
+        record({"event": "config", "step": state.step, "changes": {k: list(v) for k, v in changes.items()}})
 
-    # -- how: the module a step calls, data, loss
+    # -- how: the module a step calls, loss
     forward = TrainingForward(
         model, DecodeFlags(splitter=True, separation=config.decode_separation, reconstruction=True)
     )
     net = _wrap(forward, config, device, ddp)
-    train_set, valid_set = _datasets(config, config.model.sample_rate)
     sampler = _ShardedSampler(len(train_set), config.seed, ddp.rank, ddp.world)
     weights = LossWeights.named(config.loss)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
@@ -250,10 +264,18 @@ def _save(
 
 
 def _new_run_folder(run_dir: Path, config: TrainConfig, last_path: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
     if last_path.exists():
         raise FileExistsError(f"{run_dir}: already holds a run; use --resume or another folder")
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    atomic_write_text(run_dir / RUN_CONFIG, json.dumps(config.to_dict(), indent=2))
+
+
+def _resume_changes(run_dir: Path, config: TrainConfig) -> Changes:
+    """What ``config`` changes against the run's ``config.json`` (nothing for a run without one)."""
+    if not (run_dir / RUN_CONFIG).exists():
+        return {}
+    changes = config_changes(read_run_config(run_dir), config)
+    check_resumable(changes)
+    return changes
 
 
 def _keep_best_epochs(model: TISDiSS, ckpt_dir: Path, state: TrainState, valid_loss: float, keep: int) -> None:

@@ -45,7 +45,12 @@ _TRANSIENT_ERRORS = (
 
 
 class DownloadError(RuntimeError):
-    """A file could not be fetched or verified; the message says what to do."""
+    """A file could not be fetched or verified; the message says what to do, ``reason`` says
+    why in a few words (for one-line warnings)."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class OfflineError(DownloadError):
@@ -135,7 +140,7 @@ def _marker(path: Path) -> Path:
 
 
 def _mismatch(path: Path, what: str, expected: object, actual: object) -> IntegrityError:
-    return IntegrityError(f"{path}: {what} mismatch (expected {expected}, got {actual})")
+    return IntegrityError(f"{path}: {what} mismatch (expected {expected}, got {actual})", f"{what} mismatch")
 
 
 def verify_file(path: Path, expected: Expected) -> dict[str, object]:
@@ -196,7 +201,7 @@ def forget(path: Path) -> None:
 
 
 def _unreachable(url: str, dest: Path, reason: str) -> DownloadError:
-    return DownloadError(f"cannot download {url} ({reason}); download it by other means and save it as {dest}")
+    return DownloadError(f"cannot download {url} ({reason}); download it by other means and save it as {dest}", reason)
 
 
 def fetch(
@@ -233,7 +238,8 @@ def fetch(
         if is_offline():
             raise OfflineError(
                 f"{dest.name} is not in the cache and TISDISS_OFFLINE is set; unset it to download "
-                f"{url}, or save the file as {dest}"
+                f"{url}, or save the file as {dest}",
+                "TISDISS_OFFLINE is set",
             )
         _download(url, dest, expected, progress=progress, retries=retries, backoff=backoff, timeout=timeout)
         return dest
@@ -287,7 +293,7 @@ def _download(
         _compare(dest, expected, measured)
     except IntegrityError as exc:
         part.unlink(missing_ok=True)
-        raise IntegrityError(f"{exc}; the partial file was deleted, retry the download") from None
+        raise IntegrityError(f"{exc}; the partial file was deleted, retry the download", exc.reason) from None
     if not expected.checks_anything:
         log.warning("%s: the registry gives no hash for this file; sha256 is %s", dest.name, measured["sha256"])
     os.replace(part, dest)

@@ -27,7 +27,16 @@ from ..model.config import ModelConfig
 from ..model.depth import Depth, default_presets, presets_as_lists
 from ..model.espnet import load_espnet, load_espnet_state
 from ..model.network import TISDiSS
-from .download import DownloadError, ProgressCallback, fetch, is_verified, read_marker, sha256_file, write_marker
+from .download import (
+    DownloadError,
+    OfflineError,
+    ProgressCallback,
+    fetch,
+    is_verified,
+    read_marker,
+    sha256_file,
+    write_marker,
+)
 from .registry import (
     CHECKPOINT_NAME,
     ModelEntry,
@@ -45,6 +54,7 @@ from .registry import (
     source_identity,
     write_local_index,
 )
+from .unavailable import forget_failure, recent_failure, remember_failure
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,16 @@ class LoadedModel:
         """Chunk length in seconds recorded for this model (registry entry or checkpoint), if any."""
         value = self.card.get("segment")
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @property
+    def documented_n_re(self) -> int:
+        """The deepest N_re its card vouches for: measured quality, presets, or the trained depth."""
+        depths = [self.model.config.n_re, *(depth.n_re for depth in self.presets.values())]
+        quality = self.card.get("quality")
+        by_n_re = quality.get("by_n_re") if isinstance(quality, Mapping) else None
+        if isinstance(by_n_re, Mapping):
+            depths += [int(k) for k in by_n_re if str(k).isdigit()]
+        return max(depths)
 
 
 def load_any(
@@ -171,25 +191,39 @@ def _load_entry(entry: ModelEntry, device: str, progress: ProgressCallback | Non
     return LoadedModel(model.to(device).eval(), entry.name, presets, entry.to_dict())
 
 
+def _minutes(seconds: float) -> str:
+    return "under a minute" if seconds < 60 else f"{round(seconds / 60)} min"
+
+
 def _load_default(device: str, progress: ProgressCallback | None) -> LoadedModel:
     registry = load_registry()
     if not registry.default:
         raise RegistryError("the registry names no default model")
-    try:
-        return _load_entry(registry.get(registry.default), device, progress)
-    except (DownloadError, CheckpointError) as exc:
-        reason = str(exc)
+    default = registry.get(registry.default)
     fallback = registry.entries.get(registry.fallback or "")
-    if fallback is None or ready_checkpoint(fallback) is None:
-        raise ModelNotFoundError(
-            f"default model {registry.default!r} is unavailable and no bundled model is installed: {reason}"
-        )
+    failed = recent_failure(default.name) if ready_checkpoint(default) is None else None
+    if failed is not None and fallback is not None and ready_checkpoint(fallback) is not None:
+        ago, retry = _minutes(failed.age_s), _minutes(failed.retry_in_s)
+        reason = f"its download failed {ago} ago: {failed.reason}; next try in {retry}"
+    else:
+        try:
+            return _load_entry(default, device, progress)
+        except DownloadError as exc:
+            if not isinstance(exc, OfflineError):
+                remember_failure(default.name, exc.reason)
+            reason, detail = exc.reason, str(exc)
+        except CheckpointError as exc:
+            reason = detail = str(exc)
+        if fallback is None or ready_checkpoint(fallback) is None:
+            raise ModelNotFoundError(
+                f"default model {default.name!r} is unavailable and no bundled model is installed: {detail}"
+            )
     log.warning(
-        "using the bundled model %s instead of %s (%s); get the better model with `tisdiss models download %s`",
+        "using the bundled model %s, not %s (%s); get the better model with: tisdiss models download %s",
         fallback.name,
-        registry.default,
-        reason,
-        registry.default,
+        default.name,
+        " ".join(reason.split()),
+        default.name,
     )
     return _load_entry(fallback, device, progress)
 
@@ -214,6 +248,7 @@ def download_model(name: str, *, progress: ProgressCallback | None = None) -> Pa
     if entry.url is None:
         raise RegistryError(f"registry model {name!r} has no url")
     source = fetch(entry.url, models_dir() / name / entry.download_name, entry.expected, progress=progress)
+    forget_failure(name)
     if entry.format == "tisdiss":
         return source
     return _convert_espnet(entry, source)

@@ -41,6 +41,12 @@ def golden(request: pytest.FixtureRequest) -> dict:
     return _golden(request.param)
 
 
+def small_band_config(**changes: object) -> ModelConfig:
+    """A small band-split model (C = 8) for the unit tests; ``changes`` override fields."""
+    fields: dict = {"emb_dim": 8, "attention_dim": 8, "n_heads": 2, "ffn_hidden_dim": (8, 8), "num_groups": 2}
+    return ModelConfig(**{"band_split": "bandsplit", **fields, **changes})
+
+
 def _pairs(golden: dict) -> list[tuple[int, int]]:
     return [tuple(p) for p in golden["config"]["output_pairs"]]
 
@@ -81,17 +87,7 @@ def test_fast_and_reference_gradients_agree() -> None:
     """The batched band modules and the one-Linear-per-band form train identically."""
     for kind, norm in [("bandsplit", "band"), ("mel", "band"), ("bandsplit", "utterance")]:
         torch.manual_seed(0)
-        config = ModelConfig(
-            emb_dim=8,
-            attention_dim=8,
-            n_heads=2,
-            ffn_hidden_dim=(8, 8),
-            num_groups=2,
-            n_sep=2,
-            n_re=1,
-            band_split=kind,
-            band_norm=norm,
-        )
+        config = small_band_config(n_sep=2, n_re=1, band_split=kind, band_norm=norm)
         model = TISDiSS(config).double()
         init_weights(model)
         mix = torch.randn(2, 1200, dtype=torch.float64)
@@ -135,16 +131,7 @@ def test_tiger_widths_and_mel_bands_generalise() -> None:
 
 
 def test_checkpoint_round_trip_keeps_the_band_layout(tmp_path: Path) -> None:
-    config = ModelConfig(
-        emb_dim=8,
-        attention_dim=8,
-        n_heads=2,
-        ffn_hidden_dim=(8, 8),
-        num_groups=2,
-        band_split="bandsplit",
-        n_fft=256,
-        hop_length=128,
-    )
+    config = small_band_config(n_fft=256, hop_length=128)
     torch.manual_seed(1)
     model = TISDiSS(config).eval()
     init_weights(model)
@@ -189,15 +176,7 @@ def test_espnet_band_split_folder_imports(variant: str, tmp_path: Path) -> None:
 
 def test_band_mask_multiplies_the_mixture_spectrum() -> None:
     """With band_mask, a unit mask from every band gives back the mixture for each speaker."""
-    config = ModelConfig(
-        emb_dim=8,
-        attention_dim=8,
-        n_heads=2,
-        ffn_hidden_dim=(8, 8),
-        num_groups=2,
-        band_split="bandsplit",
-        band_mask=True,
-    )
+    config = small_band_config(band_mask=True)
     model = TISDiSS(config).double().eval()
     init_weights(model)
     ones = lambda y: torch.ones(*y.shape[:-2], config.n_freq, dtype=torch.complex128)  # noqa: E731
@@ -218,15 +197,7 @@ def test_utterance_band_norm_keeps_band_energies() -> None:
     louder[:, :, 40:50] *= 10  # one region 20 dB up
     for norm, sees_band_level in [("band", False), ("utterance", True)]:
         torch.manual_seed(0)
-        config = ModelConfig(
-            emb_dim=8,
-            attention_dim=8,
-            n_heads=2,
-            ffn_hidden_dim=(8, 8),
-            num_groups=2,
-            band_split="bandsplit",
-            band_norm=norm,
-        )
+        config = small_band_config(band_norm=norm)
         encoder = TISDiSS(config).double().encoder.band_split
         first, second, scaled = encoder(spec), encoder(louder), encoder(spec * 3)
         band = 28  # bins 45-48, all inside the louder region

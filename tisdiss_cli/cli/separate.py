@@ -41,14 +41,15 @@ EXAMPLES = """
   tisdiss separate recordings/ -o separated/ --recursive
   tisdiss separate "calls/**/*.flac" --nsep 2 --nre 3 --format flac
   tisdiss separate talk.wav --float --filename "{stem}/{spk}.{ext}"
+  tisdiss separate zoom.mp4 voice-note.opus --format opus   (needs: pip install 'tisdiss[av]')
   torchrun --nproc-per-node 4 "$(which tisdiss)" separate corpus/ -r   (one share per rank)
 """
 
 
-def _duration(path: Path) -> float:
+def _duration(path: Path, stream: int | None = None) -> float:
     """Seconds of audio a header declares (0 for a file that will fail anyway)."""
     try:
-        return probe(path).duration
+        return probe(path, stream=stream).duration
     except AudioError:
         return 0.0
 
@@ -56,6 +57,8 @@ def _duration(path: Path) -> float:
 class Fmt(str, Enum):
     wav = "wav"
     flac = "flac"
+    mp3 = "mp3"
+    opus = "opus"
 
 
 class Rate(str, Enum):
@@ -139,7 +142,10 @@ def separate(
     ),
     batch_size: int = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU)."),
     fmt: Fmt = typer.Option(
-        Fmt.wav, "--format", metavar="wav|flac", help="Output container; samples are 24-bit PCM unless --float."
+        Fmt.wav,
+        "--format",
+        metavar="wav|flac|mp3|opus",
+        help="Output format: 24-bit PCM WAV or FLAC (unless --float), or lossy MP3 / Opus.",
     ),
     float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV: no quantisation, no clipping."),
     output_rate: Rate = typer.Option(
@@ -152,6 +158,9 @@ def separate(
     ),
     channel: int | None = typer.Option(
         None, "--channel", min=1, metavar="N", help="Use this channel (1-based) instead of the average."
+    ),
+    stream: int | None = typer.Option(
+        None, "--stream", min=1, metavar="N", help="Audio stream of a video or container (1-based; default: the first)."
     ),
     filename: str = typer.Option(
         DEFAULT_FILENAME,
@@ -170,8 +179,10 @@ def separate(
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if threads:
         torch.set_num_threads(threads)
-    if fmt is Fmt.flac and float_output:
-        raise typer.BadParameter("FLAC cannot hold float samples; use --format wav with --float", param_hint="--float")
+    if fmt is not Fmt.wav and float_output:
+        raise typer.BadParameter(
+            f"{fmt.value.upper()} cannot hold float samples; use --format wav with --float", param_hint="--float"
+        )
     try:
         example = filename.format(stem="x", spk=1, ext="wav")
     except (KeyError, IndexError, ValueError) as exc:
@@ -249,7 +260,8 @@ def separate(
     claimed: dict[Path, Path] = {}
     t0 = time.perf_counter()
     show_progress = not (quiet or as_json or not out.is_terminal)
-    durations = {item.path: _duration(item.path) for item in items} if show_progress else {}
+    stream_index = None if stream is None else stream - 1
+    durations = {item.path: _duration(item.path, stream_index) for item in items} if show_progress else {}
     progress = audio_progress(out, disable=not show_progress)
     with progress:
         files_task = progress.add_task(f"{len(items)} files", total=sum(durations.values()))
@@ -277,6 +289,7 @@ def separate(
                     float_output=float_output,
                     output_rate=output_rate.value,
                     channel=None if channel is None else channel - 1,
+                    stream=stream_index,
                     filename=filename,
                     overwrite=overwrite,
                     progress=on_progress,

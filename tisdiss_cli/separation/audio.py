@@ -1,5 +1,6 @@
 """Audio I/O for every layer: headers, reads, resampling and atomic writes, on top of
-libsndfile (soundfile) and soxr. No other module opens an audio file.
+libsndfile (soundfile) and soxr; what libsndfile cannot read goes to FFmpeg through
+:mod:`.decode` (PyAV, the ``av`` extra). No other module opens an audio file.
 
 Separation works on bounded blocks (:func:`read_blocks`, :class:`AtomicWriter`) so that memory
 does not grow with the file length; training and evaluation read short files whole
@@ -24,10 +25,23 @@ import soxr
 
 from ..util.fileio import WriteError, new_part_file
 
-OutputFormat = Literal["wav", "flac"]
+OutputFormat = Literal["wav", "flac", "mp3", "opus"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("wav", "flac", "mp3", "opus")
+# libsndfile's container and subtype per output format (None: 24-bit PCM or float, as asked).
+_CODECS: dict[str, tuple[str, str | None]] = {
+    "wav": ("WAV", None),
+    "flac": ("FLAC", None),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "opus": ("OGG", "OPUS"),
+}
+# Rates the lossy encoders accept; other rates are written at the next one up (see codec_rate).
+_CODEC_RATES: dict[str, tuple[int, ...]] = {
+    "mp3": (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000),
+    "opus": (8000, 12000, 16000, 24000, 48000),
+}
 
-# File names treated as audio when a folder is scanned (inputs, test sets, training corpora).
-AUDIO_SUFFIXES: tuple[str, ...] = (
+# Suffixes libsndfile reads; its reason wins when FFmpeg cannot read such a file either.
+SNDFILE_SUFFIXES: tuple[str, ...] = (
     ".aif",
     ".aifc",
     ".aiff",
@@ -45,6 +59,26 @@ AUDIO_SUFFIXES: tuple[str, ...] = (
     ".wav",
     ".wv",
 )
+# Suffixes decoded through FFmpeg (PyAV): audio-only containers and the sound of videos.
+FFMPEG_SUFFIXES: tuple[str, ...] = (
+    ".3gp",
+    ".aac",
+    ".ac3",
+    ".amr",
+    ".avi",
+    ".m4a",
+    ".m4b",
+    ".m4v",
+    ".mka",
+    ".mkv",
+    ".mov",
+    ".mp4",
+    ".webm",
+    ".wma",
+    ".wmv",
+)
+# File names treated as audio when a folder is scanned (inputs, test sets, training corpora).
+AUDIO_SUFFIXES: tuple[str, ...] = tuple(sorted(SNDFILE_SUFFIXES + FFMPEG_SUFFIXES))
 
 BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the channel count
 _PCM24_MAX = 1.0 - 2.0**-23  # largest 24-bit PCM value, as a float
@@ -62,7 +96,10 @@ class AudioInfo:
     sample_rate: int  # Hz
     channels: int
     frames: int  # samples per channel (what can be read)
-    declared_frames: int | None = None  # what a WAV header says, when it says more than can be read
+    declared_frames: int | None = None  # what the header says, when it says more than can be read
+    codec: str | None = None  # FFmpeg's decoder when PyAV reads the file; None: libsndfile reads it
+    stream: int | None = None  # 0-based audio stream of a container (None: the first)
+    problem: str | None = None  # why decoding stopped early (a damaged file), if it did
 
     @property
     def duration(self) -> float:
@@ -70,12 +107,13 @@ class AudioInfo:
 
     def truncation(self) -> str | None:
         """A one-line note when the file holds less audio than its header declares (cut short)."""
-        if self.declared_frames is None:
-            return None
         rate = self.sample_rate
+        why = f": {self.problem}" if self.problem else ""
+        if self.declared_frames is None:
+            return None if self.problem is None else f"decoding stopped at {_clock(self.frames / rate)}{why}"
         return (
             f"file is truncated: read {self.frames} of the {self.declared_frames} frames its header declares "
-            f"({_clock(self.frames / rate)} of {_clock(self.declared_frames / rate)})"
+            f"({_clock(self.frames / rate)} of {_clock(self.declared_frames / rate)}){why}"
         )
 
 
@@ -125,8 +163,12 @@ def _reason(exc: Exception) -> str:
     return text or type(exc).__name__
 
 
-def probe(path: str | os.PathLike) -> AudioInfo:
-    """Header information; raises :class:`AudioError` for missing, unreadable or empty files."""
+def probe(path: str | os.PathLike, *, stream: int | None = None) -> AudioInfo:
+    """Header information; raises :class:`AudioError` for missing, unreadable or empty files.
+
+    stream: 0-based audio stream of a container (None: the first). Files libsndfile cannot read go
+    to FFmpeg (:func:`.decode.probe`, which decodes once to count the frames).
+    """
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
@@ -135,7 +177,12 @@ def probe(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile's error types vary between versions
-        raise AudioError(f"{path}: {_reason(exc)}") from None
+        from . import decode  # imports this module: loaded on first use
+
+        own = path.suffix.lower() in SNDFILE_SUFFIXES
+        return decode.probe(path, stream, fallback=_reason(exc) if own else None)
+    if stream not in (None, 0):
+        raise AudioError(f"{path}: has 1 audio stream, no stream {stream + 1}")
     if info.frames <= 0:
         raise AudioError(f"{path}: no audio samples")
     if info.samplerate <= 0 or info.channels <= 0:
@@ -159,38 +206,57 @@ def read_blocks(
     target_rate: int,
     *,
     channel: int | None = None,
+    stream: int | None = None,
     block_seconds: float = BLOCK_SECONDS,
 ) -> Iterator[np.ndarray]:
     """Yield the file as mono float32 blocks ``[n]`` at ``target_rate``.
 
-    channel: 0-based channel to keep (None: average all). Raises :class:`AudioError` on
-    unreadable data and on NaN/Inf samples (checked block by block, before resampling).
+    channel: 0-based channel to keep (None: average all); stream: 0-based audio stream of a
+    container (None: the first). Raises :class:`AudioError` on unreadable data and on NaN/Inf
+    samples (checked block by block, before resampling).
     """
-    info = probe(path)
+    info = probe(path, stream=stream)
     if channel is not None and not 0 <= channel < info.channels:
         raise AudioError(f"{info.path}: has {info.channels} channel(s), no channel {channel + 1}")
     block = max(1, int(block_seconds * info.sample_rate))
     resampler = resample_stream(info.sample_rate, target_rate, 1)
+    done = 0
+    for data in _raw_blocks(info, block):
+        last = done + len(data) >= info.frames
+        finite = np.isfinite(data).all(axis=1)
+        if not finite.all():
+            at = done + int(np.argmin(finite))
+            raise AudioError(f"{info.path}: NaN or Inf samples near {at / info.sample_rate:.2f} s")
+        done += len(data)
+        mono = np.ascontiguousarray(to_mono(data, channel))
+        if resampler is not None:
+            mono = resampler.resample_chunk(mono, last=last)
+        if len(mono):
+            yield mono
+        if last:
+            return
+    if resampler is not None:  # the file held less than probed: flush what the resampler holds
+        tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+        if len(tail):
+            yield tail
+
+
+def _raw_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
+    """float32 ``[n, channels]`` blocks of ``block`` frames at the file's rate, ``info.frames`` at most."""
+    if info.codec is not None:
+        from . import decode
+
+        yield from decode.read_blocks(info, block)
+        return
     try:
         with sf.SoundFile(str(info.path)) as f:
             done = 0
-            while True:
-                data = f.read(block, dtype="float32", always_2d=True)
-                last = len(data) < block or done + len(data) >= info.frames
-                finite = np.isfinite(data).all(axis=1)
-                if not finite.all():
-                    at = done + int(np.argmin(finite))
-                    raise AudioError(f"{info.path}: NaN or Inf samples near {at / info.sample_rate:.2f} s")
-                done += len(data)
-                mono = np.ascontiguousarray(to_mono(data, channel))
-                if resampler is not None:
-                    mono = resampler.resample_chunk(mono, last=last)
-                if len(mono):
-                    yield mono
-                if last:
+            while done < info.frames:
+                data = f.read(min(block, info.frames - done), dtype="float32", always_2d=True)
+                if not len(data):
                     return
-    except AudioError:
-        raise
+                done += len(data)
+                yield data
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise AudioError(f"{info.path}: {_reason(exc)}") from None
 
@@ -211,7 +277,12 @@ def read(
     try:
         data, rate = sf.read(str(path), start=start, stop=stop, dtype=dtype, always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:
-        raise AudioError(f"{path}: {_reason(exc)}") from None
+        info = probe(path)  # raises FFmpeg's reason, or libsndfile's for its own suffixes
+        if info.codec is None:
+            raise AudioError(f"{path}: {_reason(exc)}") from None
+        from . import decode
+
+        return decode.read(info)[start:stop].astype(dtype, copy=False), info.sample_rate
     return data, int(rate)
 
 
@@ -237,14 +308,32 @@ def resample_stream(in_rate: int, out_rate: int, channels: int) -> soxr.Resample
     return soxr.ResampleStream(in_rate, out_rate, channels, dtype="float32")
 
 
+def codec_rate(fmt: OutputFormat, rate: int) -> int:
+    """The rate an output of ``fmt`` is written at: ``rate`` itself, except for MP3 and Opus at a rate
+    their encoders refuse, which are written at the next rate up that they accept (the highest, 48 kHz,
+    above it)."""
+    allowed = _CODEC_RATES.get(fmt)
+    if allowed is None or rate in allowed:
+        return rate
+    return next((r for r in allowed if r > rate), allowed[-1])
+
+
+def check_output_format(fmt: str, float_output: bool = False) -> None:
+    """Raise ``ValueError`` for an unknown format, or float samples in a format that cannot hold them."""
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown output format {fmt!r} ({', '.join(OUTPUT_FORMATS)})")
+    if fmt != "wav" and float_output:
+        raise ValueError(f"{fmt.upper()} cannot hold float samples; use --format wav with float output")
+
+
 def clip(block: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
     """Saturate to the PCM range (libsndfile would wrap around); returns (block, clipped count).
 
-    Float subtypes are returned unchanged.
+    Float subtypes are returned unchanged; lossy codecs (MP3, Opus) are saturated at 1.0.
     """
     if subtype == "FLOAT":
         return block, 0
-    top = _PCM24_MAX if subtype == "PCM_24" else 1.0 - 2.0**-15
+    top = _PCM24_MAX if subtype == "PCM_24" else 1.0 if subtype in ("MPEG_LAYER_III", "OPUS") else 1.0 - 2.0**-15
     over = (block > top) | (block < -1.0)
     count = int(over.sum())
     return (np.clip(block, -1.0, top) if count else block), count
@@ -256,7 +345,9 @@ class AtomicWriter:
     block) removes it, so an interrupted run never leaves a partial output.
 
     ``write(block [n] or [n, C])``; samples beyond ``length`` are dropped and a short stream
-    is padded with zeros on commit, so the file has exactly ``length`` frames.
+    is padded with zeros on commit, so the file has exactly ``length`` frames (MP3 and Opus
+    decoders may return a few more or less: codec framing). ``sample_rate`` must be one the
+    format's encoder accepts (:func:`codec_rate`).
     """
 
     def __init__(
@@ -269,18 +360,20 @@ class AtomicWriter:
         float_output: bool = False,
         channels: int = 1,
     ) -> None:
-        if fmt == "flac" and float_output:
-            raise ValueError("FLAC cannot hold float samples; use --format wav with float output")
+        check_output_format(fmt, float_output)
+        if codec_rate(fmt, sample_rate) != sample_rate:
+            raise ValueError(f"{fmt.upper()} cannot be written at {sample_rate} Hz; see codec_rate()")
+        container, subtype = _CODECS[fmt]
         self.path = Path(path)
         self.length = length
-        self.subtype = "FLOAT" if float_output else "PCM_24"
+        self.subtype = subtype or ("FLOAT" if float_output else "PCM_24")
         self.clipped = 0  # samples saturated at full scale
         self.written = 0
         self.channels = channels
         self.tmp = new_part_file(self.path)  # also removes what dead writers left in that folder
         try:
             self._file: sf.SoundFile | None = sf.SoundFile(
-                str(self.tmp), "w", samplerate=sample_rate, channels=channels, format=fmt.upper(), subtype=self.subtype
+                str(self.tmp), "w", samplerate=sample_rate, channels=channels, format=container, subtype=self.subtype
             )
         except (OSError, RuntimeError) as exc:
             self.tmp.unlink(missing_ok=True)

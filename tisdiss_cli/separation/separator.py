@@ -260,6 +260,7 @@ class Separator:
         float_output: bool = False,
         output_rate: OutputRate = "input",
         channel: int | None = None,
+        stream: int | None = None,
         filename: str = DEFAULT_FILENAME,
         overwrite: bool = False,
         progress: ProgressFn | None = None,
@@ -267,11 +268,8 @@ class Separator:
         """Separate one file block by block into one file per speaker; see :meth:`separate_file`."""
         t0 = time.perf_counter()
         depth = self.depth(preset, n_sep, n_re)
-        if fmt not in ("wav", "flac"):
-            raise ValueError(f"unknown output format {fmt!r} (wav or flac)")
-        if fmt == "flac" and float_output:
-            raise ValueError("FLAC cannot hold float samples; use wav for float output")
-        info = audio.probe(path)
+        audio.check_output_format(fmt, float_output)
+        info = audio.probe(path, stream=stream)
         targets = self.output_paths(path, out_dir, fmt=fmt, filename=filename)
         for folder in dict.fromkeys(t.parent for t in targets):
             remove_stale_parts(folder)  # what a killed run left, even when these outputs are skipped
@@ -279,8 +277,8 @@ class Separator:
         if existing and not overwrite:
             raise OutputExistsError(f"{existing[0]}: exists (use overwrite to replace it)")
         model_len = audio.resampled_length(info.frames, info.sample_rate, self.sample_rate)
-        out_rate = info.sample_rate if output_rate == "input" else self.sample_rate
-        out_len = info.frames if output_rate == "input" else model_len
+        out_rate = audio.codec_rate(fmt, info.sample_rate if output_rate == "input" else self.sample_rate)
+        out_len = audio.resampled_length(info.frames, info.sample_rate, out_rate)
         back = audio.resample_stream(self.sample_rate, out_rate, self.num_spk)
         engine = self._engine(depth, model_len, progress)
         writers: list[audio.AtomicWriter] = []
@@ -295,7 +293,7 @@ class Separator:
                 for j, w in enumerate(writers):
                     w.write(y[:, j])
 
-            for block in audio.read_blocks(info.path, self.sample_rate, channel=channel):
+            for block in audio.read_blocks(info.path, self.sample_rate, channel=channel, stream=stream):
                 emit(engine.push(block), last=False)
             emit(engine.finish(), last=True)
             outputs = [w.commit() for w in writers]
@@ -324,8 +322,11 @@ class Separator:
         Reads and writes block by block (memory does not depend on the length), writes each
         output to a temporary file renamed at the end, never overwrites unless
         ``overwrite=True`` (else :class:`OutputExistsError`). Options: preset, n_sep, n_re,
-        fmt ("wav" | "flac"), float_output (32-bit float instead of 24-bit PCM), output_rate
-        ("input" | "model"), channel (0-based; None averages), filename, overwrite, progress.
+        fmt ("wav" | "flac" | "mp3" | "opus"; MP3 and Opus at a rate their encoders refuse are
+        written at the next one up, see :func:`~tisdiss_cli.separation.audio.codec_rate`),
+        float_output (32-bit float WAV instead of 24-bit PCM), output_rate ("input" | "model"),
+        channel (0-based; None averages), stream (0-based audio stream of a container, e.g. a
+        video; None: the first), filename, overwrite, progress.
         Raises :class:`tisdiss_cli.separation.audio.AudioError` (``path: reason``) for bad input.
         """
         return self.process_file(path, out_dir, **options).outputs

@@ -256,7 +256,8 @@ class AtomicWriter:
     block) removes it, so an interrupted run never leaves a partial output.
 
     ``write(block [n] or [n, C])``; samples beyond ``length`` are dropped and a short stream
-    is padded with zeros on commit, so the file has exactly ``length`` frames.
+    is padded with zeros on commit, so the file has exactly ``length`` frames (``length=None``:
+    as many as are written, for a stream of unknown length).
     """
 
     def __init__(
@@ -264,7 +265,7 @@ class AtomicWriter:
         path: Path,
         sample_rate: int,
         *,
-        length: int,
+        length: int | None,
         fmt: OutputFormat = "wav",
         float_output: bool = False,
         channels: int = 1,
@@ -291,7 +292,8 @@ class AtomicWriter:
 
     def write(self, block: np.ndarray) -> None:
         assert self._file is not None, "writer already closed"
-        block = block[: max(0, self.length - self.written)]
+        if self.length is not None:
+            block = block[: max(0, self.length - self.written)]
         if not len(block):
             return
         block, n = clip(np.asarray(block, dtype=np.float32), self.subtype)
@@ -306,7 +308,7 @@ class AtomicWriter:
     def commit(self) -> Path:
         assert self._file is not None, "writer already closed"
         try:
-            if self.written < self.length:
+            if self.length is not None and self.written < self.length:
                 shape = (self.length - self.written,) + ((self.channels,) if self.channels > 1 else ())
                 self._file.write(np.zeros(shape, np.float32))
                 self.written = self.length

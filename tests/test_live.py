@@ -205,11 +205,11 @@ def test_missing_sounddevice_is_one_line(model_file: Path, tmp_path: Path, monke
 def test_live_cli_from_file_and_calibrated_depth(model_file: Path, tmp_path: Path) -> None:
     path = recording(tmp_path, seconds=0.6)
     args = ["live", "--from-file", str(path), "-m", str(model_file), "--segment", str(SEGMENT), "-o", str(tmp_path)]
-    result = runner.invoke(app, [*args, "--name", "take"])
+    result = runner.invoke(app, [*args, "--name", "take.1"])
     assert result.exit_code == 0, result.output
     assert "input ended" in result.stderr and "latency max" in result.stderr
-    assert (tmp_path / "take_spk1.wav").is_file() and (tmp_path / "take_spk2.wav").is_file()
-    again = runner.invoke(app, [*args, "--name", "take"])
+    assert (tmp_path / "take.1_spk1.wav").is_file() and (tmp_path / "take.1_spk2.wav").is_file()  # the stem is whole
+    again = runner.invoke(app, [*args, "--name", "take.1"])
     assert again.exit_code == 1 and "exists (use --overwrite" in again.stderr
 
 

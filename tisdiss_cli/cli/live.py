@@ -73,6 +73,7 @@ class _StopOnSignal:
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
         self.signum: int | None = None
+        self._before: dict[int, object] = {}
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
         self.signum = signum
@@ -81,11 +82,12 @@ class _StopOnSignal:
 
     def __enter__(self) -> _StopOnSignal:
         for sig in HANDLED:
-            signal.signal(sig, self)
+            self._before[sig] = signal.signal(sig, self)
         return self
 
     def __exit__(self, *_: object) -> None:
-        exit_on_signals()
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def _choose_depth(
@@ -179,7 +181,7 @@ def live(
 
     stem = name or time.strftime("live-%Y%m%d-%H%M%S")
     try:
-        targets = separator.output_paths(Path(stem), output)
+        targets = separator.output_paths(Path(f"{stem}.wav"), output)  # the stem stays whole: --name a.b
     except ValueError as exc:
         raise fail(f"error: {exc}") from None
     for folder in dict.fromkeys(t.parent for t in targets):

@@ -109,7 +109,9 @@ def separate_stdin(
                 float_output=opts.float_output,
             )
         else:
-            targets = separator.output_paths(Path(opts.name), opts.output, fmt=opts.fmt, filename=opts.filename)
+            targets = separator.output_paths(
+                Path(f"{opts.name}.wav"), opts.output, fmt=opts.fmt, filename=opts.filename
+            )
             for folder in dict.fromkeys(t.parent for t in targets):
                 remove_stale_parts(folder)
             existing = [t for t in targets if t.exists()]

@@ -231,3 +231,17 @@ def test_ctrl_c_commits_the_files_and_exits_0(separator: Separator, model_file: 
     got = read_outputs(sorted(out.iterdir()))
     assert 0 < got.shape[1] < 60 * 8000
     np.testing.assert_array_equal(got, as_pcm24(streamed(separator, path, got.shape[1])))
+
+
+def test_meter_shows_each_speaker_level() -> None:
+    from rich.console import Console
+
+    from tisdiss_cli.cli.live import _meter
+
+    console = Console(record=True, width=100)
+    console.print(_meter(LiveStatus(75.0, [-20.0, -np.inf], Depth(2, 1), 0.42, 0.31, 0)))
+    text = console.export_text()
+    assert "spk1" in text and "-20.0 dBFS" in text and "-inf dBFS" in text
+    assert "1:15 captured" in text and "n_re=1" in text and "chunk RTF 0.42" in text
+    bar = text.splitlines()[0]
+    assert bar.count("█") == 20 and bar.count("░") == 10  # -20 dBFS: two thirds of the 60-dB span

@@ -269,7 +269,12 @@ def test_garbage_or_truncated_stdin_fails_in_one_line(
 
 def test_stdin_option_conflicts(model_file: Path, tmp_path: Path) -> None:
     (tmp_path / "a.wav").write_bytes(pipe_wav(noise(0.1, 8000), 8000))
-    for args in (["-", str(tmp_path / "a.wav")], [str(tmp_path / "a.wav"), "--stdout"], ["-", "--stdout", "--json"]):
+    for args in (
+        ["-", str(tmp_path / "a.wav")],
+        [str(tmp_path / "a.wav"), "--stdout"],
+        ["-", "--stdout", "--json"],
+        ["-", "--stdout", "--format", "flac"],
+    ):
         result = runner.invoke(app, ["separate", *args, "-m", str(model_file)], input=b"")
         assert result.exit_code == 2, result.output
 

@@ -8,6 +8,7 @@ second signal while finishing aborts as everywhere else: part files removed, 128
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -197,13 +198,14 @@ def live(
     )
     stop = threading.Event()
     show_meter = not quiet and err.is_terminal
-    with _StopOnSignal(stop) as stopper, Live(console=err, auto_refresh=False, transient=True) as screen:
+    screen = Live(console=err, auto_refresh=False, transient=True) if show_meter else None
+    with _StopOnSignal(stop) as stopper, screen if screen is not None else contextlib.nullcontext():
         last_draw = 0.0
 
         def on_status(status: LiveStatus) -> None:
             nonlocal last_draw
             now = time.monotonic()
-            if show_meter and now - last_draw >= 0.1:
+            if screen is not None and now - last_draw >= 0.1:
                 last_draw = now
                 screen.update(_meter(status), refresh=True)
 

@@ -192,6 +192,8 @@ def separate(
         raise typer.BadParameter("--stdout and --raw-rate need - (standard input) as the input", param_hint="INPUTS")
     if to_stdout and as_json:
         raise typer.BadParameter("--json and --stdout would both write to stdout", param_hint="--json")
+    if to_stdout and fmt is Fmt.flac:
+        raise typer.BadParameter("--stdout writes a WAV stream; --format flac is for files", param_hint="--format")
     if raw_format not in RAW_FORMATS:
         raise typer.BadParameter(f"{raw_format!r} is not one of {', '.join(RAW_FORMATS)}", param_hint="--raw-format")
     out = Console(stderr=as_json or to_stdout, quiet=quiet, highlight=False, soft_wrap=True)

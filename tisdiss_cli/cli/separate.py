@@ -26,11 +26,13 @@ from ..separation.separator import (
     Separator,
     stays_inside,
 )
+from ..separation.wavstream import RAW_FORMATS
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
 from .inputs import collect_inputs, distributed_rank, shard
 from .progress import audio_progress
+from .stdin import StdinOptions, separate_stdin
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ EXAMPLES = """
   tisdiss separate "calls/**/*.flac" --nsep 2 --nre 3 --format flac
   tisdiss separate talk.wav --float --filename "{stem}/{spk}.{ext}"
   tisdiss separate zoom.mp4 voice-note.opus --format opus   (needs: pip install 'tisdiss[av]')
+  ffmpeg -i talk.m4a -f wav - | tisdiss separate - -o separated/ --name talk
+  arecord -f S16_LE -r 16000 -t raw | tisdiss separate - --raw-rate 16000 --stdout > both.wav
   torchrun --nproc-per-node 4 "$(which tisdiss)" separate corpus/ -r   (one share per rank)
 """
 
@@ -75,7 +79,9 @@ class Preset(str, Enum):
 @app.command(epilog=EXAMPLES, cls=help.Command)
 def separate(
     inputs: list[str] = typer.Argument(
-        ..., help="Audio files, folders or glob patterns (quote globs).", show_default=False
+        ...,
+        help="Audio files, folders or glob patterns (quote globs); - reads a stream from stdin.",
+        show_default=False,
     ),
     output: Path = typer.Option(
         Path("separated"), "-o", "--output", metavar="DIR", help="Output folder; sub-folders of inputs are kept."
@@ -172,10 +178,36 @@ def separate(
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps."),
     threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    raw_rate: int | None = typer.Option(
+        None, "--raw-rate", min=1, metavar="HZ", help="With -: stdin is headerless PCM at this rate, not WAV."
+    ),
+    raw_format: str = typer.Option(
+        "s16le", "--raw-format", metavar="s16le|s24le|s32le|f32le", help="With --raw-rate: the sample encoding."
+    ),
+    raw_channels: int = typer.Option(
+        1, "--raw-channels", min=1, metavar="N", help="With --raw-rate: interleaved channels."
+    ),
+    name: str = typer.Option("stdin", "--name", metavar="STEM", help="With -: the {stem} of the output names."),
+    to_stdout: bool = typer.Option(
+        False, "--stdout", help="With -: write one interleaved WAV stream (a channel per speaker) to stdout."
+    ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only."),
 ) -> None:
     """Separate each input into one file per speaker ([i]stem[/i]_spk1.wav, [i]stem[/i]_spk2.wav, ...)."""
-    out = Console(stderr=as_json, quiet=quiet, highlight=False, soft_wrap=True)
+    streaming = "-" in inputs
+    if streaming and inputs != ["-"]:
+        raise typer.BadParameter("- (standard input) cannot be combined with other inputs", param_hint="INPUTS")
+    if not streaming and (to_stdout or raw_rate is not None):
+        raise typer.BadParameter("--stdout and --raw-rate need - (standard input) as the input", param_hint="INPUTS")
+    if to_stdout and as_json:
+        raise typer.BadParameter("--json and --stdout would both write to stdout", param_hint="--json")
+    if to_stdout and fmt is not Fmt.wav:
+        raise typer.BadParameter(
+            f"--stdout writes a WAV stream; --format {fmt.value} is for files", param_hint="--format"
+        )
+    if raw_format not in RAW_FORMATS:
+        raise typer.BadParameter(f"{raw_format!r} is not one of {', '.join(RAW_FORMATS)}", param_hint="--raw-format")
+    out = Console(stderr=as_json or to_stdout, quiet=quiet, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if threads:
         torch.set_num_threads(threads)
@@ -193,11 +225,11 @@ def separate(
         raise typer.BadParameter(
             f"{filename!r} writes outside the output folder ({example}); name files inside -o", param_hint="--filename"
         )
-    problem = unwritable_folder(output)
+    problem = None if to_stdout else unwritable_folder(output)
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="-o / --output")
 
-    items, problems = collect_inputs(inputs, recursive=recursive)
+    items, problems = ([], []) if streaming else collect_inputs(inputs, recursive=recursive)
     for line in problems:
         err.print(escape(line))
     rank, world = distributed_rank()
@@ -205,7 +237,7 @@ def separate(
         total = len(items)
         items = shard(items, rank, world)
         out.print(f"rank {rank} of {world}: {len(items)} of {total} files")
-    if not items and not problems:
+    if not items and not problems and not streaming:
         out.print("nothing to do")
         raise typer.Exit(0)
 
@@ -253,6 +285,24 @@ def separate(
     out.print(
         f"model {escape(separator.loaded.name)} on {separator.device}, {source}: n_sep={depth[0]}, n_re={depth[1]}"
     )
+
+    if streaming:
+        opts = StdinOptions(
+            output=output,
+            name=name,
+            raw_rate=raw_rate,
+            raw_format=raw_format,
+            raw_channels=raw_channels,
+            to_stdout=to_stdout,
+            fmt=fmt.value,
+            float_output=float_output,
+            output_rate=output_rate.value,
+            channel=None if channel is None else channel - 1,
+            filename=filename,
+            overwrite=overwrite,
+            as_json=as_json,
+        )
+        raise typer.Exit(separate_stdin(separator, depth, opts, out, err))
 
     results: list[FileResult] = []
     skipped: list[Path] = []

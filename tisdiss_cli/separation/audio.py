@@ -345,9 +345,10 @@ class AtomicWriter:
     block) removes it, so an interrupted run never leaves a partial output.
 
     ``write(block [n] or [n, C])``; samples beyond ``length`` are dropped and a short stream
-    is padded with zeros on commit, so the file has exactly ``length`` frames (MP3 and Opus
-    decoders may return a few more or less: codec framing). ``sample_rate`` must be one the
-    format's encoder accepts (:func:`codec_rate`).
+    is padded with zeros on commit, so the file has exactly ``length`` frames (``length=None``:
+    as many as are written, for a stream of unknown length; MP3 and Opus decoders may return a
+    few more or less: codec framing). ``sample_rate`` must be one the format's encoder accepts
+    (:func:`codec_rate`).
     """
 
     def __init__(
@@ -355,14 +356,14 @@ class AtomicWriter:
         path: Path,
         sample_rate: int,
         *,
-        length: int,
+        length: int | None,
         fmt: OutputFormat = "wav",
         float_output: bool = False,
         channels: int = 1,
     ) -> None:
         check_output_format(fmt, float_output)
         if codec_rate(fmt, sample_rate) != sample_rate:
-            raise ValueError(f"{fmt.upper()} cannot be written at {sample_rate} Hz; see codec_rate()")
+            raise ValueError(f"{path}: {fmt.upper()} cannot be written at {sample_rate} Hz; use --format wav or flac")
         container, subtype = _CODECS[fmt]
         self.path = Path(path)
         self.length = length
@@ -384,7 +385,8 @@ class AtomicWriter:
 
     def write(self, block: np.ndarray) -> None:
         assert self._file is not None, "writer already closed"
-        block = block[: max(0, self.length - self.written)]
+        if self.length is not None:
+            block = block[: max(0, self.length - self.written)]
         if not len(block):
             return
         block, n = clip(np.asarray(block, dtype=np.float32), self.subtype)
@@ -399,7 +401,7 @@ class AtomicWriter:
     def commit(self) -> Path:
         assert self._file is not None, "writer already closed"
         try:
-            if self.written < self.length:
+            if self.length is not None and self.written < self.length:
                 shape = (self.length - self.written,) + ((self.channels,) if self.channels > 1 else ())
                 self._file.write(np.zeros(shape, np.float32))
                 self.written = self.length

@@ -27,6 +27,7 @@ from . import audio
 from .adaptive import separate_adaptive
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan, OverlapAdd
+from .streaming import SeparationStream
 from .waveform import as_mono_float32, check_sample_rate
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).
@@ -225,6 +226,34 @@ class Separator:
         n = min(length, y.shape[1])
         out[:, :n] = y[:, :n]
         return out
+
+    def stream(
+        self,
+        sample_rate: int,
+        *,
+        channels: int = 1,
+        channel: int | None = None,
+        preset: str | None = None,
+        n_sep: int | None = None,
+        n_re: int | None = None,
+        output_rate: OutputRate = "input",
+    ) -> SeparationStream:
+        """A :class:`SeparationStream` for input at ``sample_rate`` with ``channels`` channels:
+        ``feed(block [n] or [n, channels]) -> [J, m]`` as chunks complete, then ``close()`` for the
+        rest; the outputs equal :meth:`process_file`'s for the same samples, however they are cut."""
+        out_rate = sample_rate if output_rate == "input" else self.sample_rate
+        depth = self.depth(preset, n_sep, n_re)
+        return SeparationStream(
+            self._network,
+            depth,
+            self.plan,
+            self.num_spk,
+            self.sample_rate,
+            sample_rate,
+            channels=channels,
+            channel=channel,
+            output_rate=out_rate,
+        )
 
     def output_paths(
         self,

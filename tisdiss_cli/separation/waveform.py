@@ -24,7 +24,7 @@ import torch
 
 MAX_CHANNELS = 64  # more rows than this is a batch of recordings or a transposed [L, C] array
 
-_PCM_FULL_SCALE = {1: 2.0**7, 2: 2.0**15, 4: 2.0**31}  # signed PCM by bytes per sample
+PCM_FULL_SCALE = {1: 2.0**7, 2: 2.0**15, 4: 2.0**31}  # signed PCM by bytes per sample
 
 
 def _to_numpy(wave: Any) -> np.ndarray:
@@ -69,8 +69,8 @@ def as_mono_float32(wave: Any) -> np.ndarray:
     kind = x.dtype.kind
     if kind == "f":
         y = x.astype(np.float32)  # always a copy: the caller's array is never touched
-    elif kind == "i" and x.dtype.itemsize in _PCM_FULL_SCALE:
-        y = (x.astype(np.float64) / _PCM_FULL_SCALE[x.dtype.itemsize]).astype(np.float32)
+    elif kind == "i" and x.dtype.itemsize in PCM_FULL_SCALE:
+        y = (x.astype(np.float64) / PCM_FULL_SCALE[x.dtype.itemsize]).astype(np.float32)
     elif kind == "u" and x.dtype.itemsize == 1:  # 8-bit WAV PCM is unsigned, centred on 128
         y = ((x.astype(np.float64) - 128.0) / 128.0).astype(np.float32)
     elif kind == "c":

@@ -1,0 +1,244 @@
+"""`tisdiss live`: separate the microphone in real time, one file per speaker, with a level meter.
+
+Ctrl-C is how a live run ends, so it is not an interruption here: SIGINT, SIGTERM and SIGHUP
+stop the capture, the last chunks are separated and the files committed. The exit code is 0
+after Ctrl-C, 128 + the signal after SIGTERM/SIGHUP (so a supervisor sees how it ended). A
+second signal while finishing aborts as everywhere else: part files removed, 128 + signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import torch
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from ..model.depth import MAX_REPEATS, Depth
+from ..separation.audio import AudioError
+from ..separation.live import (
+    AudioSink,
+    AudioSource,
+    FileSource,
+    LiveStatus,
+    MicrophoneSource,
+    MissingExtra,
+    SpeakerSink,
+    run_live,
+)
+from ..separation.separator import DEFAULT_OVERLAP, OutputExistsError, Separator
+from ..util.fileio import WriteError, remove_stale_parts, unwritable_folder
+from ..util.signals import HANDLED, exit_on_signals
+from ..zoo.load import MODEL_ERRORS
+from . import app, help
+from .progress import clock
+
+EXAMPLES = """
+[b]Examples[/b]
+
+  tisdiss live -o recordings/                     (Ctrl-C stops and keeps the files)
+  tisdiss live --monitor 1 --preset fast          (hear speaker 1 while recording)
+  tisdiss live --from-file meeting.wav            (a file at real-time pace instead of the microphone)
+"""
+
+METER_DB = 60.0  # the meter spans -60 dBFS to 0
+
+
+def _meter(status: LiveStatus) -> Group:
+    table = Table.grid(padding=(0, 1))
+    for j, level in enumerate(status.levels):
+        fill = 0.0 if math.isinf(level) else min(1.0, max(0.0, (level + METER_DB) / METER_DB))
+        bar = "█" * int(round(30 * fill))
+        shown = "  -inf" if math.isinf(level) else f"{level:6.1f}"
+        table.add_row(f"spk{j + 1}", Text(bar.ljust(30, "░"), style="green"), f"{shown} dBFS")
+    line = Text(
+        f"{clock(status.seconds)} captured · n_re={status.depth.n_re} · chunk RTF {status.chunk_rtf:.2f} · "
+        f"latency {status.latency:.2f} s" + (f" · {status.overflows} dropped" if status.overflows else "")
+    )
+    return Group(table, line)
+
+
+class _StopOnSignal:
+    """First signal: set the stop event (the run finishes and commits). Then the default handlers return."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.signum: int | None = None
+        self._before: dict[int, object] = {}
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        self.stop.set()
+        exit_on_signals()  # a second signal aborts
+
+    def __enter__(self) -> _StopOnSignal:
+        for sig in HANDLED:
+            self._before[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for sig, handler in self._before.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+
+
+def _choose_depth(
+    separator: Separator, preset: str, nsep: int | None, nre: int | None, max_rtf: float, err: Console
+) -> Depth:
+    """The preset's depth, or with --max-rtf the deepest N_re up to it whose chunks keep up."""
+    depth = separator.depth(preset, nsep, nre)
+    if nre is not None:
+        return depth
+    calibration = separator.calibration(depth.n_sep)
+    # A chunk is one segment of audio but brings one hop of new audio: budget scaled by hop / segment.
+    budget = max_rtf * separator.plan.hop / separator.plan.segment
+    if not calibration.meets(budget):
+        err.print(
+            f"warning: no depth runs fast enough for live separation on {calibration.device} "
+            f"(needs RTF <= {budget:.2f}, fastest {min(calibration.rtf.values()):.2f}); expect to fall behind"
+        )
+    return Depth(depth.n_sep, min(depth.n_re, calibration.choose_depth(budget).n_re))
+
+
+@app.command(epilog=EXAMPLES, cls=help.Command)
+def live(
+    output: Path = typer.Option(Path("separated"), "-o", "--output", metavar="DIR", help="Output folder."),
+    name: str | None = typer.Option(
+        None, "--name", metavar="STEM", help="Output stem: STEM_spk1.wav, ... [default: live-DATE-TIME]."
+    ),
+    model: str | None = typer.Option(None, "-m", "--model", metavar="NAME|PATH", help="Model name or checkpoint."),
+    preset: str = typer.Option("balanced", "-p", "--preset", metavar="fast|balanced|best", help="Deepest depth used."),
+    nsep: int | None = typer.Option(None, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="N_sep."),
+    nre: int | None = typer.Option(
+        None, "--nre", min=0, max=MAX_REPEATS, metavar="N", help="N_re (skips the --max-rtf measurement)."
+    ),
+    max_rtf: float = typer.Option(
+        0.8,
+        "--max-rtf",
+        min=0.01,
+        metavar="RTF",
+        help="Compute budget per second of new audio: the deepest N_re measured to fit is used.",
+    ),
+    adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Step N_re down when chunks fall behind."),
+    segment: float | None = typer.Option(
+        None, "--segment", min=0.05, metavar="SECONDS", help="Chunk length; the latency is about one segment."
+    ),
+    overlap: float = typer.Option(DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, metavar="FRACTION"),
+    rate: int | None = typer.Option(None, "--rate", min=1, metavar="HZ", help="Capture rate [default: the model's]."),
+    channels: int = typer.Option(1, "--channels", min=1, metavar="N", help="Capture channels (averaged)."),
+    input_device: str | None = typer.Option(None, "--input-device", metavar="ID|NAME", help="sounddevice input."),
+    monitor: int | None = typer.Option(None, "--monitor", min=1, metavar="N", help="Play speaker N while recording."),
+    output_device: str | None = typer.Option(None, "--output-device", metavar="ID|NAME", help="For --monitor."),
+    from_file: Path | None = typer.Option(
+        None, "--from-file", metavar="PATH", help="Play this file at real-time pace instead of the microphone."
+    ),
+    float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps."),
+    threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No meter; warnings and errors only."),
+) -> None:
+    """Separate the microphone as you speak; Ctrl-C stops and keeps the files."""
+    out = Console(stderr=True, quiet=quiet, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    if threads:
+        torch.set_num_threads(threads)
+    problem = unwritable_folder(output)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="-o / --output")
+
+    def fail(message: str) -> typer.Exit:
+        err.print(escape(message))
+        return typer.Exit(1)
+
+    try:
+        separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap)
+        if monitor is not None and monitor > separator.num_spk:
+            raise typer.BadParameter(f"the model has {separator.num_spk} speakers", param_hint="--monitor")
+        source: AudioSource
+        if from_file is not None:
+            source = FileSource(from_file)
+        else:
+            source = MicrophoneSource(rate or separator.sample_rate, channels, device=_device_id(input_device))
+        sink: AudioSink | None = None
+        if monitor is not None:
+            sink = SpeakerSink(source.sample_rate, device=_device_id(output_device))
+        depth = _choose_depth(separator, preset, nsep, nre, max_rtf, err)
+    except MissingExtra as exc:
+        raise fail(str(exc)) from None
+    except AudioError as exc:
+        raise fail(str(exc)) from None
+    except (*MODEL_ERRORS, ValueError, OSError) as exc:
+        raise fail(f"error: {exc}") from None
+
+    stem = name or time.strftime("live-%Y%m%d-%H%M%S")
+    try:
+        targets = separator.output_paths(Path(f"{stem}.wav"), output)  # the stem stays whole: --name a.b
+    except ValueError as exc:
+        raise fail(f"error: {exc}") from None
+    for folder in dict.fromkeys(t.parent for t in targets):
+        remove_stale_parts(folder)
+    existing = [t for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise fail(str(OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace it)")))
+    what = f"{from_file} (real-time pace)" if from_file is not None else "the microphone"
+    out.print(
+        f"model {escape(separator.loaded.name)} on {separator.device}: n_sep={depth.n_sep}, n_re={depth.n_re}; "
+        f"separating {escape(what)} at {source.sample_rate} Hz, latency about "
+        f"{separator.plan.segment / separator.sample_rate:.2f} s + compute; Ctrl-C stops"
+    )
+    stop = threading.Event()
+    show_meter = not quiet and err.is_terminal
+    screen = Live(console=err, auto_refresh=False, transient=True) if show_meter else None
+    with _StopOnSignal(stop) as stopper, screen if screen is not None else contextlib.nullcontext():
+        last_draw = 0.0
+
+        def on_status(status: LiveStatus) -> None:
+            nonlocal last_draw
+            now = time.monotonic()
+            if screen is not None and now - last_draw >= 0.1:
+                last_draw = now
+                screen.update(_meter(status), refresh=True)
+
+        def on_warning(message: str) -> None:
+            err.print(f"warning: {escape(message)}")
+
+        try:
+            result = run_live(
+                separator,
+                source,
+                targets,
+                depth=depth,
+                float_output=float_output,
+                stop=stop,
+                monitor=None if monitor is None else monitor - 1,
+                sink=sink,
+                on_status=on_status,
+                on_warning=on_warning,
+                adapt=adapt,
+            )
+        except (ValueError, WriteError, OSError) as exc:
+            raise fail(f"error: {exc}") from None
+    ended = f"stopped by {signal.Signals(stopper.signum).name}" if stopper.signum else "input ended"
+    out.print(f"{ended}: {', '.join(escape(str(p)) for p in result.outputs)}")
+    stats = result.stats
+    out.print(
+        f"{result.seconds:.1f} s captured in {result.wall:.1f} s at n_re={result.depth.n_re}; "
+        f"latency max {stats.latency_max:.2f} s, mean {stats.latency_mean:.2f} s; "
+        f"{stats.chunks} chunks, {stats.compute_seconds / max(result.seconds, 1e-9):.2f} s compute per audio second"
+    )
+    if stopper.signum is not None and stopper.signum != signal.SIGINT:
+        raise typer.Exit(128 + stopper.signum)
+
+
+def _device_id(spec: str | None) -> int | str | None:
+    return int(spec) if spec is not None and spec.isdigit() else spec

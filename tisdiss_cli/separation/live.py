@@ -1,0 +1,336 @@
+"""Live separation: an audio source (a microphone) in, one file per speaker out as it goes.
+
+The engine, :func:`run_live`, reads blocks from an :class:`AudioSource`, feeds a
+:class:`~.streaming.SeparationStream`, writes each speaker's output to an atomic file (renamed
+into place when the run ends) and can hand one speaker to an :class:`AudioSink` (playback). It
+times every chunk: a chunk must run within the hop's worth of new audio it brings, and when
+chunks keep taking longer the engine warns and steps N_re down.
+
+Sources: :class:`MicrophoneSource` (sounddevice, the ``tisdiss[live]`` extra, imported only
+when used) and :class:`FileSource`, a file played at real-time pace (tests, demos).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..model.depth import Depth
+from . import audio
+from .separator import Separator
+from .streaming import StreamStats
+
+READ_TIMEOUT = 0.1  # seconds a read waits before the engine looks at its stop event again
+BLOCK_SECONDS = 0.02  # capture block
+BEHIND_CHUNKS = 2  # consecutive chunks slower than real time before the engine reacts
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; ``str()`` is the one line to show."""
+
+
+def import_sounddevice() -> ModuleType:
+    """sounddevice, or :class:`MissingExtra` naming what to install."""
+    try:
+        import sounddevice
+    except ImportError:
+        raise MissingExtra("tisdiss: live separation needs sounddevice: pip install 'tisdiss[live]'") from None
+    except OSError:  # the wheel is there but the PortAudio library is not
+        raise MissingExtra(
+            "tisdiss: live separation needs the PortAudio library (e.g. apt install libportaudio2)"
+        ) from None
+    return sounddevice
+
+
+class AudioSource(Protocol):
+    """Blocks of captured audio, frames first."""
+
+    sample_rate: int
+    channels: int
+    overflows: int  # blocks the device dropped because they were not read in time
+
+    def start(self) -> None: ...
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        """The next block ``[n, channels]`` float32 (``n == 0`` when none came within ``timeout``),
+        or None once the source has ended."""
+        ...
+
+    def stop(self) -> None: ...
+
+
+class AudioSink(Protocol):
+    """Playback of one speaker: mono float32 blocks at the stream's output rate."""
+
+    def start(self) -> None: ...
+
+    def write(self, block: np.ndarray) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class FileSource:
+    """A file delivered as a microphone would deliver it: ``block_seconds`` blocks at real-time pace.
+
+    ``clock`` and ``sleep`` can be a fake clock's, for tests that should not wait in real time.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        block_seconds: float = BLOCK_SECONDS,
+        realtime: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.data, self.sample_rate = audio.read(path)
+        self.data = self.data.astype(np.float32)
+        self.channels = self.data.shape[1]
+        self.block = max(1, int(round(block_seconds * self.sample_rate)))
+        self.realtime, self.clock, self.sleep = realtime, clock, sleep
+        self.position = 0
+        self.overflows = 0
+        self._t0 = 0.0
+
+    def start(self) -> None:
+        self._t0 = self.clock()
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        if self.position >= len(self.data):
+            return None
+        end = min(len(self.data), self.position + self.block)
+        if self.realtime:
+            wait = self._t0 + end / self.sample_rate - self.clock()
+            if wait > timeout:
+                self.sleep(timeout)
+                return self.data[:0]
+            if wait > 0:
+                self.sleep(wait)
+        block, self.position = self.data[self.position : end], end
+        return block
+
+    def stop(self) -> None:
+        pass
+
+
+class MicrophoneSource:
+    """An input device through sounddevice's ``InputStream``; the callback queues copies of its blocks."""
+
+    def __init__(
+        self, sample_rate: int, channels: int = 1, *, device: Any = None, block_seconds: float = BLOCK_SECONDS
+    ):
+        self._sd = import_sounddevice()
+        self.sample_rate, self.channels = sample_rate, channels
+        self.overflows = 0
+        self._queue: queue.Queue[np.ndarray] = queue.Queue()
+        self._stream = self._sd.InputStream(
+            samplerate=sample_rate,
+            channels=channels,
+            dtype="float32",
+            device=device,
+            blocksize=max(1, int(round(block_seconds * sample_rate))),
+            callback=self._callback,
+        )
+
+    def _callback(self, data: np.ndarray, frames: int, when: object, status: Any) -> None:
+        if status and getattr(status, "input_overflow", False):
+            self.overflows += 1
+        self._queue.put(data.copy())
+
+    def start(self) -> None:
+        self._stream.start()
+
+    def read(self, timeout: float) -> np.ndarray | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return np.zeros((0, self.channels), np.float32)
+
+    def stop(self) -> None:
+        self._stream.stop()
+        self._stream.close()
+
+
+class SpeakerSink:
+    """Plays mono blocks on an output device; silence while its buffer is empty."""
+
+    def __init__(self, sample_rate: int, *, device: Any = None) -> None:
+        sd = import_sounddevice()
+        self._buffer: deque[np.ndarray] = deque()
+        self._lock = threading.Lock()
+        self._stream = sd.OutputStream(
+            samplerate=sample_rate, channels=1, dtype="float32", device=device, callback=self._callback
+        )
+
+    def _callback(self, out: np.ndarray, frames: int, when: object, status: object) -> None:
+        filled = 0
+        with self._lock:
+            while filled < frames and self._buffer:
+                head = self._buffer[0]
+                n = min(frames - filled, len(head))
+                out[filled : filled + n, 0] = head[:n]
+                filled += n
+                if n == len(head):
+                    self._buffer.popleft()
+                else:
+                    self._buffer[0] = head[n:]
+        out[filled:] = 0.0
+
+    def start(self) -> None:
+        self._stream.start()
+
+    def write(self, block: np.ndarray) -> None:
+        if len(block):
+            with self._lock:
+                self._buffer.append(np.clip(block, -1.0, 1.0).astype(np.float32))
+
+    def stop(self) -> None:
+        self._stream.stop()
+        self._stream.close()
+
+
+def level_db(block: np.ndarray) -> float:
+    """RMS level in dBFS of a ``[n]`` block (-inf for silence or no samples)."""
+    if not len(block):
+        return -math.inf
+    rms = float(np.sqrt(np.mean(np.square(block, dtype=np.float64))))
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+@dataclass
+class LiveStatus:
+    """Shown after every block: what the meter displays."""
+
+    seconds: float  # audio captured
+    levels: list[float]  # dBFS per speaker, of the latest output block
+    depth: Depth
+    chunk_rtf: float  # latest chunk's compute time / the new audio it brought (above 1: falling behind)
+    latency: float  # longest latency so far, seconds
+    overflows: int
+
+
+@dataclass
+class LiveResult:
+    outputs: list[Path]
+    seconds: float  # audio captured
+    wall: float
+    depth: Depth  # at the end (lower than at the start if the engine stepped down)
+    stats: StreamStats
+    overflows: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def run_live(
+    separator: Separator,
+    source: AudioSource,
+    targets: list[Path],
+    *,
+    depth: Depth,
+    fmt: audio.OutputFormat = "wav",
+    float_output: bool = False,
+    stop: threading.Event | None = None,
+    monitor: int | None = None,
+    sink: AudioSink | None = None,
+    on_status: Callable[[LiveStatus], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    adapt: bool = True,
+    keep_up_rtf: float = 1.0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> LiveResult:
+    """Separate ``source`` until it ends or ``stop`` is set; returns when the files are committed.
+
+    targets: one path per speaker. monitor: 0-based speaker sent to ``sink``. A chunk slower
+    than ``keep_up_rtf`` times its new audio, :data:`BEHIND_CHUNKS` times in a row, gives a
+    warning and (``adapt``) one step down in N_re. An exception (a second Ctrl-C included)
+    discards the part files; a stop commits what was captured. ``clock`` times the latency
+    (a fake clock's, with a fake-clock source); chunk compute is always timed on the wall clock.
+    """
+    stop = stop if stop is not None else threading.Event()
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if on_warning is not None:
+            on_warning(message)
+
+    t0 = time.perf_counter()
+    stream = separator.stream(source.sample_rate, channels=source.channels, n_sep=depth.n_sep, n_re=depth.n_re)
+    stream.clock = clock
+    writers: list[audio.AtomicWriter] = []
+    try:
+        for t in targets:
+            writers.append(audio.AtomicWriter(t, stream.output_rate, length=None, fmt=fmt, float_output=float_output))
+
+        def emit(y: np.ndarray) -> None:
+            for j, w in enumerate(writers):
+                w.write(y[j])
+            if sink is not None and monitor is not None:
+                sink.write(y[monitor])
+
+        behind, chunks_seen, chunk_rtf = 0, 0, 0.0
+        source.start()
+        if sink is not None:
+            sink.start()
+        try:
+            while not stop.is_set():
+                block = source.read(READ_TIMEOUT)
+                if block is None:
+                    break
+                y = stream.feed(block)
+                emit(y)
+                if stream.stats.chunks > chunks_seen:
+                    chunks_seen = stream.stats.chunks
+                    chunk_rtf = stream.stats.last_chunk_seconds / stream.hop_seconds
+                    behind = behind + 1 if chunk_rtf > keep_up_rtf else 0
+                    if behind >= BEHIND_CHUNKS:
+                        behind = 0
+                        what = (
+                            f"cannot keep up: a chunk bringing {stream.hop_seconds:.2f} s of new audio took "
+                            f"{stream.stats.last_chunk_seconds:.2f} s (RTF {chunk_rtf:.2f}) at n_re={stream.depth.n_re}"
+                        )
+                        if adapt and stream.depth.n_re > 0:
+                            stream.set_depth(Depth(stream.depth.n_sep, stream.depth.n_re - 1))
+                            what += f"; stepping down to n_re={stream.depth.n_re}"
+                        warn(what)
+                if on_status is not None and len(y):
+                    on_status(
+                        LiveStatus(
+                            stream.stats.input_frames / source.sample_rate,
+                            [level_db(ch) for ch in y],
+                            stream.depth,
+                            chunk_rtf,
+                            stream.stats.latency_max,
+                            source.overflows,
+                        )
+                    )
+        finally:
+            source.stop()
+            if sink is not None:
+                sink.stop()
+        emit(stream.close())
+        outputs = [w.commit() for w in writers]
+    finally:
+        for w in writers:
+            w.discard()  # no-op once committed
+    if source.overflows:
+        warn(f"the input device dropped {source.overflows} block(s): the machine did not read them in time")
+    return LiveResult(
+        outputs,
+        stream.stats.input_frames / source.sample_rate,
+        time.perf_counter() - t0,
+        stream.depth,
+        stream.stats,
+        source.overflows,
+        warnings,
+    )

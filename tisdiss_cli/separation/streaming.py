@@ -1,0 +1,208 @@
+"""Separating a stream: feed samples as they arrive, take each speaker's output as it becomes final.
+
+:class:`SeparationStream` runs the pipeline of :meth:`Separator.process_file` block by block:
+downmix, soxr to the model's rate, :class:`~.chunking.OverlapAdd` (chunk plan, overlap-add,
+speaker re-alignment), soxr back to the output rate. None of these depends on how the input is
+cut into blocks: soxr's stream output does not, and the chunk starts depend only on segment and
+hop. The one thing that depends on the total length, the last chunk (shifted to end on the last
+sample), is run by :meth:`~SeparationStream.close`. So a stream fed in pieces of any size gives
+the file path's output sample for sample.
+
+Latency: output is final once no later chunk can overlap it. The shifted last chunk may start
+one segment before the newest sample, so the output trails the input by one segment, plus the
+compute time of the chunk that completes it, plus ``batch_size - 1`` hops when chunks are
+batched. soxr resamples in blocks of its own: input at another rate than the model's adds about
+0.1 s each way (measured 16 kHz <-> 8 kHz), so live capture defaults to the model's rate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from torch import Tensor
+
+from ..model.depth import Depth
+from . import audio
+from .chunking import ChunkPlan, OverlapAdd, SeparateFn
+from .waveform import PCM_FULL_SCALE
+
+NetworkFactory = Callable[[Depth], SeparateFn]
+Clock = Callable[[], float]
+
+
+@dataclass
+class StreamStats:
+    """What a stream has done so far (times from the stream's clock, in seconds)."""
+
+    input_frames: int = 0  # at the input rate
+    output_frames: int = 0  # at the output rate
+    chunks: int = 0  # network chunks run
+    compute_seconds: float = 0.0  # wall time inside the network
+    last_chunk_seconds: float = 0.0  # wall time of the latest chunk
+    latency_max: float = 0.0  # longest wait of an input sample for its output (blocks emitted by feed)
+    latency_sum: float = 0.0
+    latency_blocks: int = 0
+
+    @property
+    def latency_mean(self) -> float:
+        return self.latency_sum / self.latency_blocks if self.latency_blocks else 0.0
+
+
+def frames_to_float32(samples: object, channels: int) -> np.ndarray:
+    """A block ``[n]`` (mono) or ``[n, channels]`` as float32 ``[n, channels]``, scaled as soundfile reads PCM.
+
+    Frames first, as soundfile and sounddevice deliver them (a block may hold fewer frames than
+    channels, so ``[channels, n]`` could not be told apart).
+    """
+    x = np.asarray(samples)
+    if x.ndim == 1 and channels == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[1] != channels:
+        want = "[frames] or [frames, 1]" if channels == 1 else f"[frames, {channels}]"
+        raise ValueError(f"block of shape {tuple(x.shape)}: expected {want}")
+    kind = x.dtype.kind
+    if kind == "f":
+        return x.astype(np.float32)
+    if kind == "i" and x.dtype.itemsize in PCM_FULL_SCALE:
+        return (x.astype(np.float64) / PCM_FULL_SCALE[x.dtype.itemsize]).astype(np.float32)
+    raise ValueError(f"samples of type {x.dtype}: pass float samples (full scale 1.0) or int8/int16/int32 PCM")
+
+
+class SeparationStream:
+    """Incremental separation of one input stream (see the module docstring).
+
+    ``feed(block)`` returns the output ``[J, n]`` float32 (at the output rate) that is final so
+    far, possibly with ``n == 0``; ``close()`` returns the rest. The concatenated outputs have the
+    length the file path writes: the input's frame count at the input rate (or its resampled
+    length at another output rate). Use :meth:`Separator.stream` to make one.
+    """
+
+    def __init__(
+        self,
+        network: NetworkFactory,
+        depth: Depth,
+        plan: ChunkPlan,
+        num_spk: int,
+        model_rate: int,
+        sample_rate: int,
+        *,
+        channels: int = 1,
+        channel: int | None = None,
+        output_rate: int | None = None,
+        clock: Clock = time.perf_counter,
+    ) -> None:
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise ValueError(f"a stream's sample rate must be a positive whole number of Hz, not {sample_rate!r}")
+        if channels < 1:
+            raise ValueError(f"channels must be at least 1, got {channels}")
+        if channel is not None and not 0 <= channel < channels:
+            raise ValueError(f"the stream has {channels} channel(s), no channel {channel + 1}")
+        self.network, self.depth, self.plan, self.num_spk = network, depth, plan, num_spk
+        self.model_rate, self.sample_rate = model_rate, int(sample_rate)
+        self.output_rate = self.sample_rate if output_rate is None else int(output_rate)
+        self.channels, self.channel, self.clock = channels, channel, clock
+        self.stats = StreamStats()
+        self._to_model = audio.resample_stream(self.sample_rate, model_rate, 1)
+        self._to_output = audio.resample_stream(model_rate, self.output_rate, num_spk)
+        self.engine = OverlapAdd(self._timed(network(depth)), plan, num_spk)
+        self._held = np.zeros((0, num_spk), np.float32)  # output beyond what the input so far justifies
+        self._arrivals: deque[tuple[int, float]] = deque()  # (input frames received by then, time)
+        self.closed = False
+
+    @property
+    def latency_bound(self) -> float:
+        """Seconds an output sample waits for the input, before compute: one segment (plus batching)."""
+        plan = self.plan
+        return (plan.segment + (plan.batch_size - 1) * plan.hop) / self.model_rate
+
+    @property
+    def hop_seconds(self) -> float:
+        """New audio per chunk, in seconds: a chunk must run faster than this to keep up."""
+        return self.plan.hop / self.model_rate
+
+    def set_depth(self, depth: Depth) -> None:
+        """Run later chunks at another depth (live separation steps down when it falls behind)."""
+        self.depth = depth
+        self.engine.fn = self._timed(self.network(depth))
+
+    def feed(self, samples: object) -> np.ndarray:
+        """Add a block ``[n]`` or ``[n, channels]`` (float at full scale 1.0, or int PCM)."""
+        assert not self.closed, "feed after close"
+        block = frames_to_float32(samples, self.channels)
+        finite = np.isfinite(block).all(axis=1)
+        if not finite.all():
+            at = self.stats.input_frames + int(np.argmin(finite))
+            raise ValueError(f"NaN or Inf samples near {at / self.sample_rate:.2f} s")
+        if not len(block):
+            return np.zeros((self.num_spk, 0), np.float32)
+        now = self.clock()
+        self.stats.input_frames += len(block)
+        self._arrivals.append((self.stats.input_frames, now))
+        mono = np.ascontiguousarray(audio.to_mono(block, self.channel))
+        if self._to_model is not None:
+            mono = self._to_model.resample_chunk(mono, last=False)
+        parts = self.engine.push(mono) if len(mono) else []
+        return self._release(self._back(parts, last=False), final=False)
+
+    def close(self) -> np.ndarray:
+        """Run the last chunks and return the rest of the output."""
+        assert not self.closed, "close called twice"
+        self.closed = True
+        if self.stats.input_frames == 0:
+            return np.zeros((self.num_spk, 0), np.float32)
+        parts: list[Tensor] = []
+        if self._to_model is not None:
+            tail = self._to_model.resample_chunk(np.zeros(0, np.float32), last=True)
+            if len(tail):
+                parts += self.engine.push(tail)
+        parts += self.engine.finish()
+        return self._release(self._back(parts, last=True), final=True)
+
+    # -- internals
+    def _timed(self, fn: SeparateFn) -> SeparateFn:
+        def run(chunks: Tensor) -> Tensor:
+            start = time.perf_counter()
+            out = fn(chunks)
+            seconds = time.perf_counter() - start
+            self.stats.chunks += len(chunks)
+            self.stats.compute_seconds += seconds
+            self.stats.last_chunk_seconds = seconds / len(chunks)
+            return out
+
+        return run
+
+    def _back(self, parts: list[Tensor], *, last: bool) -> np.ndarray:
+        """Model-rate blocks -> ``[n, J]`` at the output rate."""
+        y = np.concatenate([p.T.numpy() for p in parts]) if parts else np.zeros((0, self.num_spk), np.float32)
+        if self._to_output is not None and (len(y) or last):
+            y = self._to_output.resample_chunk(np.ascontiguousarray(y), last=last)
+        return y
+
+    def _expected(self, frames: int) -> int:
+        return audio.resampled_length(frames, self.sample_rate, self.output_rate)
+
+    def _release(self, y: np.ndarray, *, final: bool) -> np.ndarray:
+        """Cap the output at the length the input so far implies (the file path's exact length)."""
+        ready = np.concatenate((self._held, y)) if len(self._held) else y
+        limit = self._expected(self.stats.input_frames) - self.stats.output_frames
+        if final and len(ready) < limit:  # as the file writer does: pad a short tail with zeros
+            ready = np.concatenate((ready, np.zeros((limit - len(ready), self.num_spk), np.float32)))
+        out, self._held = ready[:limit], ready[limit:]
+        if len(out) and not final:
+            self._note_latency(self.stats.output_frames)
+        self.stats.output_frames += len(out)
+        return np.ascontiguousarray(out.T, dtype=np.float32)
+
+    def _note_latency(self, first: int) -> None:
+        """Latency of a block = now - arrival of its first sample (the one that waited longest)."""
+        position = first * self.sample_rate / self.output_rate  # that sample, in input frames
+        while len(self._arrivals) > 1 and self._arrivals[0][0] <= position:
+            self._arrivals.popleft()
+        waited = self.clock() - self._arrivals[0][1]
+        self.stats.latency_max = max(self.stats.latency_max, waited)
+        self.stats.latency_sum += waited
+        self.stats.latency_blocks += 1

@@ -15,7 +15,8 @@ class PrecisionName(str, Enum):
 HELP = (
     "auto: bf16 where the CPU (avx512_bf16/amx_bf16) or GPU computes it natively, else fp32. "
     "bf16 elsewhere is emulated and slower than fp32. int8: dynamic int8 FFN and attention weights, "
-    "CPU only; measured no faster than fp32 on an AVX2 CPU (see the README's speed table)."
+    "CPU only, lossy; on an AVX2 CPU 17% less CPU time than fp32 at the released size, slower on small "
+    "models (README, Precision)."
 )
 
 METAVAR = "auto|fp32|bf16|int8"

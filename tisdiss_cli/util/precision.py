@@ -10,7 +10,7 @@
 - anything else (MPS): float32.
 
 ``int8`` (dynamic quantisation, :mod:`tisdiss_cli.model.int8`) is never chosen by ``auto``:
-whether it pays depends on the CPU and the model, see the README's speed section.
+it is lossy, and whether it pays depends on the CPU and the model (README, Precision).
 """
 
 from __future__ import annotations

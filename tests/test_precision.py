@@ -57,13 +57,13 @@ def test_native_bf16_comes_from_the_flags_line_only(flags: tuple[str, ...], nati
     assert {"avx2", *flags} <= cpu_flags(text) and "AuthenticAMD" not in cpu_flags(text)
 
 
-@pytest.mark.parametrize("mask", range(2 ** len(ALL_FLAGS[:6])))
-def test_auto_never_picks_a_precision_the_cpu_lacks(mask: int) -> None:
-    flags = [f for i, f in enumerate(ALL_FLAGS[:6]) if mask >> i & 1]
-    for extra in ((), ("avx512_bf16",), ("amx_bf16",)):
-        chosen = choose_precision("auto", CPU, cpuinfo=cpuinfo(*flags, *extra))
-        assert chosen.name == ("bf16" if extra else "fp32"), (flags, extra, chosen)
-        assert chosen.warning is None
+def test_auto_never_picks_a_precision_the_cpu_lacks() -> None:
+    for mask in range(2 ** len(ALL_FLAGS)):  # every combination of the neighbouring flags
+        flags = [f for i, f in enumerate(ALL_FLAGS) if mask >> i & 1]
+        for extra in ((), ("avx512_bf16",), ("amx_bf16",)):
+            chosen = choose_precision("auto", CPU, cpuinfo=cpuinfo(*flags, *extra))
+            assert chosen.name == ("bf16" if extra else "fp32"), (flags, extra, chosen)
+            assert chosen.warning is None
 
 
 def test_auto_without_a_flags_file_is_fp32(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -73,7 +73,9 @@ def test_auto_without_a_flags_file_is_fp32(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_this_machine_matches_its_cpuinfo() -> None:
-    path = need(Path("/proc/cpuinfo"))
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        pytest.skip("no /proc/cpuinfo here")
     flags = next(line for line in path.read_text().splitlines() if line.startswith("flags")).split()
     native = "avx512_bf16" in flags or "amx_bf16" in flags
     assert choose_precision("auto", CPU).name == ("bf16" if native else "fp32")

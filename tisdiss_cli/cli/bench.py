@@ -12,6 +12,8 @@ from rich.table import Table
 
 from ..model.depth import MAX_REPEATS
 from . import app, help
+from .precision import HELP as PRECISION_HELP
+from .precision import METAVAR, PrecisionName
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -42,10 +44,13 @@ def bench(
     nsep: int = typer.Option(2, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="Separation repetitions N_sep."),
     nre: str = typer.Option("1,3,6,8", "--nre", metavar="N,N,...", help="Comma-separated N_re values to time."),
     runs: int = typer.Option(3, "--runs", min=1, metavar="N", help="Timed runs per setting (median reported)."),
+    precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Time whole-input separation per depth; report RTF, throughput and the deepest real-time one."""
     from ..evaluation.bench import RANDOM_MODELS, deepest_realtime, random_model, time_forward
+    from ..model.precision import apply_precision
+    from ..util.precision import choose_precision
 
     depths = _int_list(nre, "--nre")
     if threads:
@@ -62,7 +67,13 @@ def bench(
         except MODEL_ERRORS as exc:
             Console(stderr=True).print(f"error: {escape(str(exc))}")
             raise typer.Exit(1) from None
-    net = net.to(device)
+    try:
+        chosen = choose_precision(precision.value, torch.device(device))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--precision") from None
+    if chosen.warning:
+        Console(stderr=True, highlight=False, soft_wrap=True).print(f"warning: {escape(chosen.warning)}")
+    net = apply_precision(net.to(device), chosen.name)
     results = [time_forward(net, n_sep=nsep, n_re=k, seconds=seconds, batch_size=batch_size, runs=runs) for k in depths]
     best = deepest_realtime(results)
     if as_json:
@@ -82,6 +93,7 @@ def bench(
                 {
                     "model": model,
                     "device": device,
+                    "precision": chosen.name,
                     "threads": torch.get_num_threads(),
                     "seconds": seconds,
                     "batch_size": batch_size,
@@ -91,7 +103,12 @@ def bench(
             )
         )
         return
-    table = Table(title=escape(f"{model} on {device}, {torch.get_num_threads()} threads, {seconds:g} s x {batch_size}"))
+    table = Table(
+        title=escape(
+            f"{model} on {device} in {chosen.describe()}, {torch.get_num_threads()} threads, "
+            f"{seconds:g} s x {batch_size}"
+        )
+    )
     for col in ("N_sep", "N_re", "median s", "RTF", "audio s / s", "peak MB"):
         table.add_column(col, justify="right")
     for r in results:

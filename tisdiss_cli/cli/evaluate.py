@@ -16,6 +16,8 @@ from rich.table import Table
 from ..model.depth import MAX_REPEATS
 from ..util.fileio import unwritable_folder
 from . import app, help
+from .precision import HELP as PRECISION_HELP
+from .precision import METAVAR, PrecisionName
 from .progress import audio_progress
 
 err = Console(stderr=True)
@@ -84,6 +86,7 @@ def eval_command(
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, metavar="N", help="Score only the first N utterances."),
     device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0."),
+    precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
     json_out: Path | None = typer.Option(
         None, "--json", metavar="FILE", help="Write the summary and per-setting means as JSON."
     ),
@@ -174,6 +177,7 @@ def eval_command(
                 with_sdr=sdr,
                 rtf_utterances=rtf_utterances,
                 adaptive_threshold=adaptive,
+                precision=precision.value,
             )
         except (TestSetError, MetricError, CheckpointError, ValueError, ImportError, OSError) as exc:
             bar.stop()
@@ -182,7 +186,8 @@ def eval_command(
     console = Console()
     table = Table(
         title=escape(
-            f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz)"
+            f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz, "
+            f"{report.precision})"
         )
     )
     for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", "RTF"):

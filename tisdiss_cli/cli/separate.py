@@ -31,6 +31,8 @@ from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
 from .inputs import collect_inputs, distributed_rank, shard
+from .precision import HELP as PRECISION_HELP
+from .precision import METAVAR, PrecisionName
 from .progress import audio_progress
 from .stdin import StdinOptions, separate_stdin
 
@@ -177,6 +179,7 @@ def separate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps."),
     threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
+    precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
     raw_rate: int | None = typer.Option(
         None, "--raw-rate", min=1, metavar="HZ", help="With -: stdin is headerless PCM at this rate, not WAV."
@@ -251,6 +254,7 @@ def separate(
             batch_size=batch_size,
             adaptive_threshold=adaptive_threshold if adaptive else None,
             match_level=match_level,
+            precision=precision.value,
         )
         depth = separator.depth(preset.value, nsep, nre)
         if max_rtf is not None:
@@ -283,7 +287,8 @@ def separate(
     if adaptive:
         source += f", adaptive up to n_re={depth[1]} (threshold {adaptive_threshold:g} dB)"
     out.print(
-        f"model {escape(separator.loaded.name)} on {separator.device}, {source}: n_sep={depth[0]}, n_re={depth[1]}"
+        f"model {escape(separator.loaded.name)} on {separator.device} in {escape(separator.precision.describe())}, "
+        f"{source}: n_sep={depth[0]}, n_re={depth[1]}"
     )
 
     if streaming:
@@ -370,6 +375,7 @@ def separate(
         "n_sep": depth[0],
         "n_re": depth[1],
         "device": str(separator.device),
+        "precision": separator.precision.name,
         "files": len(results),
         "skipped": len(skipped),
         "failed": len(failed),

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -24,9 +25,11 @@ import torch
 
 from ..model.depth import MAX_REPEATS, Depth
 from ..model.network import TISDiSS
+from ..model.precision import apply_precision
 from ..separation import audio
 from ..separation.adaptive import converged
 from ..util.fileio import atomic_write as _atomic_write
+from ..util.precision import choose_precision
 from ..util.timing import Stopwatch
 from ..zoo.load import LoadedModel
 from . import metrics
@@ -38,6 +41,8 @@ from .testset import (
     load_testset,
     read_example,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,7 @@ class EvalReport:
     adaptive: SettingResult | None = None  # adaptive depth: n_re is the deepest allowed
     adaptive_threshold: float | None = None  # its stopping threshold (dB)
     adaptive_mean_n_re: float | None = None  # mean depth it stopped at
+    precision: str = "fp32"  # what the network computed in (see tisdiss_cli.util.precision)
 
     def setting(self, n_re: int) -> SettingResult:
         return next(s for s in self.settings if s.n_re == n_re)
@@ -285,6 +291,7 @@ def evaluate(
     with_sdr: bool = True,
     rtf_utterances: int = 2,
     adaptive_threshold: float | None = None,
+    precision: str = "fp32",
 ) -> EvalReport:
     """Score ``source`` on ``testset`` at one n_sep and every n_re in ``n_re_values``.
 
@@ -293,7 +300,8 @@ def evaluate(
     ``save_estimates`` writes ``DIR/nsep{S}-nre{K}/s{j}/ID.wav`` (model rate, float WAV,
     permutation-aligned to the references). ``rtf_utterances`` = 0 skips the speed timing.
     ``adaptive_threshold`` (dB) also scores adaptive depth (see :mod:`tisdiss_cli.separation.adaptive`),
-    up to the deepest requested n_re, from the same pass.
+    up to the deepest requested n_re, from the same pass. ``precision``: fp32, bf16, int8 or auto
+    (:func:`~tisdiss_cli.util.precision.choose_precision`), for the scores and the timings.
     Raises :class:`~tisdiss_cli.evaluation.testset.TestSetError` for a bad test set, ``ValueError`` for
     settings the model cannot run.
     """
@@ -310,6 +318,10 @@ def evaluate(
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     rate = model.config.sample_rate
+    chosen = choose_precision(precision, dev)
+    if chosen.warning:
+        log.warning(chosen.warning)
+    model = apply_precision(model, chosen.name)
 
     tset = testset if isinstance(testset, TestSet) else load_testset(testset)
     tset = tset.head(limit)
@@ -374,6 +386,7 @@ def evaluate(
         forward_seconds=forward_s,
         metric_seconds=metric_s,
         rtf_utterances=len(timed_mixes),
+        precision=chosen.name,
     )
     if adaptive_rows:
         report.adaptive = _summarise(adaptive_rows, n_sep, max(values), None)

@@ -10,6 +10,7 @@ on every call and change no parameter, so one set of weights runs shallower or d
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -210,8 +211,12 @@ def _keep(step: int, layers: int, repetitions: int, every_rep: bool, every_layer
 class TISDiSS(nn.Module):
     """Time-frequency separation with inference-time scalable depth.
 
-    ``model(mix [B, L], n_sep=None, n_re=None) -> [B, J, L]``.
+    ``model(mix [B, L], n_sep=None, n_re=None) -> [B, J, L]``. With ``compute_dtype`` set
+    (bfloat16: :func:`tisdiss_cli.model.precision.apply_precision`), ``forward`` and
+    ``iter_depths`` run under autocast to it; outputs stay float32.
     """
+
+    compute_dtype: torch.dtype | None = None
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -244,14 +249,21 @@ class TISDiSS(nn.Module):
         e, scale, spec, states = self._encode(mix, n_sep)
         return e, _last(states, e), scale, spec
 
+    def _autocast(self, mix: Tensor) -> contextlib.AbstractContextManager[object]:
+        """Autocast to ``compute_dtype`` on the input's device, when one is set."""
+        if self.compute_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(mix.device.type, dtype=self.compute_dtype)
+
     def forward(self, mix: Tensor, *, n_sep: int | None = None, n_re: int | None = None) -> Tensor:
         """mix: [B, L] -> [B, J, L] at (n_sep, n_re); None takes the config's default."""
         n_sep, n_re = self._depths(n_sep, n_re)
-        e, h, scale, spec = self._separate(mix, n_sep)
-        y = self.splitter(h)
-        if self.reconstructor is not None:
-            y = _last(self.reconstructor.steps(y, n_re, e, self.mixer), y)
-        return self.decoder(y, scale, mix.shape[-1], spec)
+        with self._autocast(mix):
+            e, h, scale, spec = self._separate(mix, n_sep)
+            y = self.splitter(h)
+            if self.reconstructor is not None:
+                y = _last(self.reconstructor.steps(y, n_re, e, self.mixer), y)
+            return self.decoder(y, scale, mix.shape[-1], spec)
 
     def iter_depths(
         self, mix: Tensor, *, n_sep: int | None = None, max_n_re: int | None = None
@@ -262,16 +274,24 @@ class TISDiSS(nn.Module):
         repetitions, decoded. Stop iterating early to save the remaining compute.
         """
         n_sep, max_n_re = self._depths(n_sep, max_n_re)
-        e, h, scale, spec = self._separate(mix, n_sep)
-        y = self.splitter(h)
         length = mix.shape[-1]
-        yield 0, self.decoder(y, scale, length, spec)
+        # Autocast is entered per step, never across a yield: the caller's code between
+        # outputs must not run under it.
+        with self._autocast(mix):
+            e, h, scale, spec = self._separate(mix, n_sep)
+            y = self.splitter(h)
+            first = self.decoder(y, scale, length, spec)
+        yield 0, first
         if self.reconstructor is None:
             return
         m_re = len(self.reconstructor.blocks)
-        for i, state in enumerate(self.reconstructor.steps(y, max_n_re, e, self.mixer)):
-            if (i + 1) % m_re == 0:
-                yield (i + 1) // m_re, self.decoder(state, scale, length, spec)
+        steps = self.reconstructor.steps(y, max_n_re, e, self.mixer)
+        for i in range(m_re * max_n_re):
+            with self._autocast(mix):
+                state = next(steps)
+                out = self.decoder(state, scale, length, spec) if (i + 1) % m_re == 0 else None
+            if out is not None:
+                yield (i + 1) // m_re, out
 
     def forward_train(
         self,

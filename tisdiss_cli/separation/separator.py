@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -20,8 +21,10 @@ from torch import Tensor
 
 from ..model.depth import Depth, default_presets
 from ..model.network import TISDiSS
+from ..model.precision import apply_precision
 from ..util.device import pick_device
 from ..util.fileio import remove_stale_parts
+from ..util.precision import PrecisionChoice, choose_precision
 from ..zoo.load import LoadedModel, load_any
 from . import audio
 from .adaptive import separate_adaptive
@@ -41,6 +44,8 @@ from .waveform import as_mono_float32, check_sample_rate
 DEFAULT_SEGMENT = 1.5  # seconds per chunk
 DEFAULT_OVERLAP = 0.25  # fraction of the segment shared by consecutive chunks
 DEFAULT_FILENAME = "{stem}_spk{spk}.{ext}"
+
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]  # (samples done, total samples) at the model's rate
 OutputRate = Literal["input", "model"]
@@ -113,6 +118,9 @@ class Separator:
     N_re; the depth used per chunk is recorded in ``depths_used``.
     match_level: scale each chunk's outputs so their total energy equals the mixture's
     (:func:`match_level`); False keeps the network's own output level.
+    precision: "fp32" | "bf16" | "int8" | "auto" (bf16 where the device computes it natively,
+    else fp32; :mod:`tisdiss_cli.util.precision`). What was chosen, and a warning for emulated
+    bf16, is in ``self.precision``.
     """
 
     def __init__(
@@ -126,13 +134,17 @@ class Separator:
         batch_size: int = 1,
         adaptive_threshold: float | None = None,
         match_level: bool = True,
+        precision: str = "fp32",
     ) -> None:
         self.device = pick_device(device)
+        self.precision: PrecisionChoice = choose_precision(precision, self.device)
+        if self.precision.warning:
+            log.warning(self.precision.warning)
         self.match_level = match_level
         self.adaptive_threshold = adaptive_threshold
         self.depths_used: list[int] = []
         self.loaded = resolve_model(model, self.device)
-        self.model = self.loaded.model
+        self.model = apply_precision(self.loaded.model, self.precision.name)
         self.sample_rate = self.model.config.sample_rate
         self.num_spk = self.model.config.num_spk
         if segment is None:
@@ -158,7 +170,9 @@ class Separator:
         """Measured RTF per N_re on this device (cached per model and device)."""
         n_sep = self.depth(n_sep=n_sep).n_sep
         deepest = max(depth.n_re for depth in self.loaded.presets.values())
-        return calibrate(self.model, self.loaded.name, n_sep=n_sep, max_n_re=deepest)
+        name = self.precision.name
+        model_id = self.loaded.name if name == "fp32" else f"{self.loaded.name}|{name}"  # each measured apart
+        return calibrate(self.model, model_id, n_sep=n_sep, max_n_re=deepest)
 
     def depth_for_rtf(self, max_rtf: float, n_sep: int | None = None) -> Depth:
         """The deepest (n_sep, n_re), up to the deepest preset, measured to run at RTF <= max_rtf."""

@@ -60,7 +60,7 @@ class RealSTFT(nn.Module):
         re, im = framed.transpose(1, 2).chunk(2, dim=-1)
         return re, im
 
-    def inverse(self, re: Tensor, im: Tensor, length: int | Tensor) -> Tensor:
+    def inverse(self, re: Tensor, im: Tensor, length: int) -> Tensor:
         """(re, im) [B, T, F] -> [B, length]: overlap-add divided by the summed squared window."""
         spec = torch.cat((re, im), dim=-1).transpose(1, 2)  # [B, 2F, T]
         frames = F.conv_transpose1d(spec, self.synthesis.to(re.dtype), stride=self.hop)  # [B, 1, n_fft + hop (T-1)]

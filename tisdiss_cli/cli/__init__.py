@@ -39,7 +39,7 @@ def _root(
 
 
 def _register_commands() -> None:
-    from . import bench, evaluate, live, models, separate, train  # noqa: F401  (each registers on app)
+    from . import bench, evaluate, export, live, models, separate, train  # noqa: F401  (each registers on app)
 
 
 class _OneLine(logging.Formatter):

@@ -167,7 +167,10 @@ class BandSplit(nn.Module):
         self.offsets = [sum(sizes[:i]) for i in range(len(sizes))]
 
     def forward(self, spec: Tensor) -> Tensor:
-        x = torch.view_as_real(spec).flatten(-2)  # [B, T, 2F]: (re, im) interleaved per bin
+        return self.embed(torch.view_as_real(spec).flatten(-2))
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The real form of :meth:`forward`: ``[B, T, 2F]`` ((re, im) interleaved per bin) -> ``[B, T, nband, C]``."""
         values = x.index_select(-1, self.index)  # [B, T, S]: each band's values in table order
         bands = [cast(BandProjection, band) for band in self.bands]
         if self.utterance_norm:
@@ -234,10 +237,13 @@ class BandRestore(nn.Module):
         return out
 
     def forward(self, y: Tensor) -> Tensor:
+        return torch.view_as_complex(self.bin_values(y).unflatten(-1, (self.n_freq, 2)).contiguous())
+
+    def bin_values(self, y: Tensor) -> Tensor:
+        """The real form of :meth:`forward`: ``[N, T, nband, C]`` -> ``[N, T, 2F]``, (re, im) interleaved per bin."""
         values = full_precision(self._band_values(y))
         if self.disjoint:
             flat = values.new_empty(*values.shape[:-1], 2 * self.n_freq)
             flat[..., self.index] = values
-        else:
-            flat = values.new_zeros(*values.shape[:-1], 2 * self.n_freq).index_add_(-1, self.index, values)
-        return torch.view_as_complex(flat.unflatten(-1, (self.n_freq, 2)).contiguous())
+            return flat
+        return values.new_zeros(*values.shape[:-1], 2 * self.n_freq).index_add_(-1, self.index, values)

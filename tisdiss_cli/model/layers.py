@@ -22,6 +22,9 @@ from .config import ModelConfig
 # LocoformerPath here) move values without changing any, so the reference keeps them; running
 # it over strided memory would only make reference runs slower, not more plain.
 _FAST = True
+# Real arithmetic only (no complex tensors), for exporters whose formats have no complex type
+# (ONNX): RoPE takes its real form and the FFN its convolution form at every sequence length.
+_REAL = False
 
 
 def fast_paths_enabled() -> bool:
@@ -40,9 +43,21 @@ def reference_paths() -> Iterator[None]:
         _FAST = previous
 
 
+@contextmanager
+def real_arithmetic() -> Iterator[None]:
+    """Run without complex tensors inside this block, same numerics up to rounding (not thread-safe)."""
+    global _REAL
+    previous, _REAL = _REAL, True
+    try:
+        yield
+    finally:
+        _REAL = previous
+
+
 def _inplace_ok(*tensors: Tensor) -> bool:
-    """In-place element-wise ops are safe only when autograd will not need the inputs."""
-    return not (torch.is_grad_enabled() and any(t.requires_grad for t in tensors))
+    """In-place element-wise ops are safe only when autograd will not need the inputs (and not in
+    real mode, which is for exporters: the ONNX exporter can lose the shape of a view written in place)."""
+    return not (_REAL or (torch.is_grad_enabled() and any(t.requires_grad for t in tensors)))
 
 
 class RMSGroupNorm(nn.Module):
@@ -131,7 +146,9 @@ class SwiGLUConvFFN(nn.Module):
     def _fast(self, x: Tensor, residual: Tensor | None) -> Tensor:
         """Stride 1, no transposes: with padding K-1 on both sides the conv has S + K - 1
         outputs, and kept deconv output p (window [K-1, K-1+S)) reads conv outputs p-K+1 .. p."""
-        if x.shape[1] < self.kernel:
+        # Not in real mode (export): a graph would rebuild the banded weight with dozens of writes
+        # per call, and the test on the length would fix it in the graph.
+        if not _REAL and x.shape[1] < self.kernel:
             return self._short(x, residual)
         left = self.kernel - 1
         # [N, S, C] seen as a channels-last [N, C, 1, S]: oneDNN convolves it in place and
@@ -240,7 +257,7 @@ class MultiHeadSelfAttention(nn.Module):
         """x: [N, S, C] -> [N, S, C]."""
         n, seq, _ = x.shape
         qkv = self.qkv(x)  # channel (which * H + head) * d + e, which in (q, k, v)
-        if _FAST and qkv.dtype in (torch.float32, torch.float64):
+        if _FAST and not _REAL and qkv.dtype in (torch.float32, torch.float64):
             # RoPE as one complex multiply on q and k together (pairs (x0, x1) -> x0 + i x1);
             # reduced precision takes the real form below (there is no complex bfloat16).
             width = qkv.shape[-1] // 3

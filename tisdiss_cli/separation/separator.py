@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -79,6 +79,14 @@ def resolve_model(spec: object, device: torch.device) -> LoadedModel:
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"model must be a name, a path, a LoadedModel or a TISDiSS, not {type(spec).__name__}")
     return load_any(spec, device=str(device))
+
+
+def preset_depth(presets: Mapping[str, Depth], preset: str, n_sep: int | None, n_re: int | None) -> Depth:
+    """(n_sep, n_re) of a model's preset, with explicit values overriding it; ValueError for an unknown preset."""
+    if preset not in presets:
+        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(presets)}")
+    base = presets[preset]
+    return Depth(base.n_sep if n_sep is None else n_sep, base.n_re if n_re is None else n_re)
 
 
 def stays_inside(relative: str) -> bool:
@@ -160,11 +168,7 @@ class Separator:
 
     def depth(self, preset: str | None = None, n_sep: int | None = None, n_re: int | None = None) -> Depth:
         """(n_sep, n_re) for a preset, with explicit values overriding it."""
-        name = preset or self.preset
-        if name not in self.loaded.presets:
-            raise ValueError(f"unknown preset {name!r}; available: {', '.join(self.loaded.presets)}")
-        base = self.loaded.presets[name]
-        return Depth(base.n_sep if n_sep is None else n_sep, base.n_re if n_re is None else n_re)
+        return preset_depth(self.loaded.presets, preset or self.preset, n_sep, n_re)
 
     def calibration(self, n_sep: int | None = None) -> Calibration:
         """Measured RTF per N_re on this device (cached per model and device)."""

@@ -1,0 +1,119 @@
+"""`tisdiss export`: a model at one depth as an ONNX file (waveform in, waveform out) and its card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..model.depth import MAX_REPEATS
+from ..separation.audio import AudioError, read, resample, to_mono
+from ..separation.export import ExportError, export_onnx, require_onnx
+from ..util.fileio import unwritable_folder
+from ..zoo.load import MODEL_ERRORS, load_any
+from . import app, help
+
+EXAMPLES = """
+[b]Examples[/b]
+
+  tisdiss export tisdiss-small-8k --preset fast -o small-fast.onnx
+  tisdiss export wsj0-2mix --nsep 2 --nre 3 -o wsj0-2mix.onnx
+  tisdiss export run/model.safetensors --check-input meeting.wav
+"""
+
+
+@app.command(epilog=EXAMPLES, cls=help.Command)
+def export(
+    model: str = typer.Argument(
+        ..., metavar="MODEL", help="Model name, checkpoint file or ESPnet folder.", show_default=False
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", metavar="FILE", help="The .onnx file to write [default: MODEL's name .onnx]."
+    ),
+    preset: str = typer.Option(
+        "balanced", "-p", "--preset", metavar="fast|balanced|best", help="The model's preset depth to export."
+    ),
+    nsep: int | None = typer.Option(
+        None, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="Separation repetitions N_sep (overrides the preset)."
+    ),
+    nre: int | None = typer.Option(
+        None,
+        "--nre",
+        min=0,
+        max=MAX_REPEATS,
+        metavar="N",
+        help="Reconstruction repetitions N_re (overrides the preset).",
+    ),
+    check_input: Path | None = typer.Option(
+        None,
+        "--check-input",
+        metavar="AUDIO",
+        help="Recording for the onnxruntime parity check [default: a synthetic 2.5-s mixture].",
+    ),
+    check: bool = typer.Option(True, "--check/--no-check", help="Compare onnxruntime with PyTorch before writing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing file and card."),
+    threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the card as JSON on stdout."),
+) -> None:
+    """Export MODEL at one (N_sep, N_re) to ONNX, check it with onnxruntime, write a JSON card beside it."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def fail(message: str) -> NoReturn:
+        err.print(f"error: {escape(' '.join(message.split()))}")
+        raise typer.Exit(1)
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        require_onnx()  # before loading anything
+        loaded = load_any(model)
+    except (ExportError, *MODEL_ERRORS) as exc:
+        fail(str(exc))
+    target = output if output is not None else Path(f"{Path(loaded.name).stem}.onnx")
+    problem = unwritable_folder(target.parent)
+    if problem is not None:
+        fail(problem)
+    mixture: np.ndarray | None = None
+    if check_input is not None:
+        try:
+            data, rate = read(check_input)
+            mixture = resample(to_mono(data), rate, loaded.model.config.sample_rate)
+        except AudioError as exc:
+            fail(str(exc))
+    try:
+        result = export_onnx(
+            loaded,
+            target,
+            preset=preset,
+            n_sep=nsep,
+            n_re=nre,
+            check_input=mixture,
+            check=check,
+            overwrite=overwrite,
+        )
+    except (ExportError, FileExistsError, ValueError, OSError) as exc:
+        fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(result.card, indent=2))
+        return
+    out = Console(highlight=False, soft_wrap=True)
+    depth = result.card["depth"]
+    size = result.path.stat().st_size / 1e6
+    out.print(
+        f"{escape(loaded.name)} at n_sep={depth['n_sep']}, n_re={depth['n_re']} -> "
+        f"{escape(str(result.path))} ({size:.1f} MB), card {escape(str(result.card_path))}"
+    )
+    if result.parity is None:
+        out.print("parity check skipped (--no-check)")
+    else:
+        p = result.parity
+        out.print(
+            f"onnxruntime vs PyTorch: max error {p.max_abs_error:.2e} ({p.relative_error:.1e} of the peak, "
+            f"tolerance {result.card['parity']['tolerance']:.0e})"
+        )

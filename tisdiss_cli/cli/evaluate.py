@@ -228,7 +228,7 @@ def eval_command(
     per_metric = report.metric_seconds / max(total, 1)
     console.print(
         f"{report.audio_seconds:.1f} s of audio on {report.device}: one-pass sweep {report.forward_seconds:.1f} s, "
-        f"scoring {report.metric_seconds:.1f} s "
+        f"scoring {report.metric_seconds:.1f} s{f' (SDR: {report.sdr_backend})' if report.sdr_backend else ''} "
         f"({per_metric:.2f} s per utterance for {len(report.settings)} setting(s) + mixture), "
         f"RTF over {report.rtf_utterances} utterance(s); total {time.perf_counter() - start:.1f} s",
         highlight=False,

@@ -269,3 +269,19 @@ def test_adaptive_rows_match_separate_adaptive_runs(tmp_path, tiny):
             assert report.adaptive_mean_n_re == 1.0
         if threshold > 1e6:
             assert report.adaptive_mean_n_re == 3.0
+
+
+def test_cli_sdr_backends_agree(tmp_path, checkpoint):
+    root = write_set(tmp_path / "set", n=2, seconds=0.3)
+    means = {}
+    for backend in ("fast", "mir_eval"):
+        out = tmp_path / f"{backend}.json"
+        args = ["--model", str(checkpoint), "--nre", "1-2", "--rtf-utterances", "0", "--json", str(out)]
+        result = run_cli(str(root), *args, "--sdr-backend", backend)
+        assert result.exit_code == 0, result.output
+        summary = json.loads(out.read_text())
+        assert summary["sdr_backend"] == backend
+        means[backend] = [(s["sdr"], s["sdri"]) for s in summary["settings"]]
+    assert np.max(np.abs(np.subtract(means["fast"], means["mir_eval"]))) < 0.01
+    result = run_cli(str(root), "--model", str(checkpoint), "--sdr-backend", "museval")
+    assert result.exit_code != 0 and "unknown SDR backend 'museval'" in result.output

@@ -117,13 +117,25 @@ def eval_command(
         help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), "
         "up to the deepest --nre; from the same pass.",
     ),
-    sdr: bool = typer.Option(
-        True, "--sdr/--no-sdr", help="Compute BSS Eval SDR (mir_eval; about 0.1-0.3 s per utterance and setting)."
+    sdr: bool = typer.Option(True, "--sdr/--no-sdr", help="Compute BSS Eval v3 SDR(i)."),
+    sdr_backend: str = typer.Option(
+        "fast",
+        "--sdr-backend",
+        metavar="fast|mir_eval",
+        help="SDR implementation: fast (built in) or mir_eval (the original, a cross-check; the eval extra).",
+    ),
+    extra_metrics: str | None = typer.Option(
+        None,
+        "--metrics",
+        metavar="stoi,pesq",
+        help="Also score STOI and/or PESQ (narrow-band at 8 kHz, wide-band at 16 kHz; the metrics extra).",
     ),
 ) -> None:
-    """Score separation quality (SI-SNR(i), SDR(i)) and speed against N_re, from one pass per utterance."""
-    from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
-    from ..evaluation.metrics import MetricError
+    """Score separation quality (SI-SNR(i), SDR(i), optionally STOI and PESQ) and speed against N_re,
+    from one pass per utterance."""
+    from ..evaluation.evaluate import EvalProgress, SettingResult, evaluate, write_csv, write_json, write_plot
+    from ..evaluation.metrics import MetricError, check_sdr_backend
+    from ..evaluation.perceptual import missing_package, parse_metrics
     from ..evaluation.testset import TestSetError, load_testset
     from ..model.checkpoint import CheckpointError
     from ..zoo.load import MODEL_ERRORS, load_any
@@ -131,8 +143,19 @@ def eval_command(
     depths = _depths(nre)
     if plot is not None and importlib.util.find_spec("matplotlib") is None:
         _fail("--plot needs matplotlib: pip install 'tisdiss[plot]'")
-    if sdr and importlib.util.find_spec("mir_eval") is None:
-        _fail("SDR needs mir_eval: pip install 'tisdiss[eval]' (or pass --no-sdr)")
+    try:
+        backend = check_sdr_backend(sdr_backend)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sdr-backend") from None
+    try:
+        extra = parse_metrics(extra_metrics) if extra_metrics is not None else ()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--metrics") from None
+    if sdr and backend == "mir_eval" and importlib.util.find_spec("mir_eval") is None:
+        _fail("--sdr-backend mir_eval needs mir_eval: pip install 'tisdiss[eval]' (or use --sdr-backend fast)")
+    missing = missing_package(extra)
+    if missing is not None:
+        _fail(missing)
     _check_outputs(**{"--json": json_out, "--csv": csv_out, "--plot": plot, "--save-estimates": save_estimates})
     start = time.perf_counter()
     try:
@@ -178,6 +201,8 @@ def eval_command(
                 rtf_utterances=rtf_utterances,
                 adaptive_threshold=adaptive,
                 precision=precision.value,
+                sdr_backend=backend,
+                extra_metrics=extra,
             )
         except (TestSetError, MetricError, CheckpointError, ValueError, ImportError, OSError) as exc:
             bar.stop()
@@ -190,28 +215,25 @@ def eval_command(
             f"{report.precision})"
         )
     )
-    for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", "RTF"):
+    pesq_title = f"PESQ-{report.pesq_mode.upper()}" if report.pesq_mode else "PESQ"
+    titles = {"stoi": "STOI", "pesq": pesq_title}
+    for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", *(titles[m] for m in report.metrics), "RTF"):
         table.add_column(name, justify="right")
+
+    def cells(s: SettingResult) -> list[str]:
+        scores = [_fmt(s.si_snr), _fmt(s.si_snri), _fmt(s.sdr), _fmt(s.sdri)]
+        return scores + [_fmt(getattr(s, m), 3 if m == "stoi" else 2) for m in report.metrics]
+
     for s in report.settings:
-        table.add_row(
-            str(s.n_sep), str(s.n_re), _fmt(s.si_snr), _fmt(s.si_snri), _fmt(s.sdr), _fmt(s.sdri), _fmt(s.rtf, 3)
-        )
+        table.add_row(str(s.n_sep), str(s.n_re), *cells(s), _fmt(s.rtf, 3))
     if report.adaptive is not None:
         a = report.adaptive
-        table.add_row(
-            str(a.n_sep),
-            f"adaptive ≤{a.n_re} (mean {report.adaptive_mean_n_re:.2f})",
-            _fmt(a.si_snr),
-            _fmt(a.si_snri),
-            _fmt(a.sdr),
-            _fmt(a.sdri),
-            "–",
-        )
+        table.add_row(str(a.n_sep), f"adaptive ≤{a.n_re} (mean {report.adaptive_mean_n_re:.2f})", *cells(a), "–")
     console.print(table)
     per_metric = report.metric_seconds / max(total, 1)
     console.print(
         f"{report.audio_seconds:.1f} s of audio on {report.device}: one-pass sweep {report.forward_seconds:.1f} s, "
-        f"scoring {report.metric_seconds:.1f} s "
+        f"scoring {report.metric_seconds:.1f} s{f' (SDR: {report.sdr_backend})' if report.sdr_backend else ''} "
         f"({per_metric:.2f} s per utterance for {len(report.settings)} setting(s) + mixture), "
         f"RTF over {report.rtf_utterances} utterance(s); total {time.perf_counter() - start:.1f} s",
         highlight=False,

@@ -32,7 +32,7 @@ from ..util.fileio import atomic_write as _atomic_write
 from ..util.precision import choose_precision
 from ..util.timing import Stopwatch
 from ..zoo.load import LoadedModel
-from . import metrics
+from . import metrics, perceptual
 from .testset import (
     AudioExample,
     TestSet,
@@ -73,6 +73,8 @@ class UtteranceResult:
     sdr: float | None
     sdri: float | None
     perm: tuple[int, ...]  # estimate perm[j] was matched to reference s{j+1}
+    stoi: float | None = None  # mean STOI over speakers (None unless requested)
+    pesq: float | None = None  # mean PESQ (MOS-LQO) over speakers (None unless requested)
     adaptive: bool = False  # the adaptive-depth row (n_re = the depth it stopped at)
 
 
@@ -88,6 +90,8 @@ class SettingResult:
     sdr: float | None
     sdri: float | None
     rtf: float | None  # compute seconds per audio second (None when not timed)
+    stoi: float | None = None  # None unless requested
+    pesq: float | None = None
 
 
 @dataclass
@@ -103,7 +107,10 @@ class EvalReport:
     utterances: list[UtteranceResult] = field(default_factory=list)
     audio_seconds: float = 0.0  # total duration of the scored mixtures
     forward_seconds: float = 0.0  # wall time of the one-pass sweeps
-    metric_seconds: float = 0.0  # wall time of scoring (mir_eval dominates)
+    metric_seconds: float = 0.0  # wall time of scoring (SI-SNR, SDR and any perceptual metric)
+    sdr_backend: str | None = "fast"  # None when SDR was not computed
+    metrics: tuple[str, ...] = ()  # perceptual metrics scored ("stoi", "pesq")
+    pesq_mode: str | None = None  # "nb" or "wb" when PESQ was scored
     rtf_utterances: int = 0  # utterances behind each RTF figure
     adaptive: SettingResult | None = None  # adaptive depth: n_re is the deepest allowed
     adaptive_threshold: float | None = None  # its stopping threshold (dB)
@@ -149,8 +156,9 @@ def write_json(report: EvalReport, path: str | os.PathLike) -> Path:
 def write_csv(report: EvalReport, path: str | os.PathLike) -> Path:
     """Write one row per utterance and setting, atomically."""
     buf = io.StringIO()
-    names = [f.name for f in dataclasses.fields(UtteranceResult)]
-    writer = csv.DictWriter(buf, fieldnames=names)
+    skipped = {"stoi", "pesq"} - set(report.metrics)  # columns of perceptual metrics only when scored
+    names = [f.name for f in dataclasses.fields(UtteranceResult) if f.name not in skipped]
+    writer = csv.DictWriter(buf, fieldnames=names, extrasaction="ignore")
     writer.writeheader()
     for row in report.utterances:
         d = dataclasses.asdict(row)
@@ -249,22 +257,43 @@ def _sweep(
     return outputs, adaptive
 
 
+@dataclass(frozen=True)
+class _Scoring:
+    """What to score besides SI-SNR, fixed for the whole run."""
+
+    with_sdr: bool
+    sdr_backend: metrics.SdrBackend
+    extra: tuple[str, ...]  # perceptual metrics
+    rate: int
+
+
 def _score_utterance(
     utt: Utterance,
     n_sep: int,
     outputs: dict[int, np.ndarray],
-    mix: np.ndarray,
     refs: np.ndarray,
-    with_sdr: bool,
+    base: metrics.Baseline,
+    how: _Scoring,
 ) -> dict[int, tuple[UtteranceResult, np.ndarray]]:
     """Scores per n_re, and the estimate reordered to match the references."""
     try:
-        base = metrics.mixture_baseline(mix, refs, with_sdr=with_sdr)
         result = {}
         for k, est in outputs.items():
-            s = metrics.score(est, refs, base, with_sdr=with_sdr)
-            result[k] = UtteranceResult(utt.id, n_sep, k, s.si_snr, s.si_snri, s.sdr, s.sdri, s.perm), est[list(s.perm)]
+            s = metrics.score(est, refs, base, with_sdr=how.with_sdr, sdr_backend=how.sdr_backend)
+            aligned = est[list(s.perm)]
+            extra = perceptual.compute(how.extra, aligned, refs, how.rate) if how.extra else {}
+            row = UtteranceResult(
+                utt.id, n_sep, k, s.si_snr, s.si_snri, s.sdr, s.sdri, s.perm, extra.get("stoi"), extra.get("pesq")
+            )
+            result[k] = row, aligned
         return result
+    except (metrics.MetricError, perceptual.PerceptualError) as exc:
+        raise metrics.MetricError(f"{utt.mix}: cannot score ({exc})") from None
+
+
+def _baseline(utt: Utterance, mix: np.ndarray, refs: np.ndarray, how: _Scoring) -> metrics.Baseline:
+    try:
+        return metrics.mixture_baseline(mix, refs, with_sdr=how.with_sdr, sdr_backend=how.sdr_backend)
     except metrics.MetricError as exc:
         raise metrics.MetricError(f"{utt.mix}: cannot score ({exc})") from None
 
@@ -292,6 +321,8 @@ def evaluate(
     rtf_utterances: int = 2,
     adaptive_threshold: float | None = None,
     precision: str = "fp32",
+    sdr_backend: metrics.SdrBackend = "fast",
+    extra_metrics: Sequence[str] = (),
 ) -> EvalReport:
     """Score ``source`` on ``testset`` at one n_sep and every n_re in ``n_re_values``.
 
@@ -302,6 +333,9 @@ def evaluate(
     ``adaptive_threshold`` (dB) also scores adaptive depth (see :mod:`tisdiss_cli.separation.adaptive`),
     up to the deepest requested n_re, from the same pass. ``precision``: fp32, bf16, int8 or auto
     (:func:`~tisdiss_cli.util.precision.choose_precision`), for the scores and the timings.
+    ``sdr_backend`` "fast" (default, no extra dependency) or "mir_eval" (the original, needs the
+    ``eval`` extra) compute the same BSS Eval v3 SDR. ``extra_metrics`` adds perceptual metrics
+    ("stoi", "pesq"; the ``metrics`` extra) on the permutation-aligned estimates.
     Raises :class:`~tisdiss_cli.evaluation.testset.TestSetError` for a bad test set, ``ValueError`` for
     settings the model cannot run.
     """
@@ -322,6 +356,13 @@ def evaluate(
     if chosen.warning:
         log.warning(chosen.warning)
     model = apply_precision(model, chosen.name)
+    extra = perceptual.parse_metrics(",".join(extra_metrics))
+    how = _Scoring(with_sdr, metrics.check_sdr_backend(sdr_backend), extra, rate)
+    problem = perceptual.missing_package(extra)
+    if problem is not None:
+        raise ImportError(problem)
+    if with_sdr and sdr_backend == "mir_eval":
+        metrics.require_mir_eval()
 
     tset = testset if isinstance(testset, TestSet) else load_testset(testset)
     tset = tset.head(limit)
@@ -354,10 +395,11 @@ def evaluate(
                 outputs, adaptive = _sweep(model, mix, n_sep, values, adaptive_threshold)
                 forward_s += time.perf_counter() - start
                 start = time.perf_counter()
-                scored = _score_utterance(utt, n_sep, outputs, mix_np, refs, with_sdr)
+                base = _baseline(utt, mix_np, refs, how)
+                scored = _score_utterance(utt, n_sep, outputs, refs, base, how)
                 if adaptive is not None:
                     depth, est = adaptive
-                    row, _ = _score_utterance(utt, n_sep, {depth: est}, mix_np, refs, with_sdr)[depth]
+                    row, _ = _score_utterance(utt, n_sep, {depth: est}, refs, base, how)[depth]
                     adaptive_rows.append(dataclasses.replace(row, adaptive=True))
                 metric_s += time.perf_counter() - start
                 for k, (row, aligned) in scored.items():
@@ -385,6 +427,9 @@ def evaluate(
         audio_seconds=audio,
         forward_seconds=forward_s,
         metric_seconds=metric_s,
+        sdr_backend=sdr_backend if with_sdr else None,
+        metrics=extra,
+        pesq_mode=perceptual.pesq_rate(rate)[1] if "pesq" in extra else None,
         rtf_utterances=len(timed_mixes),
         precision=chosen.name,
     )
@@ -402,4 +447,6 @@ def _summarise(mine: list[UtteranceResult], n_sep: int, n_re: int, rtf: float | 
 
     si_snr = float(np.mean([r.si_snr for r in mine]))
     si_snri = float(np.mean([r.si_snri for r in mine]))
-    return SettingResult(n_sep, n_re, len(mine), si_snr, si_snri, mean("sdr"), mean("sdri"), rtf)
+    return SettingResult(
+        n_sep, n_re, len(mine), si_snr, si_snri, mean("sdr"), mean("sdri"), rtf, mean("stoi"), mean("pesq")
+    )

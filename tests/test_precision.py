@@ -160,7 +160,10 @@ def test_tiny_random_model_reduced_precision_within_stated_si_snr(tiny: TISDiSS,
     assert tiny.compute_dtype is None  # apply_precision never changes the model given
 
 
-@pytest.mark.parametrize("name, floor", [("bf16", 40.0), ("int8", 50.0)])
+# Measured on the shipped 3.63-dB weights: bf16 50.6 dB, int8 34.9 dB (the 0.99-dB weights gave 55
+# and 81 dB: their output hardly depended on the layers int8 changes). dev2mix SI-SNRi moved by
+# -0.03 dB (int8) and +0.0003 dB (bf16) on 20 mixtures, within the 0.1-dB goal.
+@pytest.mark.parametrize("name, floor", [("bf16", 40.0), ("int8", 30.0)])
 def test_bundled_model_reduced_precision_within_stated_si_snr(name: str, floor: float) -> None:
     from tisdiss_cli.zoo.load import load_any
 

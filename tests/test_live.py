@@ -13,15 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from typer.testing import CliRunner
 
 from tests.conftest import REPO
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.model.checkpoint import save_checkpoint
-from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.depth import Depth
-from tisdiss_cli.model.network import TISDiSS, init_weights
 from tisdiss_cli.separation.live import FileSource, LiveStatus, level_db, run_live
 from tisdiss_cli.separation.separator import Separator
 
@@ -46,17 +42,8 @@ class FakeClock:
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = TISDiSS(ARCHITECTURES["tiny"])
-    init_weights(model)
-    meta = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
-    return save_checkpoint(model, tmp_path_factory.mktemp("m") / "tiny.safetensors", meta)
-
-
-@pytest.fixture(scope="module")
-def separator(model_file: Path) -> Separator:
-    return Separator(model_file, device="cpu", segment=SEGMENT)
+def separator(tiny_checkpoint: Path) -> Separator:
+    return Separator(tiny_checkpoint, device="cpu", segment=SEGMENT)
 
 
 def recording(folder: Path, seconds: float = 1.2, rate: int = 8000, channels: int = 1) -> Path:
@@ -195,16 +182,28 @@ def test_level_db() -> None:
     assert level_db(np.zeros(10, np.float32)) == -np.inf and level_db(np.zeros(0, np.float32)) == -np.inf
 
 
-def test_missing_sounddevice_is_one_line(model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_sounddevice_is_one_line(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import fails as if not installed
-    result = runner.invoke(app, ["live", "-m", str(model_file), "--nre", "1", "-o", str(tmp_path / "o")])
+    result = runner.invoke(app, ["live", "-m", str(tiny_checkpoint), "--nre", "1", "-o", str(tmp_path / "o")])
     assert result.exit_code == 1
     assert result.stderr.strip() == "tisdiss: live separation needs sounddevice: pip install 'tisdiss[live]'"
 
 
-def test_live_cli_from_file_and_calibrated_depth(model_file: Path, tmp_path: Path) -> None:
+def test_live_cli_from_file_and_calibrated_depth(tiny_checkpoint: Path, tmp_path: Path) -> None:
     path = recording(tmp_path, seconds=0.6)
-    args = ["live", "--from-file", str(path), "-m", str(model_file), "--segment", str(SEGMENT), "-o", str(tmp_path)]
+    args = [
+        "live",
+        "--from-file",
+        str(path),
+        "-m",
+        str(tiny_checkpoint),
+        "--segment",
+        str(SEGMENT),
+        "-o",
+        str(tmp_path),
+    ]
     result = runner.invoke(app, [*args, "--name", "take.1"])
     assert result.exit_code == 0, result.output
     assert "input ended" in result.stderr and "latency max" in result.stderr
@@ -213,10 +212,10 @@ def test_live_cli_from_file_and_calibrated_depth(model_file: Path, tmp_path: Pat
     assert again.exit_code == 1 and "exists (use --overwrite" in again.stderr
 
 
-def test_ctrl_c_commits_the_files_and_exits_0(separator: Separator, model_file: Path, tmp_path: Path) -> None:
+def test_ctrl_c_commits_the_files_and_exits_0(separator: Separator, tiny_checkpoint: Path, tmp_path: Path) -> None:
     path = recording(tmp_path, seconds=60.0)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "tisdiss_cli", "live", "--from-file", str(path), "-m", str(model_file)]
+    cmd = [sys.executable, "-m", "tisdiss_cli", "live", "--from-file", str(path), "-m", str(tiny_checkpoint)]
     cmd += ["--nre", "1", "--no-adapt", "--segment", str(SEGMENT), "-o", str(out), "--name", "take", "--threads", "1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120

@@ -11,13 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from typer.testing import CliRunner
 
 from tests.conftest import REPO
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.model.config import ARCHITECTURES
-from tisdiss_cli.model.network import TISDiSS, init_weights
 from tisdiss_cli.separation.audio import AudioError
 from tisdiss_cli.separation.separator import Separator
 from tisdiss_cli.separation.wavstream import PcmReader, WavStreamWriter, read_wav_header
@@ -28,20 +25,8 @@ SEGMENT = 0.25  # seconds: a few chunks in a second of audio
 
 
 @pytest.fixture(scope="module")
-def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A random tiny model with presets fast (1, 1), balanced (2, 1), best (2, 3)."""
-    from tisdiss_cli.model.checkpoint import save_checkpoint
-
-    torch.manual_seed(0)
-    model = TISDiSS(ARCHITECTURES["tiny"])
-    init_weights(model)
-    meta = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
-    return save_checkpoint(model, tmp_path_factory.mktemp("m") / "tiny.safetensors", meta)
-
-
-@pytest.fixture(scope="module")
-def separator(model_file: Path) -> Separator:
-    return Separator(model_file, device="cpu", segment=SEGMENT)
+def separator(tiny_checkpoint: Path) -> Separator:
+    return Separator(tiny_checkpoint, device="cpu", segment=SEGMENT)
 
 
 def noise(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -201,9 +186,9 @@ def reference(separator: Separator, tmp_path: Path, x: np.ndarray, rate: int, su
     return np.stack([sf.read(p)[0] for p in res.outputs])
 
 
-def test_stdin_wav_stream_equals_file_separation(separator: Separator, model_file: Path, tmp_path: Path) -> None:
+def test_stdin_wav_stream_equals_file_separation(separator: Separator, tiny_checkpoint: Path, tmp_path: Path) -> None:
     x = noise(1.2, 16000, 2)
-    result = cli(model_file, "-o", str(tmp_path / "out"), "--name", "talk", data=pipe_wav(x, 16000))
+    result = cli(tiny_checkpoint, "-o", str(tmp_path / "out"), "--name", "talk", data=pipe_wav(x, 16000))
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
     assert "latency max" in result.output  # type: ignore[attr-defined]
     got = np.stack([sf.read(tmp_path / "out" / f"talk_spk{j}.wav")[0] for j in (1, 2)])
@@ -221,13 +206,13 @@ def test_stdin_wav_stream_equals_file_separation(separator: Separator, model_fil
     ],
 )
 def test_raw_pcm_formats(
-    separator: Separator, model_file: Path, tmp_path: Path, fmt: str, subtype: str, encode: object
+    separator: Separator, tiny_checkpoint: Path, tmp_path: Path, fmt: str, subtype: str, encode: object
 ) -> None:
     bits = {"s16le": 16, "s24le": 24, "s32le": 24, "f32le": 24}[fmt]  # s32 from float32: 24 significant bits
     x = np.round(noise(0.8, 8000, 2).astype(np.float64) * 2 ** (bits - 1)) / 2 ** (bits - 1)
     data = encode(x.reshape(-1))  # type: ignore[operator]
     result = cli(
-        model_file, "--raw-rate", "8000", "--raw-format", fmt, "--raw-channels", "2", "-o", str(tmp_path / "o"),
+        tiny_checkpoint, "--raw-rate", "8000", "--raw-format", fmt, "--raw-channels", "2", "-o", str(tmp_path / "o"),
         data=data,
     )  # fmt: skip
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
@@ -235,9 +220,11 @@ def test_raw_pcm_formats(
     np.testing.assert_array_equal(got, reference(separator, tmp_path, x, 8000, subtype))
 
 
-def test_stdout_is_a_j_channel_wav_equal_to_the_files(separator: Separator, model_file: Path, tmp_path: Path) -> None:
+def test_stdout_is_a_j_channel_wav_equal_to_the_files(
+    separator: Separator, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
     x = noise(1.0, 8000)
-    result = cli(model_file, "--stdout", data=pipe_wav(x, 8000))
+    result = cli(tiny_checkpoint, "--stdout", data=pipe_wav(x, 8000))
     assert result.exit_code == 0, result.stderr  # type: ignore[attr-defined]
     wav = result.stdout_bytes  # type: ignore[attr-defined]
     assert wav[:4] == b"RIFF" and struct.unpack("<I", wav[40:44])[0] == len(x) * 2 * 3  # seekable: sizes filled in
@@ -258,16 +245,16 @@ def test_stdout_is_a_j_channel_wav_equal_to_the_files(separator: Separator, mode
     ],
 )
 def test_garbage_or_truncated_stdin_fails_in_one_line(
-    model_file: Path, tmp_path: Path, data: bytes, args: tuple[str, ...], message: str
+    tiny_checkpoint: Path, tmp_path: Path, data: bytes, args: tuple[str, ...], message: str
 ) -> None:
-    result = cli(model_file, "-o", str(tmp_path / "o"), *args, data=data)
+    result = cli(tiny_checkpoint, "-o", str(tmp_path / "o"), *args, data=data)
     assert result.exit_code == 1  # type: ignore[attr-defined]
     errors = [line for line in result.stderr.splitlines() if line.startswith("stdin")]  # type: ignore[attr-defined]
     assert len(errors) == 1 and errors[0].startswith(message), result.stderr  # type: ignore[attr-defined]
     assert not (tmp_path / "o").exists() or list((tmp_path / "o").iterdir()) == []
 
 
-def test_stdin_option_conflicts(model_file: Path, tmp_path: Path) -> None:
+def test_stdin_option_conflicts(tiny_checkpoint: Path, tmp_path: Path) -> None:
     (tmp_path / "a.wav").write_bytes(pipe_wav(noise(0.1, 8000), 8000))
     for args in (
         ["-", str(tmp_path / "a.wav")],
@@ -275,13 +262,13 @@ def test_stdin_option_conflicts(model_file: Path, tmp_path: Path) -> None:
         ["-", "--stdout", "--json"],
         ["-", "--stdout", "--format", "flac"],
     ):
-        result = runner.invoke(app, ["separate", *args, "-m", str(model_file)], input=b"")
+        result = runner.invoke(app, ["separate", *args, "-m", str(tiny_checkpoint)], input=b"")
         assert result.exit_code == 2, result.output
 
 
-def test_a_real_pipe_in_and_out(separator: Separator, model_file: Path, tmp_path: Path) -> None:
+def test_a_real_pipe_in_and_out(separator: Separator, tiny_checkpoint: Path, tmp_path: Path) -> None:
     x = noise(0.6, 8000)
-    cmd = [sys.executable, "-m", "tisdiss_cli", "separate", "-", "--stdout", "-m", str(model_file)]
+    cmd = [sys.executable, "-m", "tisdiss_cli", "separate", "-", "--stdout", "-m", str(tiny_checkpoint)]
     cmd += ["--segment", str(SEGMENT), "--threads", "1"]
     proc = subprocess.run(cmd, cwd=REPO, input=pipe_wav(x, 8000), capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()

@@ -1,4 +1,4 @@
-"""Training: the tiny recipe learns, resume after SIGKILL is exact, DDP equals one process."""
+"""Training: the tiny recipe learns, resume after SIGKILL or a requested stop is exact, DDP equals one process."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tisdiss_cli.training.config import TrainConfig, apply_overrides, load_recipe, resolve_config
-from tisdiss_cli.training.loop import train
+from tisdiss_cli.training.loop import STOP_REQUESTED, train
 
 RATE = 8000
 
@@ -93,6 +94,65 @@ def test_resume_after_sigkill_repeats_the_same_losses(corpus: Path, tmp_path: Pa
     expected = _losses(reference)
     assert sorted(_losses(run)) == sorted(expected)
     assert _losses(run) == expected  # bit-identical on CPU
+
+
+def _events(run: Path, kind: str) -> list[dict[str, object]]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def _saved_step(run: Path) -> int:
+    """The step a resume would continue from."""
+    data = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    return int(data["step"])
+
+
+def test_a_requested_stop_saves_the_step_and_resume_is_exact(corpus: Path, tmp_path: Path) -> None:
+    overrides = ["optim.max_steps=8", "save_every_steps=100", "log_every_steps=1", "data.epoch_size=40"]
+    reference = tmp_path / "reference"
+    train(_config(corpus, *overrides), reference)
+
+    run = tmp_path / "stopped"
+    stop = threading.Event()
+
+    def stop_at_step_3(event: dict[str, object]) -> None:
+        if event["event"] == "train" and event["step"] == 3:
+            stop.set()
+
+    result = train(_config(corpus, *overrides), run, log=stop_at_step_3, stop=stop)
+    assert (result.step, result.stop_reason) == (3, STOP_REQUESTED)
+    assert _saved_step(run) == 3, "the stopped step must be in last.pt (save_every_steps would not have saved it)"
+    assert (run / "model.safetensors").exists()
+    assert _events(run, "done")[-1]["reason"] == STOP_REQUESTED
+
+    train(_config(corpus, *overrides), run, resume=True)
+    assert _losses(run) == _losses(reference)  # bit-identical on CPU: nothing lost, nothing repeated
+
+
+def test_sigterm_stops_the_cli_after_the_step_and_keeps_it(corpus: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    overrides = ["optim.max_steps=1000", "save_every_steps=1000", "log_every_steps=1", "data.num_workers=1"]
+    cmd = [sys.executable, "-m", "tisdiss_cli", "train", "--recipe", "tiny", "--data", str(corpus)]
+    cmd += ["--run", str(run), "--threads", "1", "--quiet"] + [a for o in overrides for a in ("--set", o)]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (run / "metrics.jsonl").exists() and max(_losses(run), default=0) >= 2:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGTERM)  # the whole group, data worker included, like kill -- -PGID
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = _events(run, "done")
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "Traceback" not in stderr and len(done) == 1
+    step = done[0]["step"]
+    assert isinstance(step, int) and 2 <= step < 1000
+    assert f"stopped by SIGTERM at step {step}: the run is saved" in stderr
+    assert _saved_step(run) == step and (run / "model.safetensors").exists()
 
 
 def _free_port() -> int:

@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 
 import torch
 import typer
@@ -38,7 +37,7 @@ from ..separation.live import (
 )
 from ..separation.separator import DEFAULT_OVERLAP, OutputExistsError, Separator
 from ..util.fileio import WriteError, remove_stale_parts, unwritable_folder
-from ..util.signals import HANDLED, exit_on_signals
+from ..util.signals import StopOnFirstSignal
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
 from .progress import clock
@@ -66,29 +65,6 @@ def _meter(status: LiveStatus) -> Group:
         f"latency {status.latency:.2f} s" + (f" · {status.overflows} dropped" if status.overflows else "")
     )
     return Group(table, line)
-
-
-class _StopOnSignal:
-    """First signal: set the stop event (the run finishes and commits). Then the default handlers return."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self.signum: int | None = None
-        self._before: dict[int, object] = {}
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.signum = signum
-        self.stop.set()
-        exit_on_signals()  # a second signal aborts
-
-    def __enter__(self) -> _StopOnSignal:
-        for sig in HANDLED:
-            self._before[sig] = signal.signal(sig, self)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for sig, handler in self._before.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
 
 
 def _choose_depth(
@@ -199,7 +175,7 @@ def live(
     stop = threading.Event()
     show_meter = not quiet and err.is_terminal
     screen = Live(console=err, auto_refresh=False, transient=True) if show_meter else None
-    with _StopOnSignal(stop) as stopper, screen if screen is not None else contextlib.nullcontext():
+    with StopOnFirstSignal(stop) as stopper, screen if screen is not None else contextlib.nullcontext():
         last_draw = 0.0
 
         def on_status(status: LiveStatus) -> None:
@@ -228,7 +204,7 @@ def live(
             )
         except (ValueError, WriteError, OSError) as exc:
             raise fail(f"error: {exc}") from None
-    ended = f"stopped by {signal.Signals(stopper.signum).name}" if stopper.signum else "input ended"
+    ended = f"stopped by {stopper.signal_name}" if stopper.signum else "input ended"
     out.print(f"{ended}: {', '.join(escape(str(p)) for p in result.outputs)}")
     stats = result.stats
     out.print(

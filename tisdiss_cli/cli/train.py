@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..training.config import TrainConfig, config_changes, describe_changes, resolve_config, resume_config
+from ..util.signals import StopOnFirstSignal
 from . import app, help
 
 _err = Console(stderr=True)
@@ -81,7 +83,11 @@ def train(
     threads: int | None = typer.Option(None, metavar="N", help="CPU threads for torch (default: torch's choice)."),
     quiet: bool = typer.Option(False, help="No progress output."),
 ) -> None:
-    """Train TISDiSS with the paper's multi-loss (one machine, or many under torchrun)."""
+    """Train TISDiSS with the paper's multi-loss (one machine, or many under torchrun).
+
+    Ctrl-C or SIGTERM stops after the step in progress, saves the run (resume continues from
+    exactly there) and writes its model; a second signal aborts at once.
+    """
     from ..training.loop import train as run_training
     from ..zoo.load import MODEL_ERRORS
 
@@ -139,8 +145,18 @@ def train(
         elif kind == "done":
             _err.print(escape(f"done ({event['reason']}): {event['model']}"))
 
+    stop = threading.Event()
     try:
-        run_training(cfg, run, resume=resume, log=show)
+        with StopOnFirstSignal(stop) as stopper:
+            result = run_training(cfg, run, resume=resume, log=show, stop=stop)
     except (OSError, ValueError, *MODEL_ERRORS) as exc:
         _err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
+    if stopper.signum is not None:
+        _err.print(
+            f"stopped by {stopper.signal_name} at step {result.step}: the run is saved; continue with "
+            f"tisdiss train --resume --run {escape(str(run))}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(128 + stopper.signum)

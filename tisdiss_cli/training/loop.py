@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from ..model.network import DecodedOutput, TISDiSS, init_weights
 from ..separation.audio import probe
 from ..util.device import pick_device
 from ..util.fileio import atomic_write_text
+from ..util.signals import ignore_signals
 from ..util.sisnr import neg_si_snr
 from ..zoo.load import load_any
 from .config import RUN_CONFIG, Changes, TrainConfig, check_resumable, config_changes, read_run_config
@@ -44,6 +46,7 @@ from .state import TrainState, load_state, save_state
 LogFn = Callable[[dict[str, Any]], None]
 PRECISIONS = ("fp32", "bf16", "fp64")
 MAX_BAD_STEPS = 50  # consecutive non-finite steps before a run gives up
+STOP_REQUESTED = "stop requested"
 
 
 @dataclass
@@ -54,13 +57,25 @@ class TrainResult:
     stop_reason: str
 
 
-def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log: LogFn | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    log: LogFn | None = None,
+    stop: threading.Event | None = None,
+) -> TrainResult:
     """Train (or resume) a run in ``run_dir``.
 
     Everything is checked (settings, data, the folder) before the run folder is written. On
     resume, settings that differ from the run's ``config.json`` are applied deliberately: they
     are logged as a "config" event (in ``metrics.jsonl`` too) and the run's ``config.json`` is
     updated; the architecture itself cannot change.
+
+    Setting ``stop`` (from another thread or a signal handler) ends the run after the step in
+    progress, as ``max_steps`` would: ``last.pt`` is saved and the final model written, so
+    nothing trained is lost and ``resume`` continues from exactly there. Under DDP the ranks
+    agree on the step to stop at.
     """
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / "checkpoints"
@@ -123,6 +138,7 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
             num_workers=config.data.num_workers,
             collate_fn=collate_padded,
             drop_last=True,
+            worker_init_fn=_data_worker_init,
         )
         net.train()
         t0 = time.perf_counter()
@@ -180,6 +196,9 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
             if optim_cfg.max_minutes and clock.this_invocation() >= optim_cfg.max_minutes * 60:
                 stop_reason = f"reached max_minutes={optim_cfg.max_minutes:g}"
                 break
+            if _stop_requested(stop, ddp, device):
+                stop_reason = STOP_REQUESTED
+                break
         if stop_reason:
             _save(last_path, model, optimizer, state, clock, ddp)
             break
@@ -205,6 +224,8 @@ def train(config: TrainConfig, run_dir: str | Path, *, resume: bool = False, log
         _save(last_path, model, optimizer, state, clock, ddp)
         if state.plateau.since_best >= optim_cfg.early_stop:
             stop_reason = f"valid loss did not improve for {optim_cfg.early_stop} epochs"
+        elif _stop_requested(stop, ddp, device):  # asked during validation: the epoch is saved
+            stop_reason = STOP_REQUESTED
 
     final = run_dir / "model.safetensors"
     if ddp.main:
@@ -253,6 +274,21 @@ class RunClock:
 
     def total(self) -> float:
         return self.before + self.this_invocation()
+
+
+def _stop_requested(stop: threading.Event | None, ddp: Dist, device: torch.device) -> bool:
+    """Whether ``stop`` is set here or, under DDP, on any rank (each rank sees a signal at its own step)."""
+    if stop is None:
+        return False
+    if ddp.world == 1:
+        return stop.is_set()
+    flag = torch.tensor([float(stop.is_set())], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+def _data_worker_init(worker_id: int) -> None:
+    ignore_signals()  # the main process stops the run and then its workers
 
 
 def _save(

@@ -66,6 +66,12 @@ def golden_output(model: TISDiSS, n_sep: int, n_re: int) -> tuple[torch.Tensor, 
 # --------------------------------------------------------------------------- a local HTTP server
 
 
+def run_events(run: Path, kind: str) -> list[dict[str, object]]:
+    """The events of one kind in a training run's metrics.jsonl, in order."""
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
 def blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 

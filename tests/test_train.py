@@ -18,6 +18,7 @@ import soundfile as sf
 import torch
 import torch.multiprocessing as mp
 
+from tests.conftest import run_events
 from tisdiss_cli.training.config import TrainConfig, apply_overrides, load_recipe, resolve_config
 from tisdiss_cli.training.loop import STOP_REQUESTED, train
 
@@ -96,11 +97,6 @@ def test_resume_after_sigkill_repeats_the_same_losses(corpus: Path, tmp_path: Pa
     assert _losses(run) == expected  # bit-identical on CPU
 
 
-def _events(run: Path, kind: str) -> list[dict[str, object]]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["event"] == kind]
-
-
 def _saved_step(run: Path) -> int:
     """The step a resume would continue from."""
     data = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
@@ -123,7 +119,7 @@ def test_a_requested_stop_saves_the_step_and_resume_is_exact(corpus: Path, tmp_p
     assert (result.step, result.stop_reason) == (3, STOP_REQUESTED)
     assert _saved_step(run) == 3, "the stopped step must be in last.pt (save_every_steps would not have saved it)"
     assert (run / "model.safetensors").exists()
-    assert _events(run, "done")[-1]["reason"] == STOP_REQUESTED
+    assert run_events(run, "done")[-1]["reason"] == STOP_REQUESTED
 
     train(_config(corpus, *overrides), run, resume=True)
     assert _losses(run) == _losses(reference)  # bit-identical on CPU: nothing lost, nothing repeated
@@ -146,7 +142,7 @@ def test_sigterm_stops_the_cli_after_the_step_and_keeps_it(corpus: Path, tmp_pat
     finally:
         if proc.poll() is None:
             proc.kill()
-    done = _events(run, "done")
+    done = run_events(run, "done")
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "Traceback" not in stderr and len(done) == 1
     step = done[0]["step"]

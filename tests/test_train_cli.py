@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import run_events
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.model.network import TISDiSS
 from tisdiss_cli.training.config import TrainConfig, config_from_dict
@@ -31,11 +32,6 @@ def train(*args: str) -> tuple[int, str]:
 
 def read_run_config(run: Path) -> TrainConfig:
     return config_from_dict(json.loads((run / "config.json").read_text()))
-
-
-def events(run: Path, kind: str) -> list[dict[str, object]]:
-    lines = (run / "metrics.jsonl").read_text().splitlines()
-    return [e for e in map(json.loads, lines) if e["event"] == kind]
 
 
 @pytest.mark.parametrize("make", ["missing", "empty"])
@@ -99,7 +95,7 @@ def test_resume_uses_the_runs_config_and_records_explicit_changes(started: Path)
         f"resuming {started} at step 2 with changed settings: optim.lr 0.001 -> 0.0005, "
         "optim.max_minutes 0.0 -> 5.0, optim.max_steps 2 -> 3 (recorded in config.json and metrics.jsonl)"
     ) in " ".join(out.split())
-    [change] = events(started, "config")
+    [change] = run_events(started, "config")
     assert change["step"] == 2 and change["changes"] == {
         "optim.lr": [0.001, 0.0005],
         "optim.max_minutes": [0.0, 5.0],
@@ -107,7 +103,7 @@ def test_resume_uses_the_runs_config_and_records_explicit_changes(started: Path)
     }
     config = read_run_config(started)
     assert (config.model.n_re, config.optim.batch_size, config.optim.lr, config.optim.max_minutes) == (1, 4, 5e-4, 5.0)
-    assert events(started, "done")[-1]["step"] == 3
+    assert run_events(started, "done")[-1]["step"] == 3
     assert not [p for p in started.rglob(".*") if p.is_file()]  # config.json replaced atomically
 
     code, out = train("--resume", "--run", str(started), "--set", "optim.max_steps=3")

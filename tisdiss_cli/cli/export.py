@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..model.depth import MAX_REPEATS
 from ..separation.audio import AudioError, read, resample, to_mono
 from ..separation.export import ExportError, export_onnx, require_onnx
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS, load_any
 from . import app, help
+from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
 
 EXAMPLES = """
 [b]Examples[/b]
@@ -39,17 +39,8 @@ def export(
     preset: str = typer.Option(
         "balanced", "-p", "--preset", metavar="fast|balanced|best", help="The model's preset depth to export."
     ),
-    nsep: int | None = typer.Option(
-        None, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="Separation repetitions N_sep (overrides the preset)."
-    ),
-    nre: int | None = typer.Option(
-        None,
-        "--nre",
-        min=0,
-        max=MAX_REPEATS,
-        metavar="N",
-        help="Reconstruction repetitions N_re (overrides the preset).",
-    ),
+    nsep: int | None = NSEP_OVERRIDE,
+    nre: int | None = NRE_OVERRIDE,
     check_input: Path | None = typer.Option(
         None,
         "--check-input",

@@ -15,7 +15,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import TaskID
 
-from ..model.depth import MAX_REPEATS
 from ..separation.audio import AudioError, probe
 from ..separation.separator import (
     DEFAULT_FILENAME,
@@ -30,6 +29,7 @@ from ..separation.wavstream import RAW_FORMATS
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
+from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
 from .inputs import collect_inputs, distributed_rank, shard
 from .precision import HELP as PRECISION_HELP
 from .precision import METAVAR, PrecisionName
@@ -99,22 +99,8 @@ def separate(
     preset: Preset = typer.Option(
         Preset.balanced, "-p", "--preset", metavar="fast|balanced|best", help="Speed/quality preset."
     ),
-    nsep: int | None = typer.Option(
-        None,
-        "--nsep",
-        min=1,
-        max=MAX_REPEATS,
-        metavar="N",
-        help="Separation repetitions N_sep (overrides the preset).",
-    ),
-    nre: int | None = typer.Option(
-        None,
-        "--nre",
-        min=0,
-        max=MAX_REPEATS,
-        metavar="N",
-        help="Reconstruction repetitions N_re (overrides the preset).",
-    ),
+    nsep: int | None = NSEP_OVERRIDE,
+    nre: int | None = NRE_OVERRIDE,
     max_rtf: float | None = typer.Option(
         None,
         "--max-rtf",

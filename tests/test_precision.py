@@ -12,9 +12,10 @@ import soundfile as sf
 import torch
 from typer.testing import CliRunner
 
-from tests.conftest import GOLDEN, REPO, need
+from tests.conftest import DEV2MIX, GOLDEN, REPO, need
 from tisdiss_cli import Separator, load_espnet
 from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.model import int8
 from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.layers import SwiGLUConvFFN
@@ -23,6 +24,7 @@ from tisdiss_cli.model.precision import apply_precision
 from tisdiss_cli.util import precision
 from tisdiss_cli.util.precision import choose_precision, cpu_flags, native_cpu_bf16
 from tisdiss_cli.util.sisnr import neg_si_snr
+from tisdiss_cli.zoo.load import load_any
 
 CPU = torch.device("cpu")
 
@@ -160,22 +162,44 @@ def test_tiny_random_model_reduced_precision_within_stated_si_snr(tiny: TISDiSS,
     assert tiny.compute_dtype is None  # apply_precision never changes the model given
 
 
-# Measured on the shipped 4.26-dB weights (AMD EPYC, AVX2: 7-bit int8 activations): bf16 47.6 dB,
-# int8 30.1 dB. The 3.63-dB weights gave 50.6 / 34.9 dB and the 0.99-dB ones 55 / 81 dB: the better
-# the model separates, the more its output depends on the layers int8 changes. dev2mix SI-SNRi
-# (first 20 mixtures, N_re 2) moved by -0.01 dB with int8 (4.05 against 4.06), within the 0.1-dB goal.
-@pytest.mark.parametrize("name, floor", [("bf16", 40.0), ("int8", 30.0)])
-def test_bundled_model_reduced_precision_within_stated_si_snr(name: str, floor: float) -> None:
-    from tisdiss_cli.zoo.load import load_any
-
-    weights = REPO / "models" / "weights" / "tisdiss-small-8k.safetensors"
-    model = load_any(str(weights)).model
+# Measured on the shipped 4.26-dB weights (AMD EPYC, AVX2): bf16 47.6 dB SI-SNR against fp32 on the
+# example. bf16 only rounds, so its floor holds whatever the weights; int8's sample-level distance is
+# not a property of the code (81, 34.9, 30.1 dB across three releases: the better the model
+# separates, the more its output depends on the layers int8 changes), so int8 is held to the goal
+# it is sold on below: the separation quality it keeps.
+def test_bundled_model_bf16_within_stated_si_snr() -> None:
+    model = _bundled_model()
     wave, rate = sf.read(REPO / "models" / "examples" / "two_speakers.wav", dtype="float32")
     mix = torch.from_numpy(wave if wave.ndim == 1 else wave.mean(1))[None, : rate // 2]
     with torch.inference_mode():
         fp32 = model(mix)
-        score = min_si_snr(apply_precision(model, name)(mix), fp32)
-    assert floor <= score < 150.0, score
+        score = min_si_snr(apply_precision(model, "bf16")(mix), fp32)
+    assert 40.0 <= score < 150.0, score
+
+
+# The goal of --precision int8: dev2mix SI-SNRi within 0.1 dB of fp32. Measured on the first 4
+# mixtures at (2, 2): -0.02 dB with the 4.26-dB weights (per mixture -0.07 to +0.00 dB), and
+# -0.03 / -0.01 dB on 20 mixtures with the 3.63 / 4.26-dB weights (`tisdiss eval --precision`).
+def test_bundled_model_int8_keeps_dev2mix_si_snri() -> None:
+    need(DEV2MIX)
+    model = _bundled_model()
+    quantized = apply_precision(model, "int8")
+    fp32, int8_ = [], []
+    for utt in sorted(p.stem for p in (DEV2MIX / "mix").glob("*.wav"))[:4]:
+        mix = sf.read(DEV2MIX / "mix" / f"{utt}.wav", dtype="float32")[0]
+        refs = np.stack([sf.read(DEV2MIX / s / f"{utt}.wav", dtype="float64")[0] for s in ("s1", "s2")])
+        baseline = metrics.mixture_baseline(mix.astype(np.float64), refs, with_sdr=False)
+        for net, scores in ((model, fp32), (quantized, int8_)):
+            with torch.inference_mode():
+                est = net(torch.from_numpy(mix)[None], n_sep=2, n_re=2)[0].double().numpy()
+            scores.append(metrics.score(est, refs, baseline, with_sdr=False).si_snri)
+    deltas = np.subtract(int8_, fp32)
+    assert abs(deltas.mean()) < 0.1, deltas
+    assert np.abs(deltas).max() > 1e-4, deltas  # really computed in int8
+
+
+def _bundled_model() -> TISDiSS:
+    return load_any(str(REPO / "models" / "weights" / "tisdiss-small-8k.safetensors")).model
 
 
 def test_bf16_iter_depths_equals_forward_and_leaves_callers_outside_autocast(tiny: TISDiSS) -> None:

@@ -16,6 +16,7 @@ import soundfile as sf
 import torch
 import yaml
 
+from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.model.network import TISDiSS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,6 +62,16 @@ def golden_output(model: TISDiSS, n_sep: int, n_re: int) -> tuple[torch.Tensor, 
         out = model.double()(mix, n_sep=n_sep, n_re=n_re)[0]
     expected = torch.load(GOLDEN / "outputs.pt", weights_only=True)[f"nsep{n_sep}_nre{n_re}"]
     return out, expected
+
+
+def dev2mix_si_snri(model: TISDiSS, utt: str, n_sep: int, n_re: int) -> float:
+    """SI-SNRi (dB) of ``model`` on one whole dev2mix mixture, float32 forward, float64 scoring."""
+    mix = sf.read(DEV2MIX / "mix" / f"{utt}.wav", dtype="float32")[0]
+    refs = np.stack([sf.read(DEV2MIX / s / f"{utt}.wav", dtype="float64")[0] for s in ("s1", "s2")])
+    with torch.inference_mode():
+        est = model(torch.from_numpy(mix)[None], n_sep=n_sep, n_re=n_re)[0].double().numpy()
+    baseline = metrics.mixture_baseline(mix.astype(np.float64), refs, with_sdr=False)
+    return metrics.score(est, refs, baseline, with_sdr=False).si_snri
 
 
 # --------------------------------------------------------------------------- a local HTTP server

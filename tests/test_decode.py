@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,31 @@ def test_a_second_audio_stream_is_chosen_with_stream(tmp_path: Path) -> None:
     assert best_lag_si_snr(second[:, 1], got, max_lag=0) > 10.0
     with pytest.raises(audio.AudioError, match=r"two\.mp4: has 2 audio streams, no stream 3$"):
         audio.probe(path, stream=2)
+
+
+def test_a_frame_range_equals_the_whole_read_and_decodes_only_up_to_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = CONTAINERS["m4a-aac"]
+    path = write_media(tmp_path / "long.m4a", [voiced(6.0, spec.rate, 2)], spec)
+    whole, _ = audio.read(path)
+    decoded: list[int] = []
+    frames = decode._Opened.frames
+
+    def counting(self: decode._Opened) -> Iterator[object]:
+        for frame in frames(self):
+            decoded.append(frame.samples)
+            yield frame
+
+    monkeypatch.setattr(decode._Opened, "frames", counting)
+    start, stop = spec.rate // 2, spec.rate  # 0.5-1.0 s of a 6-s file
+    part, rate = audio.read(path, start=start, stop=stop)
+    assert rate == spec.rate
+    np.testing.assert_array_equal(part, whole[start:stop])
+    assert stop <= sum(decoded) < stop + 4096  # stopped within a few codec frames of the range's end
+    np.testing.assert_array_equal(audio.read(path, start=-100)[0], whole[-100:])  # slice semantics, as sf.read
+    assert audio.read(path, start=stop, stop=start)[0].shape == (0, 2)
+    np.testing.assert_array_equal(audio.read_mono(path, start=start, stop=stop), whole[start:stop].mean(axis=1))
 
 
 def test_decode_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:

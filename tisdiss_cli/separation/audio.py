@@ -282,7 +282,7 @@ def read(
             raise AudioError(f"{path}: {_reason(exc)}") from None
         from . import decode
 
-        return decode.read(info)[start:stop].astype(dtype, copy=False), info.sample_rate
+        return decode.read(info, start, stop).astype(dtype, copy=False), info.sample_rate
     return data, int(rate)
 
 

@@ -15,9 +15,9 @@ times.
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import functools
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,7 @@ def _check_format(path: Path, frame: Any, rate: int, channels: int, at: int) -> 
         )
 
 
-def read_blocks(info: AudioInfo, block: int) -> Generator[np.ndarray, None, None]:
+def read_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
     """The stream of a probed file as float32 ``[n, channels]`` blocks of ``block`` frames (the last
     may be shorter), ``info.frames`` in all."""
     av = _av(info.path, None)
@@ -213,16 +213,11 @@ def read(info: AudioInfo, start: int = 0, stop: int | None = None) -> np.ndarray
     """Frames ``[start, stop)`` of a probed file (slice semantics) as float32 ``[frames, channels]``.
 
     FFmpeg cannot seek sample-exactly in every codec, so the stream is decoded from its start, but
-    decoding stops at ``stop``: a training crop near the start of a long file costs what it reads.
+    only up to ``stop``: a training crop near the start of a long file costs what it reads.
     """
     start, stop, _ = slice(start, stop).indices(info.frames)
     parts: list[np.ndarray] = []
-    done = 0
     if stop > start:
-        with contextlib.closing(read_blocks(info, max(1, min(stop, info.sample_rate * 60)))) as blocks:
-            for block in blocks:
-                parts.append(block[max(0, start - done) : stop - done])
-                done += len(block)
-                if done >= stop:
-                    break  # closing the generator closes the container
-    return np.concatenate(parts) if parts else np.zeros((0, info.channels), np.float32)
+        head = dataclasses.replace(info, frames=stop)  # read_blocks stops (and closes the file) there
+        parts = list(read_blocks(head, max(1, min(stop, info.sample_rate * 60))))
+    return np.concatenate(parts)[start:] if parts else np.zeros((0, info.channels), np.float32)

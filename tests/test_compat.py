@@ -59,9 +59,16 @@ def test_pre_move_run_resumes_exactly(tmp_path: Path, monkeypatch: pytest.Monkey
     expected = {int(k): v for k, v in json.loads((FIXTURE / "expected_losses.json").read_text()).items()}
     resumed = losses(tmp_path / "run")
     assert sorted(resumed) == sorted(expected) == list(range(1, 13))
-    # float64 run: the same losses as the uninterrupted pre-move run, up to cross-machine rounding
-    for step in expected:
+    # The recorded losses came from another CPU. Even in float64 this tiny run is chaotic: Adam's
+    # first updates are about lr * sign(gradient), so gradient entries near zero turn rounding
+    # differences into whole steps, about 1000x per step. Measured against the recording on an
+    # AMD EPYC with avx512_bf16/avx512_vnni (steps 5 to 12): 7e-15, 8e-12, 7e-9, 1.7e-7 at step 8,
+    # then 4.8e-4, 0.036, 0.026, 0.16. So steps 5-8 decide, with a tolerance 60x the spread
+    # measured at step 8; a resume that lost any state is off by about 0.2 already at step 5.
+    # Same-machine exactness (interrupted against uninterrupted) is test_train.py's.
+    for step in range(5, 9):
         assert resumed[step] == pytest.approx(expected[step], abs=1e-5), step
+    assert all(np.isfinite(resumed[step]) for step in resumed)
     assert load_any(tmp_path / "run").model.config.emb_dim == 4
 
 

@@ -21,6 +21,8 @@ from tisdiss_cli.model.depth import Depth
 from tisdiss_cli.separation.live import FileSource, LiveStatus, level_db, run_live
 from tisdiss_cli.separation.separator import Separator
 
+pytestmark = pytest.mark.numerics  # CI runs these again with `auto` pinned to bf16
+
 _register_commands()
 runner = CliRunner()
 SEGMENT = 0.25

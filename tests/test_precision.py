@@ -25,6 +25,8 @@ from tisdiss_cli.util.precision import choose_precision, cpu_flags, native_cpu_b
 from tisdiss_cli.util.sisnr import neg_si_snr
 from tisdiss_cli.zoo.load import load_any
 
+pytestmark = pytest.mark.numerics  # CI runs these again with `auto` pinned to bf16
+
 CPU = torch.device("cpu")
 
 
@@ -62,7 +64,7 @@ def test_auto_never_picks_a_precision_the_cpu_lacks() -> None:
     for mask in range(2 ** len(ALL_FLAGS)):  # every combination of the neighbouring flags
         flags = [f for i, f in enumerate(ALL_FLAGS) if mask >> i & 1]
         for extra in ((), ("avx512_bf16",), ("amx_bf16",)):
-            chosen = choose_precision("auto", CPU, cpuinfo=cpuinfo(*flags, *extra))
+            chosen = choose_precision("auto", CPU, cpuinfo=cpuinfo(*flags, *extra), env={})
             assert chosen.name == ("bf16" if extra else "fp32"), (flags, extra, chosen)
             assert chosen.warning is None
 
@@ -70,7 +72,7 @@ def test_auto_never_picks_a_precision_the_cpu_lacks() -> None:
 def test_auto_without_a_flags_file_is_fp32(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(precision, "CPUINFO", tmp_path / "absent")
     assert cpu_flags() == set()
-    assert choose_precision("auto", CPU).name == "fp32"
+    assert choose_precision("auto", CPU, env={}).name == "fp32"
 
 
 def test_this_machine_matches_its_cpuinfo() -> None:
@@ -79,18 +81,44 @@ def test_this_machine_matches_its_cpuinfo() -> None:
         pytest.skip("no /proc/cpuinfo here")
     flags = next(line for line in path.read_text().splitlines() if line.startswith("flags")).split()
     native = "avx512_bf16" in flags or "amx_bf16" in flags
-    assert choose_precision("auto", CPU).name == ("bf16" if native else "fp32")
+    assert choose_precision("auto", CPU, env={}).name == ("bf16" if native else "fp32")
+    wide, narrow = (choose_precision("auto", CPU, emb_dim=c, env={}).name for c in (128, 32))
+    assert (wide, narrow) == ("bf16" if native else "fp32", "fp32")
 
 
 def test_cuda_and_other_devices() -> None:
     cuda = torch.device("cuda")
-    assert choose_precision("auto", cuda, cuda_bf16=True).name == "bf16"
-    assert choose_precision("auto", cuda, cuda_bf16=False).name == "fp32"
-    assert choose_precision("auto", torch.device("mps")).name == "fp32"
+    assert choose_precision("auto", cuda, cuda_bf16=True, env={}).name == "bf16"
+    assert choose_precision("auto", cuda, cuda_bf16=True, emb_dim=16, env={}).name == "bf16"  # width rule: CPU only
+    assert choose_precision("auto", cuda, cuda_bf16=False, env={}).name == "fp32"
+    assert choose_precision("auto", torch.device("mps"), env={}).name == "fp32"
     with pytest.raises(ValueError, match="int8 runs on the CPU only"):
         choose_precision("int8", cuda, cuda_bf16=True)
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         choose_precision("fp16", CPU)
+
+
+@pytest.mark.parametrize("emb_dim, chosen", [(16, "fp32"), (32, "fp32"), (47, "fp32"), (48, "bf16"), (128, "bf16")])
+def test_auto_takes_native_cpu_bf16_only_from_the_measured_width(emb_dim: int, chosen: str) -> None:
+    """On a CPU with native bf16, bf16 was measured slower than fp32 below C = 48 (the bundled
+    model, C = 32: 0.90x) and faster from there (1.12-1.8x): ``auto`` must never slow a model down."""
+    native = choose_precision("auto", CPU, emb_dim=emb_dim, cpuinfo=cpuinfo("avx512_bf16"), env={})
+    assert native.name == chosen and native.warning is None
+    if chosen == "fp32":
+        assert f"C = {emb_dim}" in native.reason
+    assert choose_precision("auto", CPU, emb_dim=emb_dim, cpuinfo=cpuinfo("avx2"), env={}).name == "fp32"
+
+
+def test_auto_can_be_pinned_by_the_environment() -> None:
+    pinned = {precision.AUTO_ENV: "bf16"}
+    for flags in ((), ("avx512_bf16",)):
+        chosen = choose_precision("auto", CPU, emb_dim=16, cpuinfo=cpuinfo(*flags), env=pinned)
+        assert chosen.name == "bf16" and precision.AUTO_ENV in chosen.reason
+    native = cpuinfo("avx512_bf16")
+    assert choose_precision("auto", CPU, emb_dim=128, cpuinfo=native, env={precision.AUTO_ENV: "fp32"}).name == "fp32"
+    assert choose_precision("fp32", CPU, cpuinfo=native, env=pinned).name == "fp32"  # only auto is pinned
+    with pytest.raises(ValueError, match="TISDISS_AUTO_PRECISION='half': expected fp32 or bf16"):
+        choose_precision("auto", CPU, env={precision.AUTO_ENV: "half"})
 
 
 def test_explicit_bf16_warns_only_where_it_is_emulated() -> None:
@@ -241,8 +269,9 @@ def test_int8_swaps_every_ffn_and_attention_projection(tiny: TISDiSS) -> None:
 
 
 def test_separator_precision(tiny: TISDiSS, caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    monkeypatch.delenv(precision.AUTO_ENV, raising=False)
     x = speech_like(0.6, seed=1).numpy()[0]
-    base = Separator(tiny, preset="fast", segment=1.0)
+    base = Separator(tiny, preset="fast", segment=1.0, precision="fp32")
     assert base.precision.name == "fp32" and base.model is tiny
     quantized = Separator(tiny, preset="fast", segment=1.0, precision="int8")
     assert quantized.precision.name == "int8" and quantized.model is not tiny
@@ -256,6 +285,7 @@ def test_separator_precision(tiny: TISDiSS, caplog: pytest.LogCaptureFixture, mo
     assert emulated.precision.name == "bf16" and emulated.model.compute_dtype == torch.bfloat16
     assert [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
     assert Separator(tiny, precision="auto").precision.name == "fp32"
+    assert Separator(tiny).precision.requested == "auto"  # the command line's default too
     with pytest.raises(ValueError, match="unknown precision"):
         Separator(tiny, precision="half")
 
@@ -265,6 +295,7 @@ def fake_native_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "cpuinfo"
     path.write_text(cpuinfo("avx512_bf16"))
     monkeypatch.setattr(precision, "CPUINFO", path)
+    monkeypatch.delenv(precision.AUTO_ENV, raising=False)
 
 
 def test_separate_cli_precision(tmp_path: Path, tiny_checkpoint: Path, fake_native_cpu: None) -> None:
@@ -272,7 +303,8 @@ def test_separate_cli_precision(tmp_path: Path, tiny_checkpoint: Path, fake_nati
     wav = tmp_path / "mix.wav"
     sf.write(wav, speech_like(0.5).numpy()[0], 8000)
     runner = CliRunner()
-    for requested, ran in (("int8", "int8"), ("auto", "bf16"), ("fp32", "fp32")):
+    # The tiny model is narrower than C = 48: auto keeps fp32 even with native bf16.
+    for requested, ran in (("int8", "int8"), ("auto", "fp32"), ("bf16", "bf16"), ("fp32", "fp32")):
         out = tmp_path / requested
         args = ["separate", str(wav), "-o", str(out), "-m", str(tiny_checkpoint), "-p", "fast", "--json"]
         result = runner.invoke(app, [*args, "--precision", requested])
@@ -281,6 +313,24 @@ def test_separate_cli_precision(tmp_path: Path, tiny_checkpoint: Path, fake_nati
         assert len(list(out.glob("*.wav"))) == 2
     bad = runner.invoke(app, ["separate", str(wav), "-m", str(tiny_checkpoint), "--precision", "fp16"])
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+
+
+def test_api_and_cli_default_to_the_same_precision(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """``Separator()`` and ``tisdiss separate`` without ``--precision`` compute the same samples,
+    whatever ``auto`` means here (CI runs this once with TISDISS_AUTO_PRECISION=bf16)."""
+    _register_commands()
+    wav = tmp_path / "mix.wav"
+    sf.write(wav, speech_like(0.7, seed=3).numpy()[0], 8000, subtype="FLOAT")
+    args = ["separate", str(wav), "-o", str(tmp_path / "cli"), "-m", str(tiny_checkpoint), "-p", "fast"]
+    result = CliRunner().invoke(app, [*args, "--float", "--json"])
+    assert result.exit_code == 0, result.output
+    api = Separator(tiny_checkpoint, preset="fast")
+    assert json.loads(result.stdout)["precision"] == api.precision.name
+    done = api.process_file(wav, tmp_path / "api", float_output=True)
+    cli_files = sorted((tmp_path / "cli").glob("*.wav"))
+    assert [p.name for p in cli_files] == [p.name for p in done.outputs] and len(cli_files) == 2
+    for cli_file, api_file in zip(cli_files, done.outputs, strict=True):
+        np.testing.assert_array_equal(sf.read(cli_file)[0], sf.read(api_file)[0])
 
 
 def test_bench_cli_precision(monkeypatch: pytest.MonkeyPatch) -> None:

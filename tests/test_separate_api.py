@@ -17,6 +17,8 @@ from tisdiss_cli.separation.audio import AudioError
 from tisdiss_cli.separation.separator import OutputExistsError
 from tisdiss_cli.util.device import pick_device
 
+pytestmark = pytest.mark.numerics  # CI runs these again with `auto` pinned to bf16
+
 PRESET_META = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
 
 

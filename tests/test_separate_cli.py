@@ -21,6 +21,8 @@ from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
 
+pytestmark = pytest.mark.numerics  # CI runs these again with `auto` pinned to bf16
+
 _register_commands()
 runner = CliRunner()
 

@@ -10,6 +10,8 @@ import torch
 
 from tisdiss_cli import Separator
 
+pytestmark = pytest.mark.numerics  # CI runs these again with `auto` pinned to bf16
+
 N = 3000
 
 

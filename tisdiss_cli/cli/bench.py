@@ -68,7 +68,7 @@ def bench(
             Console(stderr=True).print(f"error: {escape(str(exc))}")
             raise typer.Exit(1) from None
     try:
-        chosen = choose_precision(precision.value, torch.device(device))
+        chosen = choose_precision(precision.value, torch.device(device), emb_dim=net.config.emb_dim)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--precision") from None
     if chosen.warning:

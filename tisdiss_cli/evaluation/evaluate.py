@@ -352,7 +352,7 @@ def evaluate(
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     rate = model.config.sample_rate
-    chosen = choose_precision(precision, dev)
+    chosen = choose_precision(precision, dev, emb_dim=model.config.emb_dim)
     if chosen.warning:
         log.warning(chosen.warning)
     model = apply_precision(model, chosen.name)

@@ -122,7 +122,9 @@ def test_parse_depths():
 
 def test_one_pass_sweep_equals_separate_runs(tmp_path, tiny):
     root = write_set(tmp_path / "set")
-    report = evaluate(tiny, root, n_sep=1, n_re_values=[3, 0, 2], rtf_utterances=0, save_estimates=tmp_path / "est")
+    report = evaluate(
+        tiny, root, n_sep=1, n_re_values=[3, 0, 2], rtf_utterances=0, save_estimates=tmp_path / "est", precision="fp32"
+    )
     assert [s.n_re for s in report.settings] == [0, 2, 3]
     assert all(s.rtf is None for s in report.settings)
     rows = {(r.id, r.n_re): r for r in report.utterances}
@@ -249,7 +251,14 @@ def test_adaptive_rows_match_separate_adaptive_runs(tmp_path, tiny):
     root = write_set(tmp_path / "set")
     for threshold in (-1e9, 1e9, 20.0):
         report = evaluate(
-            tiny, root, n_sep=1, n_re_values=[1, 3], rtf_utterances=0, with_sdr=False, adaptive_threshold=threshold
+            tiny,
+            root,
+            n_sep=1,
+            n_re_values=[1, 3],
+            rtf_utterances=0,
+            with_sdr=False,
+            adaptive_threshold=threshold,
+            precision="fp32",  # compared with fp32 forwards below
         )
         rows = {r.id: r for r in report.utterances if r.adaptive}
         assert len(rows) == 2 and [s.n_re for s in report.settings] == [1, 3]  # fixed rows unchanged

@@ -320,7 +320,7 @@ def evaluate(
     with_sdr: bool = True,
     rtf_utterances: int = 2,
     adaptive_threshold: float | None = None,
-    precision: str = "fp32",
+    precision: str = "auto",
     sdr_backend: metrics.SdrBackend = "fast",
     extra_metrics: Sequence[str] = (),
 ) -> EvalReport:
@@ -331,7 +331,8 @@ def evaluate(
     ``save_estimates`` writes ``DIR/nsep{S}-nre{K}/s{j}/ID.wav`` (model rate, float WAV,
     permutation-aligned to the references). ``rtf_utterances`` = 0 skips the speed timing.
     ``adaptive_threshold`` (dB) also scores adaptive depth (see :mod:`tisdiss_cli.separation.adaptive`),
-    up to the deepest requested n_re, from the same pass. ``precision``: fp32, bf16, int8 or auto
+    up to the deepest requested n_re, from the same pass. ``precision``: auto (the default, as for
+    ``tisdiss eval``), fp32, bf16 or int8
     (:func:`~tisdiss_cli.util.precision.choose_precision`), for the scores and the timings.
     ``sdr_backend`` "fast" (default, no extra dependency) or "mir_eval" (the original, needs the
     ``eval`` extra) compute the same BSS Eval v3 SDR. ``extra_metrics`` adds perceptual metrics

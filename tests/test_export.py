@@ -137,7 +137,7 @@ def test_an_existing_file_is_kept_without_overwrite(exported: dict[str, Any]) ->
     before = out.read_bytes()
     again = runner.invoke(app, ["export", str(exported["model"]), "-o", str(out)])
     assert again.exit_code == 1
-    assert again.stderr.strip() == f"error: {out}: exists (use overwrite to replace it)"
+    assert again.stderr.strip() == f"error: {out}: exists (use --overwrite to replace it)"
     assert out.read_bytes() == before
 
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..model.depth import MAX_REPEATS
 from . import app, help
+from .device import device_option
 from .precision import HELP as PRECISION_HELP
 from .precision import METAVAR, PrecisionName
 
@@ -37,7 +38,7 @@ def bench(
         metavar="NAME|PATH",
         help="random-released / random-tiny (random weights, no download), or a model name or path.",
     ),
-    device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="cpu, cuda or cuda:N."),
+    device: str = device_option("cpu", "cpu, cuda or cuda:N."),
     seconds: float = typer.Option(4.0, "--seconds", min=0.1, metavar="SECONDS", help="Input length in seconds."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, metavar="N", help="Inputs per forward."),
     threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),

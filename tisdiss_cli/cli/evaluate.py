@@ -16,6 +16,7 @@ from rich.table import Table
 from ..model.depth import MAX_REPEATS
 from ..util.fileio import unwritable_folder
 from . import app, help
+from .device import device_option
 from .precision import HELP as PRECISION_HELP
 from .precision import METAVAR, PrecisionName
 from .progress import audio_progress
@@ -85,7 +86,7 @@ def eval_command(
         help="Separation repetitions (default: the model's best preset).",
     ),
     limit: int | None = typer.Option(None, "--limit", min=1, metavar="N", help="Score only the first N utterances."),
-    device: str = typer.Option("cpu", "--device", metavar="DEVICE", help="torch device, e.g. cpu or cuda:0."),
+    device: str = device_option("cpu", "torch device, e.g. cpu or cuda:0."),
     precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
     json_out: Path | None = typer.Option(
         None, "--json", metavar="FILE", help="Write the summary and per-setting means as JSON."

@@ -13,14 +13,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..separation.audio import AudioError, read, resample, to_mono
-from ..separation.export import ExportError, export_onnx, require_onnx
+from ..separation.export import ExportError, card_path, export_onnx, require_onnx
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS, load_any
 from . import app, help
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
 
 EXAMPLES = """
-[b]Examples[/b]
+Examples:
 
   tisdiss export tisdiss-small-8k --preset fast -o small-fast.onnx
   tisdiss export wsj0-2mix --nsep 2 --nre 3 -o wsj0-2mix.onnx
@@ -59,6 +59,13 @@ def export(
         err.print(f"error: {escape(' '.join(message.split()))}")
         raise typer.Exit(1)
 
+    target = output if output is not None else Path(f"{Path(model).expanduser().stem}.onnx")
+    problem = unwritable_folder(target.parent)
+    if problem is not None:
+        raise typer.BadParameter(problem, param_hint="-o / --output")
+    existing = [p for p in (target, card_path(target)) if p.exists()]
+    if existing and not overwrite:
+        fail(f"{existing[0]}: exists (use --overwrite to replace it)")
     if threads:
         torch.set_num_threads(threads)
     try:
@@ -66,10 +73,6 @@ def export(
         loaded = load_any(model)
     except (ExportError, *MODEL_ERRORS) as exc:
         fail(str(exc))
-    target = output if output is not None else Path(f"{Path(loaded.name).stem}.onnx")
-    problem = unwritable_folder(target.parent)
-    if problem is not None:
-        fail(problem)
     mixture: np.ndarray | None = None
     if check_input is not None:
         try:
@@ -88,7 +91,9 @@ def export(
             check=check,
             overwrite=overwrite,
         )
-    except (ExportError, FileExistsError, ValueError, OSError) as exc:
+    except FileExistsError:  # written meanwhile by another process
+        fail(f"{target}: exists (use --overwrite to replace it)")
+    except (ExportError, ValueError, OSError) as exc:
         fail(str(exc))
     if as_json:
         typer.echo(json.dumps(result.card, indent=2))

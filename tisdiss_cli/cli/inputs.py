@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..separation.audio import is_audio_file
+from ..separation.separator import output_stem
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class InputFile:
 
     path: Path
     subdir: Path = Path()
+    named: bool = False  # given by name on the command line, not found in a folder or by a glob
 
 
 def collect_inputs(specs: list[str], *, recursive: bool = False) -> tuple[list[InputFile], list[str]]:
@@ -31,7 +33,7 @@ def collect_inputs(specs: list[str], *, recursive: bool = False) -> tuple[list[I
     for spec in specs:
         path = Path(spec)
         if path.is_file():
-            found.append(InputFile(path))
+            found.append(InputFile(path, named=True))
         elif path.is_dir():
             pattern = "**/*" if recursive else "*"
             files = sorted(p for p in path.glob(pattern) if is_audio_file(p))
@@ -50,6 +52,44 @@ def collect_inputs(specs: list[str], *, recursive: bool = False) -> tuple[list[I
     for item in found:
         unique.setdefault(item.path.resolve(), item)
     return list(unique.values()), problems
+
+
+def split_outputs(
+    items: list[InputFile], output: Path, filename: str, fmt: str
+) -> tuple[list[InputFile], list[tuple[InputFile, InputFile]]]:
+    """Inputs that are outputs of another input of the run (under ``-o output`` and ``filename``).
+
+    Returns (inputs, clashes). A file found in a folder or by a glob that another input would
+    write is a previous run's output (``-o`` is the input folder): it is left out. One named on
+    the command line is a clash ``(it, the input writing it)``: separating would replace it.
+    """
+    by_place: dict[tuple[Path, str], InputFile] = {}
+    for item in items:
+        by_place.setdefault(((output / item.subdir).absolute(), item.path.stem), item)
+    folders = {folder for folder, _ in by_place}
+    kept: list[InputFile] = []
+    clashes: list[tuple[InputFile, InputFile]] = []
+    for item in items:
+        writer = _writer_of(item, folders, by_place, filename, fmt)
+        if writer is None:
+            kept.append(item)
+        elif item.named:
+            clashes.append((item, writer))
+    return kept, clashes
+
+
+def _writer_of(
+    item: InputFile, folders: set[Path], by_place: dict[tuple[Path, str], InputFile], filename: str, fmt: str
+) -> InputFile | None:
+    path = item.path.absolute()
+    for folder in folders:
+        if not path.is_relative_to(folder):
+            continue
+        stem = output_stem(path.relative_to(folder), filename, fmt)
+        writer = by_place.get((folder, stem)) if stem is not None else None
+        if writer is not None and writer.path.absolute() != path:
+            return writer
+    return None
 
 
 def shard(items: list[InputFile], rank: int, world_size: int) -> list[InputFile]:

@@ -40,10 +40,11 @@ from ..util.fileio import WriteError, remove_stale_parts, unwritable_folder
 from ..util.signals import StopOnFirstSignal
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
+from .device import device_option
 from .progress import clock
 
 EXAMPLES = """
-[b]Examples[/b]
+Examples:
 
   tisdiss live -o recordings/                     (Ctrl-C stops and keeps the files)
   tisdiss live --monitor 1 --preset fast          (hear speaker 1 while recording)
@@ -119,7 +120,7 @@ def live(
     ),
     float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
-    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = device_option("auto", "auto, cpu, cuda, cuda:N or mps."),
     threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No meter; warnings and errors only."),
 ) -> None:
@@ -201,6 +202,7 @@ def live(
                 on_status=on_status,
                 on_warning=on_warning,
                 adapt=adapt,
+                overwrite=overwrite,
             )
         except (ValueError, WriteError, OSError) as exc:
             raise fail(f"error: {exc}") from None

@@ -25,7 +25,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-def _fail(exc: Exception) -> NoReturn:
+def _fail(exc: Exception | str) -> NoReturn:
     err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
@@ -162,6 +162,8 @@ def import_(
     """Store a checkpoint in the cache under NAME (converted to the tisdiss format once)."""
     try:
         stored = load.import_model(path, name, overwrite=force)
+    except registry.ModelExistsError as exc:
+        _fail(f"a model named {exc.name!r} is already imported; use --force to replace it")
     except load.MODEL_ERRORS as exc:
         _fail(exc)
     console.print(escape(f"imported {path} as {name!r} ({stored})"), highlight=False, soft_wrap=True)

@@ -23,14 +23,16 @@ from ..separation.separator import (
     FileResult,
     OutputExistsError,
     Separator,
-    stays_inside,
+    check_template,
 )
 from ..separation.wavstream import RAW_FORMATS
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
-from .inputs import collect_inputs, distributed_rank, shard
+from .device import device_option
+from .inputs import collect_inputs, distributed_rank, shard, split_outputs
+from .messages import clip_warning
 from .precision import HELP as PRECISION_HELP
 from .precision import METAVAR, PrecisionName
 from .progress import audio_progress
@@ -39,7 +41,7 @@ from .stdin import StdinOptions, separate_stdin
 log = logging.getLogger(__name__)
 
 EXAMPLES = """
-[b]Examples[/b]
+Examples:
 
   tisdiss separate meeting.wav --preset fast
   tisdiss separate recordings/ -o separated/ --recursive
@@ -163,7 +165,7 @@ def separate(
         help="Output name template with {stem}, {spk}, {ext}; may hold sub-folders, not leave -o.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
-    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda, cuda:N or mps."),
+    device: str = device_option("auto", "auto, cpu, cuda, cuda:N or mps."),
     threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
     precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
@@ -182,7 +184,7 @@ def separate(
     ),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only."),
 ) -> None:
-    """Separate each input into one file per speaker ([i]stem[/i]_spk1.wav, [i]stem[/i]_spk2.wav, ...)."""
+    """Separate each input into one file per speaker (STEM_spk1.wav, STEM_spk2.wav, ...)."""
     streaming = "-" in inputs
     if streaming and inputs != ["-"]:
         raise typer.BadParameter("- (standard input) cannot be combined with other inputs", param_hint="INPUTS")
@@ -205,20 +207,21 @@ def separate(
             f"{fmt.value.upper()} cannot hold float samples; use --format wav with --float", param_hint="--float"
         )
     try:
-        example = filename.format(stem="x", spk=1, ext="wav")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise typer.BadParameter(
-            f"bad template ({exc}); use {{stem}}, {{spk}}, {{ext}}", param_hint="--filename"
-        ) from None
-    if not stays_inside(example):
-        raise typer.BadParameter(
-            f"{filename!r} writes outside the output folder ({example}); name files inside -o", param_hint="--filename"
-        )
+        check_template(filename, fmt.value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--filename") from None
     problem = None if to_stdout else unwritable_folder(output)
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="-o / --output")
 
     items, problems = ([], []) if streaming else collect_inputs(inputs, recursive=recursive)
+    items, clashes = split_outputs(items, output, filename, fmt.value)
+    if clashes:
+        named, writer = clashes[0]
+        raise typer.BadParameter(
+            f"{named.path} is an input and also an output of {writer.path}; separating would replace it",
+            param_hint="INPUTS",
+        )
     for line in problems:
         err.print(escape(line))
     rank, world = distributed_rank()
@@ -335,9 +338,10 @@ def separate(
                     overwrite=overwrite,
                     progress=on_progress,
                 )
-            except OutputExistsError:
+            except OutputExistsError as exc:
                 skipped.append(item.path)
-                out.print(f"skipped {escape(str(item.path))}: outputs exist (use --overwrite)")
+                why = "outputs exist (use --overwrite)" if str(exc).endswith(": exists") else str(exc)
+                out.print(f"skipped {escape(str(item.path))}: {escape(why)}")
             except (AudioError, ValueError, OSError, RuntimeError) as exc:
                 reason = str(exc).removeprefix(f"{item.path}: ")
                 failed.append(f"{item.path}: {reason}")
@@ -347,7 +351,7 @@ def separate(
                 results.append(res)
                 claimed.update(dict.fromkeys(res.outputs, item.path))
                 out.print(f"{escape(str(item.path))} -> {', '.join(escape(str(p)) for p in res.outputs)}")
-                for warning in res.warnings:
+                for warning in res.warnings + clip_warning(res.clipped):
                     err.print(f"{escape(str(item.path))}: warning: {escape(warning)}")
             finally:
                 progress.remove_task(chunk_task)

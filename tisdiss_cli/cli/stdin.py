@@ -19,9 +19,10 @@ from rich.markup import escape
 
 from ..model.depth import Depth
 from ..separation.audio import AtomicWriter, AudioError, OutputFormat
-from ..separation.separator import OutputExistsError, OutputRate, Separator
+from ..separation.separator import OutputExistsError, OutputRate, Separator, commit_all
 from ..separation.wavstream import PcmReader, StreamFormat, WavStreamWriter, raw_format, read_wav_header
 from ..util.fileio import WriteError, remove_stale_parts
+from .messages import clip_warning
 
 NAME = "stdin"  # how errors name the input, and the default output stem
 
@@ -48,15 +49,23 @@ class _Files:
 
     def __init__(self, paths: list[Path], rate: int, opts: StdinOptions) -> None:
         self.writers: list[AtomicWriter] = []
-        for p in paths:
-            self.writers.append(AtomicWriter(p, rate, length=None, fmt=opts.fmt, float_output=opts.float_output))
+        try:
+            for p in paths:
+                self.writers.append(
+                    AtomicWriter(
+                        p, rate, length=None, fmt=opts.fmt, float_output=opts.float_output, overwrite=opts.overwrite
+                    )
+                )
+        except BaseException:
+            self.discard()  # the part files of the speakers opened before the one that failed
+            raise
 
     def write(self, y: np.ndarray) -> None:
         for j, w in enumerate(self.writers):
             w.write(y[j])
 
     def commit(self) -> list[Path]:
-        return [w.commit() for w in self.writers]
+        return commit_all(self.writers)
 
     def discard(self) -> None:
         for w in self.writers:
@@ -150,9 +159,7 @@ def separate_stdin(
     stats = stream.stats
     seconds = stats.input_frames / fmt.sample_rate
     clipped = files.clipped if files is not None else pipe.clipped if pipe is not None else 0
-    warnings = reader.warnings + (
-        [f"{clipped} samples clipped at full scale (use --float to keep them)"] * bool(clipped)
-    )
+    warnings = reader.warnings + clip_warning(clipped)
     for warning in warnings:
         err.print(f"{NAME}: warning: {escape(warning)}")
     summary = {

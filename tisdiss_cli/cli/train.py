@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..training.config import TrainConfig, config_changes, describe_changes, resolve_config, resume_config
+from ..util.fileio import unwritable_folder
 from ..util.signals import StopOnFirstSignal
 from . import app, help
 
@@ -91,6 +92,8 @@ def train(
     from ..training.loop import train as run_training
     from ..zoo.load import MODEL_ERRORS
 
+    if not print_config and (problem := unwritable_folder(run)) is not None:
+        raise typer.BadParameter(problem, param_hint="--run")
     try:
         if resume:
             cfg: TrainConfig = resume_config(run, set_)
@@ -152,6 +155,14 @@ def train(
     except (OSError, ValueError, *MODEL_ERRORS) as exc:
         _err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from None
+    if result.limit is not None:
+        _err.print(
+            f"nothing to do: {escape(str(run))} already finished ({escape(result.stop_reason)}) at step "
+            f"{result.step}; to train on, raise the limit: --resume --set {result.limit}=N",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return
     if stopper.signum is not None:
         _err.print(
             f"stopped by {stopper.signal_name} at step {result.step}: the run is saved; continue with "

@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ..util.fileio import WriteError, new_part_file
+from ..util.fileio import WriteError, commit, new_part_file, remove_part_file
 
 OutputFormat = Literal["wav", "flac", "mp3", "opus"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("wav", "flac", "mp3", "opus")
@@ -86,6 +86,10 @@ _PCM24_MAX = 1.0 - 2.0**-23  # largest 24-bit PCM value, as a float
 
 class AudioError(ValueError):
     """An input that cannot be separated; the message is ``path: reason`` on one line."""
+
+
+class OutputExistsError(FileExistsError):
+    """An output file exists and overwriting was not asked for; the message is ``path: exists``."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,11 @@ def read_blocks(
         mono = np.ascontiguousarray(to_mono(data, channel))
         if resampler is not None:
             mono = resampler.resample_chunk(mono, last=last)
+            if not np.isfinite(mono).all():  # a float file at the very top of the float32 range
+                raise AudioError(
+                    f"{info.path}: samples of up to {float(np.abs(data).max()):.3g} overflow float32 when resampled "
+                    f"to {target_rate} Hz; scale the input down"
+                )
         if len(mono):
             yield mono
         if last:
@@ -326,6 +335,15 @@ def check_output_format(fmt: str, float_output: bool = False) -> None:
         raise ValueError(f"{fmt.upper()} cannot hold float samples; use --format wav with float output")
 
 
+def _os_reason(exc: BaseException) -> BaseException:
+    """The OS error behind libsndfile's "System error." (a failed write(): a full disk, a file size
+    limit, ...), which soundfile reports without its reason; ``exc`` itself otherwise."""
+    if isinstance(exc, OSError) or "System error" not in str(exc):
+        return exc
+    code = getattr(getattr(sf, "_ffi", None), "errno", 0)  # cffi keeps the C errno of soundfile's last call
+    return OSError(code, os.strerror(code)) if code else exc
+
+
 def clip(block: np.ndarray, subtype: str) -> tuple[np.ndarray, int]:
     """Saturate to the PCM range (libsndfile would wrap around); returns (block, clipped count).
 
@@ -348,7 +366,10 @@ class AtomicWriter:
     is padded with zeros on commit, so the file has exactly ``length`` frames (``length=None``:
     as many as are written, for a stream of unknown length; MP3 and Opus decoders may return a
     few more or less: codec framing). ``sample_rate`` must be one the format's encoder accepts
-    (:func:`codec_rate`).
+    (:func:`codec_rate`). Without ``overwrite``, :meth:`commit` claims the target exclusively
+    (:func:`~tisdiss_cli.util.fileio.commit`) and raises :class:`OutputExistsError` if it exists,
+    even when another process wrote it while this one was writing. NaN or Inf samples are refused
+    (``ValueError``): libsndfile would write them as full-scale noise.
     """
 
     def __init__(
@@ -360,6 +381,7 @@ class AtomicWriter:
         fmt: OutputFormat = "wav",
         float_output: bool = False,
         channels: int = 1,
+        overwrite: bool = False,
     ) -> None:
         check_output_format(fmt, float_output)
         if codec_rate(fmt, sample_rate) != sample_rate:
@@ -371,16 +393,17 @@ class AtomicWriter:
         self.clipped = 0  # samples saturated at full scale
         self.written = 0
         self.channels = channels
+        self.overwrite = overwrite
         self.tmp = new_part_file(self.path)  # also removes what dead writers left in that folder
         try:
             self._file: sf.SoundFile | None = sf.SoundFile(
                 str(self.tmp), "w", samplerate=sample_rate, channels=channels, format=container, subtype=self.subtype
             )
         except (OSError, RuntimeError) as exc:
-            self.tmp.unlink(missing_ok=True)
-            raise WriteError(self.path, exc) from None
+            remove_part_file(self.tmp)
+            raise WriteError(self.path, _os_reason(exc)) from None
         except BaseException:
-            self.tmp.unlink(missing_ok=True)
+            remove_part_file(self.tmp)
             raise
 
     def write(self, block: np.ndarray) -> None:
@@ -389,13 +412,18 @@ class AtomicWriter:
             block = block[: max(0, self.length - self.written)]
         if not len(block):
             return
-        block, n = clip(np.asarray(block, dtype=np.float32), self.subtype)
+        block = np.asarray(block, dtype=np.float32)
+        if not np.isfinite(block).all():
+            self.discard()
+            raise ValueError(f"{self.path}: NaN or Inf output samples; nothing written")
+        block, n = clip(block, self.subtype)
         self.clipped += n
         try:
             self._file.write(block)
         except (OSError, RuntimeError) as exc:  # libsndfile reports a full disk as a RuntimeError
+            reason = _os_reason(exc)
             self.discard()
-            raise WriteError(self.path, exc) from None
+            raise WriteError(self.path, reason) from None
         self.written += len(block)
 
     def commit(self) -> Path:
@@ -407,10 +435,14 @@ class AtomicWriter:
                 self.written = self.length
             self._file.close()
             self._file = None
-            os.replace(self.tmp, self.path)
-        except (OSError, RuntimeError) as exc:
+            commit(self.tmp, self.path, overwrite=self.overwrite)
+        except FileExistsError:
             self.discard()
-            raise WriteError(self.path, exc) from None
+            raise OutputExistsError(f"{self.path}: exists") from None
+        except (OSError, RuntimeError) as exc:
+            reason = _os_reason(exc)
+            self.discard()
+            raise WriteError(self.path, reason) from None
         return self.path
 
     def discard(self) -> None:
@@ -418,7 +450,7 @@ class AtomicWriter:
             file, self._file = self._file, None
             with contextlib.suppress(OSError, RuntimeError):  # flushing a part file about to be deleted
                 file.close()
-        self.tmp.unlink(missing_ok=True)
+        remove_part_file(self.tmp)
 
     def __enter__(self) -> AtomicWriter:
         return self
@@ -435,8 +467,11 @@ def write(
     *,
     fmt: OutputFormat = "wav",
     float_output: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     """Write a whole mono ``[n]`` signal atomically (24-bit PCM, or 32-bit float); returns the path."""
-    with AtomicWriter(Path(path), sample_rate, length=len(wave), fmt=fmt, float_output=float_output) as w:
+    with AtomicWriter(
+        Path(path), sample_rate, length=len(wave), fmt=fmt, float_output=float_output, overwrite=overwrite
+    ) as w:
         w.write(wave)
         return w.commit()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,8 @@ from ..model.network import TISDiSS
 from ..util.fileio import atomic_write_text
 from ..util.timing import Stopwatch
 from ..zoo.download import cache_dir
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,5 +109,8 @@ def calibrate(
     result = Calibration(
         model_id, device, n_sep, measure(model, n_sep=n_sep, max_n_re=max_n_re, seconds=seconds), seconds
     )
-    atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
+    try:
+        atomic_write_text(path, json.dumps(result.to_dict(), indent=1))
+    except OSError as exc:  # the cache only saves the next run a measurement
+        log.warning("cannot cache the speed measurement (%s): measured again next time", exc)
     return result

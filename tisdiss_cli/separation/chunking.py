@@ -18,6 +18,7 @@ keeping about one segment of input and output, whatever the file length.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -52,6 +53,8 @@ class ChunkPlan:
     @classmethod
     def from_seconds(cls, segment: float, overlap: float, sample_rate: int, batch_size: int = 1) -> ChunkPlan:
         """segment in seconds, overlap as a fraction of the segment (0 <= overlap < 1)."""
+        if not (math.isfinite(segment) and segment > 0):
+            raise ValueError(f"segment must be a finite number of seconds above 0, got {segment}")
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap is a fraction in [0, 1), got {overlap}")
         seg = max(1, int(round(segment * sample_rate)))
@@ -101,7 +104,7 @@ class OverlapAdd:
 
     def __init__(self, fn: SeparateFn, plan: ChunkPlan, num_spk: int, *, on_chunk: ChunkCallback | None = None) -> None:
         self.fn, self.plan, self.num_spk, self.on_chunk = fn, plan, num_spk, on_chunk
-        self.win = window(plan.segment, plan.overlap)
+        self._win: Tensor | None = None
         self.buf = torch.zeros(0)  # input samples from buf_start on
         self.buf_start = 0
         self.available = 0  # input samples received
@@ -112,6 +115,14 @@ class OverlapAdd:
         self.out_start = 0  # samples already emitted
         self.ran_chunks = 0
         self.finished = False
+
+    @property
+    def win(self) -> Tensor:
+        """The chunk window, made when a second chunk needs it: a segment may be far longer than
+        any input (``--segment 1e9``), and an input that fits runs whole without one."""
+        if self._win is None:
+            self._win = window(self.plan.segment, self.plan.overlap)
+        return self._win
 
     # -- input side
     def push(self, block: Tensor | np.ndarray) -> list[Tensor]:

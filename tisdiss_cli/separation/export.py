@@ -179,7 +179,7 @@ def export_onnx(
     card_file = card_path(path)
     existing = [p for p in (path, card_file) if p.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{existing[0]}: exists (use overwrite to replace it)")
+        raise FileExistsError(f"{existing[0]}: exists (pass overwrite=True to replace it)")
     loaded = resolve_model(model, torch.device("cpu"))
     depth = preset_depth(loaded.presets, preset, n_sep, n_re)
     net = copy.deepcopy(loaded.model).float().eval()  # float32 on the CPU, the caller's model untouched

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..model.depth import Depth
 from . import audio
-from .separator import Separator
+from .separator import Separator, commit_all
 from .streaming import StreamStats
 
 READ_TIMEOUT = 0.1  # seconds a read waits before the engine looks at its stop event again
@@ -247,6 +247,7 @@ def run_live(
     adapt: bool = True,
     keep_up_rtf: float = 1.0,
     clock: Callable[[], float] = time.perf_counter,
+    overwrite: bool = False,
 ) -> LiveResult:
     """Separate ``source`` until it ends or ``stop`` is set; returns when the files are committed.
 
@@ -255,6 +256,8 @@ def run_live(
     warning and (``adapt``) one step down in N_re. An exception (a second Ctrl-C included)
     discards the part files; a stop commits what was captured. ``clock`` times the latency
     (a fake clock's, with a fake-clock source); chunk compute is always timed on the wall clock.
+    Without ``overwrite`` the targets are claimed exclusively when committed
+    (:class:`~.audio.OutputExistsError` if another process wrote one meanwhile).
     """
     stop = stop if stop is not None else threading.Event()
     warnings: list[str] = []
@@ -270,7 +273,11 @@ def run_live(
     writers: list[audio.AtomicWriter] = []
     try:
         for t in targets:
-            writers.append(audio.AtomicWriter(t, stream.output_rate, length=None, fmt=fmt, float_output=float_output))
+            writers.append(
+                audio.AtomicWriter(
+                    t, stream.output_rate, length=None, fmt=fmt, float_output=float_output, overwrite=overwrite
+                )
+            )
 
         def emit(y: np.ndarray) -> None:
             for j, w in enumerate(writers):
@@ -319,7 +326,7 @@ def run_live(
             if sink is not None:
                 sink.stop()
         emit(stream.close())
-        outputs = [w.commit() for w in writers]
+        outputs = commit_all(writers)
     finally:
         for w in writers:
             w.discard()  # no-op once committed

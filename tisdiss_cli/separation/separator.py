@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import string
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +25,12 @@ from ..model.depth import Depth, default_presets
 from ..model.network import TISDiSS
 from ..model.precision import apply_precision
 from ..util.device import pick_device
-from ..util.fileio import remove_stale_parts
+from ..util.fileio import live_writer, remove_stale_parts
 from ..util.precision import PRECISIONS, PrecisionChoice, choose_precision
 from ..zoo.load import LoadedModel, load_any
 from . import audio
 from .adaptive import separate_adaptive
+from .audio import OutputExistsError as OutputExistsError  # raised by process_file; defined with the writer
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan, OverlapAdd
 from .streaming import SeparationStream
@@ -51,8 +54,13 @@ ProgressFn = Callable[[int, int], None]  # (samples done, total samples) at the 
 OutputRate = Literal["input", "model"]
 
 
-class OutputExistsError(FileExistsError):
-    """An output file exists and overwriting was not asked for."""
+# Suffixes each output format is written under; a template naming another one is refused.
+FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "wav": (".wav",),
+    "flac": (".flac",),
+    "mp3": (".mp3",),
+    "opus": (".opus", ".ogg"),
+}
 
 
 @dataclass
@@ -100,6 +108,67 @@ def stays_inside(relative: str) -> bool:
         if depth < 0:
             return False
     return depth > 0
+
+
+def check_template(filename: str, fmt: str) -> None:
+    """Raise ``ValueError`` (one line, naming the problem) for an output name template that cannot
+    name one file per speaker inside the output folder in format ``fmt``."""
+    if not filename.strip():
+        raise ValueError("the template is empty; use e.g. '{stem}_spk{spk}.{ext}'")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(filename) if name is not None}
+        example = filename.format(stem="x", spk=1, ext=fmt)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ValueError(f"bad template {filename!r} ({exc}); use {{stem}}, {{spk}}, {{ext}}") from None
+    if "spk" not in fields:
+        raise ValueError(f"{filename!r} has no {{spk}}: every speaker would get the same name")
+    if not stays_inside(example):
+        raise ValueError(f"{filename!r} writes outside the output folder ({example}); name files inside -o")
+    suffix = _written_suffix(filename)
+    if suffix in audio.AUDIO_SUFFIXES and suffix not in FORMAT_SUFFIXES.get(fmt, (f".{fmt}",)):
+        raise ValueError(
+            f"{filename!r} names {suffix} files but the format is {fmt}; end the template with .{{ext}}, "
+            "or ask for the format it names"
+        )
+
+
+def _written_suffix(filename: str) -> str:
+    """The extension a template spells out after its last field (``.mp3`` in ``{stem}_{spk}.mp3``;
+    nothing when a field ends it, as ``{ext}`` does)."""
+    *_, (tail, field_name, _, _) = string.Formatter().parse(filename)
+    return "" if field_name is not None else Path(f"x{tail}").suffix.lower()
+
+
+def output_stem(relative: str | os.PathLike, filename: str, fmt: str) -> str | None:
+    """The input stem whose outputs under template ``filename`` include ``relative`` (a path inside
+    the output folder), for any speaker number; None when no input's outputs are named so."""
+    pattern, stem_seen = "", False
+    for literal, name, _, _ in string.Formatter().parse(filename):
+        pattern += re.escape(literal)
+        if name == "stem":
+            pattern += "(?P=stem)" if stem_seen else "(?P<stem>.+?)"
+            stem_seen = True
+        elif name == "spk":
+            pattern += r"\s*\d+"
+        elif name == "ext":
+            pattern += re.escape(fmt)
+    found = re.fullmatch(pattern, Path(relative).as_posix())
+    if found is None:
+        return None
+    return found["stem"] if stem_seen else ""
+
+
+def headroom(chunks: Tensor) -> Tensor:
+    """``[B, 1]`` powers of two that bring each chunk's peak to at most 1 (1 for chunks already there).
+
+    Float input may hold any finite level (a float WAV of 3e38): its energy, and the network's
+    variance, overflow float32. Dividing by a power of two is exact, and so is multiplying the
+    outputs back, so a chunk at a huge level gives exactly the outputs of the same chunk at full
+    scale, scaled as the input was.
+    """
+    peak = chunks.abs().amax(dim=-1, keepdim=True).double()
+    exponent = torch.where(peak > 1, torch.frexp(peak).exponent, 0)
+    return torch.ldexp(torch.ones_like(peak), exponent)
 
 
 def match_level(sources: Tensor, mixture: Tensor) -> Tensor:
@@ -196,6 +265,11 @@ class Separator:
         @torch.inference_mode()
         def run(chunks: Tensor) -> Tensor:
             length = chunks.shape[-1]
+            scale = headroom(chunks)
+            scaled = not bool((scale == 1).all())
+            if scaled:
+                peak = float(chunks.abs().max())
+                chunks = (chunks.double() / scale).float()
             x = chunks.to(self.device, torch.float32)
             if length < min_len:  # shorter than one STFT frame: pad, separate, trim
                 x = torch.nn.functional.pad(x, (0, min_len - length))
@@ -211,6 +285,11 @@ class Separator:
                 out = match_level(out, chunks.float())
             silent = chunks.abs().amax(dim=-1) == 0
             out[silent] = 0.0  # silent in, silent out (not the network's residual bias)
+            if not scaled:
+                return out
+            out = (out.double() * scale[:, :, None]).float()
+            if not bool(torch.isfinite(out).all()):
+                raise ValueError(f"the outputs exceed the float32 range (input peak {peak:.3g}); scale the input down")
             return out
 
         return run
@@ -287,17 +366,14 @@ class Separator:
         filename: str = DEFAULT_FILENAME,
     ) -> list[Path]:
         """Where :meth:`separate_file` writes; ``filename`` may use ``{stem}``, ``{spk}`` (1-based), ``{ext}``
-        and sub-folders, but must stay inside ``out_dir`` (no absolute path, no ``..``)."""
+        and sub-folders, but must stay inside ``out_dir`` (no absolute path, no ``..``) and name
+        files of format ``fmt`` (:func:`check_template`; ``ValueError`` otherwise)."""
+        check_template(filename, fmt)
         stem = Path(path).stem
-        try:
-            names = [filename.format(stem=stem, spk=j + 1, ext=fmt) for j in range(self.num_spk)]
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"bad filename template {filename!r}: {exc}") from None
-        if len(set(names)) < len(names):
-            raise ValueError(f"filename template {filename!r} gives the same name to every speaker; use {{spk}}")
+        names = [filename.format(stem=stem, spk=j + 1, ext=fmt) for j in range(self.num_spk)]
         escaping = next((n for n in names if not stays_inside(n)), None)
         if escaping is not None:
-            raise ValueError(f"filename template {filename!r} writes outside the output folder ({escaping})")
+            raise ValueError(f"{filename!r} writes outside the output folder ({escaping}); name files inside -o")
         return [Path(out_dir) / n for n in names]
 
     def process_file(
@@ -327,7 +403,10 @@ class Separator:
             remove_stale_parts(folder)  # what a killed run left, even when these outputs are skipped
         existing = [t for t in targets if t.exists()]
         if existing and not overwrite:
-            raise OutputExistsError(f"{existing[0]}: exists (use overwrite to replace it)")
+            raise OutputExistsError(f"{existing[0]}: exists")
+        writer = next((pid for t in targets if (pid := live_writer(t)) is not None), None)
+        if writer is not None:  # another run is separating this file right now: leave it to it
+            raise OutputExistsError(f"{targets[0]}: being written by another tisdiss run (pid {writer})")
         model_len = audio.resampled_length(info.frames, info.sample_rate, self.sample_rate)
         out_rate = audio.codec_rate(fmt, info.sample_rate if output_rate == "input" else self.sample_rate)
         out_len = audio.resampled_length(info.frames, info.sample_rate, out_rate)
@@ -336,7 +415,11 @@ class Separator:
         writers: list[audio.AtomicWriter] = []
         try:
             for t in targets:
-                writers.append(audio.AtomicWriter(t, out_rate, length=out_len, fmt=fmt, float_output=float_output))
+                writers.append(
+                    audio.AtomicWriter(
+                        t, out_rate, length=out_len, fmt=fmt, float_output=float_output, overwrite=overwrite
+                    )
+                )
 
             def emit(blocks: list[Tensor], last: bool) -> None:
                 y = torch.cat(blocks, dim=1).T.numpy() if blocks else np.zeros((0, self.num_spk), np.float32)
@@ -348,7 +431,7 @@ class Separator:
             for block in audio.read_blocks(info.path, self.sample_rate, channel=channel, stream=stream):
                 emit(engine.push(block), last=False)
             emit(engine.finish(), last=True)
-            outputs = [w.commit() for w in writers]
+            outputs = commit_all(writers)
         finally:
             for w in writers:
                 w.discard()  # no-op for committed writers; removes temporaries otherwise
@@ -364,8 +447,6 @@ class Separator:
         truncated = info.truncation()
         if truncated is not None:
             result.warnings.append(truncated)
-        if result.clipped:
-            result.warnings.append(f"{result.clipped} samples clipped at full scale (use float output to keep them)")
         return result
 
     def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> list[Path]:
@@ -373,7 +454,11 @@ class Separator:
 
         Reads and writes block by block (memory does not depend on the length), writes each
         output to a temporary file renamed at the end, never overwrites unless
-        ``overwrite=True`` (else :class:`OutputExistsError`). Options: preset, n_sep, n_re,
+        ``overwrite=True`` (else :class:`OutputExistsError`, also when another process writes the
+        same outputs meanwhile: each is claimed exclusively). Samples clipped at full scale
+        (PCM outputs) are counted in :meth:`process_file`'s ``FileResult.clipped``;
+        ``float_output=True`` keeps them.
+        Options: preset, n_sep, n_re,
         fmt ("wav" | "flac" | "mp3" | "opus"; MP3 and Opus at a rate their encoders refuse are
         written at the next one up, see :func:`~tisdiss_cli.separation.audio.codec_rate`),
         float_output (32-bit float WAV instead of 24-bit PCM), output_rate ("input" | "model"),
@@ -382,3 +467,17 @@ class Separator:
         Raises :class:`tisdiss_cli.separation.audio.AudioError` (``path: reason``) for bad input.
         """
         return self.process_file(path, out_dir, **options).outputs
+
+
+def commit_all(writers: list[audio.AtomicWriter]) -> list[Path]:
+    """Commit every speaker's file, or none: when one fails (it exists, the disk is full), the
+    ones this call committed are removed again, so an input never has half of its outputs."""
+    done: list[Path] = []
+    try:
+        for w in writers:
+            done.append(w.commit())
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise
+    return done

@@ -43,7 +43,7 @@ class StreamStats:
     chunks: int = 0  # network chunks run
     compute_seconds: float = 0.0  # wall time inside the network
     last_chunk_seconds: float = 0.0  # wall time of the latest chunk
-    latency_max: float = 0.0  # longest wait of an input sample for its output (blocks emitted by feed)
+    latency_max: float = 0.0  # longest wait of an input sample for its output (every block, close's too)
     latency_sum: float = 0.0
     latency_blocks: int = 0
 
@@ -192,7 +192,7 @@ class SeparationStream:
         if final and len(ready) < limit:  # as the file writer does: pad a short tail with zeros
             ready = np.concatenate((ready, np.zeros((limit - len(ready), self.num_spk), np.float32)))
         out, self._held = ready[:limit], ready[limit:]
-        if len(out) and not final:
+        if len(out):  # the last block counts too: in an input of one chunk it is the only one
             self._note_latency(self.stats.output_frames)
         self.stats.output_frames += len(out)
         return np.ascontiguousarray(out.T, dtype=np.float32)

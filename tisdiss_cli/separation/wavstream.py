@@ -10,6 +10,7 @@ same samples.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import BinaryIO, Literal
 import numpy as np
 import soundfile as sf
 
+from ..util.fileio import WriteError
 from .audio import AudioError, clip
 
 RawFormat = Literal["s16le", "s24le", "s32le", "f32le"]
@@ -173,8 +175,16 @@ class WavStreamWriter:
     when the output turns out to be seekable (a redirect to a file), :meth:`close` fills them in.
     """
 
-    def __init__(self, out: BinaryIO, sample_rate: int, channels: int, *, float_output: bool = False) -> None:
-        self.out, self.channels = out, channels
+    def __init__(
+        self,
+        out: BinaryIO,
+        sample_rate: int,
+        channels: int,
+        *,
+        float_output: bool = False,
+        name: str = "standard output",
+    ) -> None:
+        self.out, self.channels, self.name = out, channels, name
         self.subtype = "FLOAT" if float_output else "PCM_24"
         self.width = 4 if float_output else 3
         self.clipped = 0
@@ -191,8 +201,20 @@ class WavStreamWriter:
         self._emit(header + b"data" + struct.pack("<I", 0xFFFFFFFF))
 
     def _emit(self, data: bytes) -> None:
-        self.out.write(data)
-        self.out.flush()
+        with self._reported():
+            self.out.write(data)
+            self.out.flush()
+
+    @contextlib.contextmanager
+    def _reported(self) -> Iterator[None]:
+        """An OSError (a full disk behind a redirect) as a :class:`WriteError` naming the stream; a
+        closed pipe stays a ``BrokenPipeError`` (the reader left: not a write failure to report)."""
+        try:
+            yield
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise WriteError(self.name, exc) from None
 
     def write(self, block: np.ndarray) -> None:
         """Frames ``[n, channels]`` (or ``[n]`` for mono) at full scale 1.0."""
@@ -211,11 +233,12 @@ class WavStreamWriter:
         data = self.frames * self.width * self.channels
         if self._start is None or data + self._data_field > 0xFFFFFFFF:
             return
-        if data & 1:
-            self.out.write(b"\0")  # RIFF chunks are padded to an even size
-        self.out.seek(self._start + 4)
-        self.out.write(struct.pack("<I", self._data_field - 4 + data + (data & 1)))
-        self.out.seek(self._start + self._data_field)
-        self.out.write(struct.pack("<I", data))
-        self.out.seek(0, io.SEEK_END)
-        self.out.flush()
+        with self._reported():
+            if data & 1:
+                self.out.write(b"\0")  # RIFF chunks are padded to an even size
+            self.out.seek(self._start + 4)
+            self.out.write(struct.pack("<I", self._data_field - 4 + data + (data & 1)))
+            self.out.seek(self._start + self._data_field)
+            self.out.write(struct.pack("<I", data))
+            self.out.seek(0, io.SEEK_END)
+            self.out.flush()

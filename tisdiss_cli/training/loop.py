@@ -37,7 +37,15 @@ from ..util.fileio import atomic_write_text
 from ..util.signals import ignore_signals
 from ..util.sisnr import neg_si_snr
 from ..zoo.load import load_any
-from .config import RUN_CONFIG, Changes, TrainConfig, check_resumable, config_changes, read_run_config
+from .config import (
+    RUN_CONFIG,
+    Changes,
+    OptimConfig,
+    TrainConfig,
+    check_resumable,
+    config_changes,
+    read_run_config,
+)
 from .data import DynamicMixDataset, PremixedDataset, TrainingSet, collate_padded
 from .losses import LossWeights, multi_loss, pit_neg_si_snr
 from .schedule import learning_rate
@@ -55,6 +63,18 @@ class TrainResult:
     model: TISDiSS  # this rank's weights at the end of the loop
     step: int  # optimiser steps taken
     stop_reason: str
+    limit: str | None = None  # the setting that ended a resumed run that had already finished, if it had
+
+
+def finished(state: TrainState, optim: OptimConfig) -> tuple[str, str] | None:
+    """(why, the setting that says so) when a run at ``state`` has nothing left to train; None if it has."""
+    if optim.max_steps and state.step >= optim.max_steps:
+        return f"reached max_steps={optim.max_steps}", "optim.max_steps"
+    if state.plateau.since_best >= optim.early_stop:
+        return f"valid loss did not improve for {optim.early_stop} epochs", "optim.early_stop"
+    if state.epoch >= optim.epochs:
+        return "all epochs done", "optim.epochs"
+    return None
 
 
 def train(
@@ -107,6 +127,9 @@ def train(
     train_set, valid_set = _datasets(config, config.model.sample_rate)  # bad data fail before any write
     if resume:
         state = load_state(last_path, model, optimizer)
+        done = finished(state, optim_cfg)
+        if done is not None:  # nothing to train: leave the run as it is, model and log included
+            return TrainResult(run_dir / "model.safetensors", model, state.step, done[0], limit=done[1])
     else:
         state = TrainState()
         if ddp.main:
@@ -190,8 +213,8 @@ def train(
                 t0 = time.perf_counter()
             if state.step % config.save_every_steps == 0:
                 _save(last_path, model, optimizer, state, clock, ddp)
-            if optim_cfg.max_steps and state.step >= optim_cfg.max_steps:
-                stop_reason = f"reached max_steps={optim_cfg.max_steps}"
+            if (done := finished(state, optim_cfg)) is not None:
+                stop_reason = done[0]
                 break
             if optim_cfg.max_minutes and clock.this_invocation() >= optim_cfg.max_minutes * 60:
                 stop_reason = f"reached max_minutes={optim_cfg.max_minutes:g}"
@@ -222,8 +245,8 @@ def train(
         state.epoch += 1
         state.batch_in_epoch = 0
         _save(last_path, model, optimizer, state, clock, ddp)
-        if state.plateau.since_best >= optim_cfg.early_stop:
-            stop_reason = f"valid loss did not improve for {optim_cfg.early_stop} epochs"
+        if (done := finished(state, optim_cfg)) is not None:
+            stop_reason = done[0]
         elif _stop_requested(stop, ddp, device):  # asked during validation: the epoch is saved
             stop_reason = STOP_REQUESTED
 

@@ -57,6 +57,11 @@ class OfflineError(DownloadError):
     """The file is not cached and ``TISDISS_OFFLINE`` forbids the network."""
 
 
+class CacheError(DownloadError):
+    """The cache cannot hold the file: read-only, not a folder, no permission. The cache is an
+    optimisation, so callers with another way (the bundled model) take it."""
+
+
 class IntegrityError(DownloadError):
     """Downloaded or cached bytes do not match the expected size or hash."""
 
@@ -219,12 +224,22 @@ def fetch(
     A file already at ``dest`` with a valid marker is trusted; one without a marker (for
     example placed there by hand) is hashed and accepted if it matches. A corrupted cache
     entry is deleted and fetched again. Raises :class:`OfflineError` when the network is
-    needed but ``TISDISS_OFFLINE`` is set, :class:`IntegrityError` on a hash mismatch and
+    needed but ``TISDISS_OFFLINE`` is set, :class:`IntegrityError` on a hash mismatch,
+    :class:`CacheError` when the file is not cached and the cache cannot take it, and
     :class:`DownloadError` when the server cannot be reached.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest.with_name(dest.name + ".lock"))):
+    if is_verified(dest, expected):
+        return dest  # a read-only cache still serves what it holds
+    lock = FileLock(str(dest.with_name(dest.name + ".lock")))
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as exc:
+        reason = f"cache {cache_dir()} is not writable: {exc.strerror or exc}"
+        hint = "set TISDISS_CACHE_DIR to a writable folder"
+        raise CacheError(f"cannot store {dest.name}: {reason}; {hint}", reason) from None
+    try:
         if is_verified(dest, expected):
             return dest
         if dest.is_file():
@@ -243,6 +258,8 @@ def fetch(
             )
         _download(url, dest, expected, progress=progress, retries=retries, backoff=backoff, timeout=timeout)
         return dest
+    finally:
+        lock.release()
 
 
 def _download(

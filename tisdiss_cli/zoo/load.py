@@ -41,6 +41,7 @@ from .registry import (
     CHECKPOINT_NAME,
     ModelEntry,
     ModelError,
+    ModelExistsError,
     ModelNotFoundError,
     RegistryError,
     available_names,
@@ -299,7 +300,7 @@ def import_model(path: str | os.PathLike[str], name: str, *, overwrite: bool = F
     with local_index_lock():
         index = read_local_index()
         if name in index and not overwrite:
-            raise ModelError(f"a model named {name!r} is already imported; remove it first or overwrite")
+            raise ModelExistsError(name)
         presets = presets_as_lists(_presets_from(metadata, model))
         save_checkpoint(model, target, {**metadata, "name": name, "presets": presets})
         write_marker(target, {"size": target.stat().st_size, "sha256": sha256_file(target)})

@@ -47,6 +47,14 @@ class ModelNotFoundError(ModelError, LookupError):
     """A spec that names no known model, file or folder; or a model that is not available."""
 
 
+class ModelExistsError(ModelError):
+    """A model is already imported under the name given; ``name`` is that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a model named {name!r} is already imported; pass overwrite=True to replace it")
+        self.name = name
+
+
 class RegistryError(ModelError, ValueError):
     """A registry file that cannot be read or holds an invalid entry."""
 
@@ -211,7 +219,7 @@ def read_local_index() -> dict[str, dict[str, Any]]:
     """Imported models: name -> {"file": path relative to models_dir(), "source": ...}."""
     try:
         data = json.loads(_index_path().read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # nothing imported, or no usable cache at all
         return {}
     except (OSError, ValueError) as exc:
         raise ModelError(
@@ -308,7 +316,7 @@ def _folder_size(folder: Path) -> int:
 
 
 def remove_model(name: str) -> list[Path]:
-    """Delete a downloaded or imported model from the cache; returns what was removed."""
+    """Delete a downloaded or imported model from the cache; returns the cached files removed."""
     registry = load_registry()
     local = read_local_index()
     if name in registry.entries and registry.entries[name].bundled:
@@ -318,7 +326,8 @@ def remove_model(name: str) -> list[Path]:
     removed: list[Path] = []
     folder = models_dir() / name
     if folder.is_dir():
-        removed.extend(sorted(p for p in folder.iterdir()))
+        # Lock files are left by any look-up (an offline download attempt too): not something cached.
+        removed.extend(sorted(p for p in folder.iterdir() if p.suffix != ".lock"))
         shutil.rmtree(folder)
     if name in local:
         with local_index_lock():

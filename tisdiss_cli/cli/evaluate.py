@@ -231,6 +231,10 @@ def eval_command(
         a = report.adaptive
         table.add_row(str(a.n_sep), f"adaptive ≤{a.n_re} (mean {report.adaptive_mean_n_re:.2f})", *cells(a), "–")
     console.print(table)
+    for group in dict.fromkeys(g.group for g in report.groups):
+        mine = [g for g in report.groups if g.group == group]
+        scores = ", ".join(f"{g.si_snri:.2f} dB at N_re {g.n_re}" for g in mine)
+        console.print(f"{group} pairs ({mine[0].utterances}): SI-SNRi {scores}", highlight=False)
     per_metric = report.metric_seconds / max(total, 1)
     console.print(
         f"{report.audio_seconds:.1f} s of audio on {report.device}: one-pass sweep {report.forward_seconds:.1f} s, "

@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from .testset import (
     TestSet,
     Utterance,
     check_headers,
+    gender_pairs,
     load_testset,
     read_example,
 )
@@ -94,6 +95,17 @@ class SettingResult:
     pesq: float | None = None
 
 
+@dataclass(frozen=True)
+class GroupResult:
+    """Mean scores of one group of utterances (e.g. same-gender pairs) at one N_re."""
+
+    group: str
+    n_re: int
+    utterances: int
+    si_snri: float
+    sdri: float | None
+
+
 @dataclass
 class EvalReport:
     """Everything ``tisdiss eval`` prints or writes."""
@@ -116,6 +128,7 @@ class EvalReport:
     adaptive_threshold: float | None = None  # its stopping threshold (dB)
     adaptive_mean_n_re: float | None = None  # mean depth it stopped at
     precision: str = "fp32"  # what the network computed in (see tisdiss_cli.util.precision)
+    groups: list[GroupResult] = field(default_factory=list)  # same-/cross-gender means, where known
 
     def setting(self, n_re: int) -> SettingResult:
         return next(s for s in self.settings if s.n_re == n_re)
@@ -434,11 +447,32 @@ def evaluate(
         rtf_utterances=len(timed_mixes),
         precision=chosen.name,
     )
+    report.groups = group_means(rows, gender_pairs(tset))
     if adaptive_rows:
         report.adaptive = _summarise(adaptive_rows, n_sep, max(values), None)
         report.adaptive_threshold = adaptive_threshold
         report.adaptive_mean_n_re = float(np.mean([r.n_re for r in adaptive_rows]))
     return report
+
+
+def group_means(rows: Sequence[UtteranceResult], groups: Mapping[str, str]) -> list[GroupResult]:
+    """Per group and N_re, the mean SI-SNRi (and SDRi) of the rows whose id has a group."""
+    out = []
+    for group in sorted(set(groups.values())):
+        for n_re in sorted({r.n_re for r in rows}):
+            mine = [r for r in rows if r.n_re == n_re and groups.get(r.id) == group]
+            if mine:
+                sdri = [r.sdri for r in mine if r.sdri is not None]
+                out.append(
+                    GroupResult(
+                        group,
+                        n_re,
+                        len(mine),
+                        float(np.mean([r.si_snri for r in mine])),
+                        float(np.mean(sdri)) if len(sdri) == len(mine) else None,
+                    )
+                )
+    return out
 
 
 def _summarise(mine: list[UtteranceResult], n_sep: int, n_re: int, rtf: float | None) -> SettingResult:

@@ -13,6 +13,7 @@ Every problem (missing reference, different length or rate, not mono) raises
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ import numpy as np
 from ..separation.audio import AUDIO_SUFFIXES, AudioError, AudioInfo, is_audio_file, probe, read
 
 MIX_DIRS = ("mix", "mix_clean", "mix_both", "mix_single")
+log = logging.getLogger(__name__)
 
 
 class TestSetError(ValueError):
@@ -144,6 +146,38 @@ def _from_list(path: Path) -> TestSet:
         dup = next(i for i in ids if ids.count(i) > 1)
         raise TestSetError(f"{path}: utterance id {dup!r} appears more than once")
     return TestSet(path, "list", tuple(utts))
+
+
+GENDER_GROUPS = ("same-gender", "cross-gender")
+
+
+def gender_pairs(testset: TestSet) -> dict[str, str]:
+    """Utterance id -> "same-gender" or "cross-gender", from a ``metadata.tsv`` beside the
+    mixture folder with columns ``name``, ``s1_gender``, ``s2_gender`` (F/M; shared/data/dev2mix
+    has one). Utterances with an unknown gender, and test sets without such a file, get none;
+    an unreadable file is skipped with a warning (the scores do not depend on it)."""
+    path = testset.root / "metadata.tsv"
+    if testset.layout == "list" or not path.is_file():
+        return {}
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("%s: not read, no gender groups (%s)", path, exc)
+        return {}
+    header = lines[0].split("\t") if lines else []
+    if not {"name", "s1_gender", "s2_gender"} <= set(header):
+        return {}
+    name, g1, g2 = (header.index(c) for c in ("name", "s1_gender", "s2_gender"))
+    ids = {u.id for u in testset.utterances}
+    groups = {}
+    for line in lines[1:]:
+        fields = line.split("\t")
+        if len(fields) != len(header) or fields[name] not in ids:
+            continue
+        genders = (fields[g1].strip().upper(), fields[g2].strip().upper())
+        if all(g in ("F", "M") for g in genders):
+            groups[fields[name]] = GENDER_GROUPS[0] if genders[0] == genders[1] else GENDER_GROUPS[1]
+    return groups
 
 
 def load_testset(path: str | os.PathLike, *, mix_dir: str | None = None) -> TestSet:

@@ -38,14 +38,23 @@ class DataConfig:
     num_workers: int = 2  # DataLoader worker processes
 
 
+SCHEDULES = ("plateau", "wsd")
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 2000  # linear warm-up
+    # "plateau": after the warm-up, halve on plateaus of the validation loss (the paper's);
+    # "wsd": warm-up, then constant, then a cosine decay planned in steps (schedule.py)
+    schedule: str = "plateau"
     plateau_factor: float = 0.5  # ReduceLROnPlateau on valid loss, per epoch
     plateau_patience: int = 3
+    decay_start_step: int = 0  # wsd: the step the decay starts at (0: constant, no decay planned)
+    decay_steps: int = 0  # wsd: steps the cosine decay takes, down to final_lr_scale
+    final_lr_scale: float = 0.05  # wsd: the rate at the end of the decay, as a fraction of lr
     grad_clip: float = 5.0
     batch_size: int = 6  # global batch (split across ranks)
     accum_steps: int = 1  # gradient accumulation
@@ -53,6 +62,12 @@ class OptimConfig:
     early_stop: int = 10  # epochs without valid improvement
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit)
     max_minutes: float = 0.0  # stop this invocation after this much wall time (0 = no limit)
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"optim.schedule: unknown schedule {self.schedule!r} (choose from {', '.join(SCHEDULES)})")
+        if self.decay_start_step < 0 or self.decay_steps < 0 or not 0.0 <= self.final_lr_scale <= 1.0:
+            raise ValueError("optim: decay_start_step and decay_steps must be >= 0, final_lr_scale in [0, 1]")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pytest
@@ -10,7 +11,22 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tisdiss_cli.separation.chunking import ChunkPlan, OverlapAdd, SeparateFn, best_permutation, separate_stream, window
+from tisdiss_cli.separation.chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn, best_permutation, window
+
+
+def separate_stream(
+    fn: SeparateFn,
+    blocks: Iterable[torch.Tensor | np.ndarray],
+    plan: ChunkPlan,
+    num_spk: int,
+    *,
+    on_chunk: ChunkCallback | None = None,
+) -> Iterator[torch.Tensor]:
+    """Finished output blocks ``[J, m]`` for input blocks ``[n]``, straight through :class:`OverlapAdd`."""
+    engine = OverlapAdd(fn, plan, num_spk, on_chunk=on_chunk)
+    for block in blocks:
+        yield from engine.push(block)
+    yield from engine.finish()
 
 
 def separate_chunked(fn: SeparateFn, wave: torch.Tensor, plan: ChunkPlan, num_spk: int) -> torch.Tensor:

@@ -12,9 +12,9 @@ from rich.table import Table
 
 from ..model.depth import MAX_REPEATS
 from . import app, help
+from .depth import NRE_BENCH, NSEP_BENCH
 from .device import device_option
-from .precision import HELP as PRECISION_HELP
-from .precision import METAVAR, PrecisionName
+from .precision import PRECISION_OPTION
 
 
 def _int_list(text: str, option: str) -> list[int]:
@@ -42,16 +42,15 @@ def bench(
     seconds: float = typer.Option(4.0, "--seconds", min=0.1, metavar="SECONDS", help="Input length in seconds."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, metavar="N", help="Inputs per forward."),
     threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
-    nsep: int = typer.Option(2, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="Separation repetitions N_sep."),
-    nre: str = typer.Option("1,3,6,8", "--nre", metavar="N,N,...", help="Comma-separated N_re values to time."),
+    nsep: int = NSEP_BENCH,
+    nre: str = NRE_BENCH,
     runs: int = typer.Option(3, "--runs", min=1, metavar="N", help="Timed runs per setting (median reported)."),
-    precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
+    precision: str = PRECISION_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """Time whole-input separation per depth; report RTF, throughput and the deepest real-time one."""
     from ..evaluation.bench import RANDOM_MODELS, deepest_realtime, random_model, time_forward
-    from ..model.precision import apply_precision
-    from ..util.precision import choose_precision
+    from ..model.precision import at_precision
 
     depths = _int_list(nre, "--nre")
     if threads:
@@ -69,12 +68,11 @@ def bench(
             Console(stderr=True).print(f"error: {escape(str(exc))}")
             raise typer.Exit(1) from None
     try:
-        chosen = choose_precision(precision.value, torch.device(device), emb_dim=net.config.emb_dim)
+        net, chosen = at_precision(net.to(device), precision)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--precision") from None
     if chosen.warning:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"warning: {escape(chosen.warning)}")
-    net = apply_precision(net.to(device), chosen.name)
     results = [time_forward(net, n_sep=nsep, n_re=k, seconds=seconds, batch_size=batch_size, runs=runs) for k in depths]
     best = deepest_realtime(results)
     if as_json:

@@ -1,4 +1,8 @@
-"""``--nsep`` / ``--nre`` as overrides of a preset, shared by the commands that take a preset."""
+"""``--nsep`` / ``--nre``, declared once for every command that takes them.
+
+separate, live and export take them as overrides of a preset; eval sweeps a list of N_re from
+one pass; bench times a list of N_re at one N_sep.
+"""
 
 from __future__ import annotations
 
@@ -10,5 +14,18 @@ NSEP_OVERRIDE = typer.Option(
     None, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="Separation repetitions N_sep (overrides the preset)."
 )
 NRE_OVERRIDE = typer.Option(
-    None, "--nre", min=0, max=MAX_REPEATS, metavar="N", help="Reconstruction repetitions N_re (overrides the preset)."
+    None,
+    "--nre",
+    min=0,
+    max=MAX_REPEATS,
+    metavar="N",
+    help="Reconstruction repetitions N_re (overrides the preset; with live, skips the --max-rtf measurement).",
 )
+NRE_SWEEP = typer.Option(
+    None,
+    "--nre",
+    metavar="N|A-B|A,B,...",
+    help="Reconstruction depths to score from one pass: 3, 1-8 or 1,3,6 (default: the model's best preset).",
+)
+NSEP_BENCH = typer.Option(2, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="Separation repetitions N_sep.")
+NRE_BENCH = typer.Option("1,3,6,8", "--nre", metavar="N,N,...", help="Comma-separated N_re values to time.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.console import Console
@@ -13,13 +13,16 @@ from rich.markup import escape
 from rich.progress import TextColumn
 from rich.table import Table
 
-from ..model.depth import MAX_REPEATS
 from ..util.fileio import unwritable_folder
 from . import app, help
+from .depth import NRE_SWEEP, NSEP_OVERRIDE
 from .device import device_option
-from .precision import HELP as PRECISION_HELP
-from .precision import METAVAR, PrecisionName
+from .precision import PRECISION_OPTION
 from .progress import audio_progress
+
+if TYPE_CHECKING:
+    from ..evaluation.evaluate import EvalReport, SettingResult
+    from ..evaluation.metrics import SdrBackend
 
 err = Console(stderr=True)
 
@@ -57,106 +60,93 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+TESTSET = typer.Argument(
+    ...,
+    help="Test set: folder with mix/ s1/ s2/ (wsj0-2mix), mix_clean|mix_both|mix_single/ s1/ s2/ (LibriMix), "
+    "or a TSV list mix, s1, s2[, id].",
+)
+MODEL_OPTION = typer.Option(
+    None,
+    "--model",
+    "-m",
+    metavar="NAME|PATH",
+    help="Registry name, checkpoint file or ESPnet folder (default: best available).",
+)
+LIMIT_OPTION = typer.Option(None, "--limit", min=1, metavar="N", help="Score only the first N utterances.")
+DEVICE_OPTION = device_option("cpu", "torch device, e.g. cpu or cuda:0.")
+JSON_OUT = typer.Option(None, "--json", metavar="FILE", help="Write the summary and per-setting means as JSON.")
+CSV_OUT = typer.Option(None, "--csv", metavar="FILE", help="Write per-utterance scores as CSV.")
+PLOT_OPTION = typer.Option(
+    None,
+    "--plot",
+    metavar="FILE",
+    help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib).",
+)
+SAVE_ESTIMATES = typer.Option(
+    None,
+    "--save-estimates",
+    metavar="DIR",
+    help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav.",
+)
+RTF_UTTERANCES = typer.Option(
+    2,
+    "--rtf-utterances",
+    min=0,
+    metavar="N",
+    help="Utterances timed per setting for the real-time factor (0: skip).",
+)
+ADAPTIVE = typer.Option(
+    None,
+    "--adaptive",
+    metavar="DB",
+    help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), "
+    "up to the deepest --nre; from the same pass.",
+)
+SDR = typer.Option(True, "--sdr/--no-sdr", help="Compute BSS Eval v3 SDR(i).")
+SDR_BACKEND = typer.Option(
+    "fast",
+    "--sdr-backend",
+    metavar="fast|mir_eval",
+    help="SDR implementation: fast (built in) or mir_eval (the original, a cross-check; the eval extra).",
+)
+EXTRA_METRICS = typer.Option(
+    None,
+    "--metrics",
+    metavar="stoi,pesq",
+    help="Also score STOI and/or PESQ (narrow-band at 8 kHz, wide-band at 16 kHz; the metrics extra).",
+)
+
+
 @app.command(name="eval", cls=help.Command)
 def eval_command(
-    testset: Path = typer.Argument(
-        ...,
-        help="Test set: folder with mix/ s1/ s2/ (wsj0-2mix), mix_clean|mix_both|mix_single/ s1/ s2/ (LibriMix), "
-        "or a TSV list mix, s1, s2[, id].",
-    ),
-    model: str | None = typer.Option(
-        None,
-        "--model",
-        "-m",
-        metavar="NAME|PATH",
-        help="Registry name, checkpoint file or ESPnet folder (default: best available).",
-    ),
-    nre: str | None = typer.Option(
-        None,
-        "--nre",
-        metavar="N|A-B|A,B,...",
-        help="Reconstruction depths to score from one pass: 3, 1-8 or 1,3,6 (default: the model's best preset).",
-    ),
-    nsep: int | None = typer.Option(
-        None,
-        "--nsep",
-        min=1,
-        max=MAX_REPEATS,
-        metavar="N",
-        help="Separation repetitions (default: the model's best preset).",
-    ),
-    limit: int | None = typer.Option(None, "--limit", min=1, metavar="N", help="Score only the first N utterances."),
-    device: str = device_option("cpu", "torch device, e.g. cpu or cuda:0."),
-    precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
-    json_out: Path | None = typer.Option(
-        None, "--json", metavar="FILE", help="Write the summary and per-setting means as JSON."
-    ),
-    csv_out: Path | None = typer.Option(None, "--csv", metavar="FILE", help="Write per-utterance scores as CSV."),
-    plot: Path | None = typer.Option(
-        None,
-        "--plot",
-        metavar="FILE",
-        help="Plot SI-SNRi and real-time factor against N_re (PNG; needs matplotlib).",
-    ),
-    save_estimates: Path | None = typer.Option(
-        None,
-        "--save-estimates",
-        metavar="DIR",
-        help="Write the scored estimates to DIR/nsepS-nreK/s1|s2/NAME.wav.",
-    ),
-    rtf_utterances: int = typer.Option(
-        2,
-        "--rtf-utterances",
-        min=0,
-        metavar="N",
-        help="Utterances timed per setting for the real-time factor (0: skip).",
-    ),
-    adaptive: float | None = typer.Option(
-        None,
-        "--adaptive",
-        metavar="DB",
-        help="Also score adaptive depth with this stopping threshold (dB SI-SNR between successive steps), "
-        "up to the deepest --nre; from the same pass.",
-    ),
-    sdr: bool = typer.Option(True, "--sdr/--no-sdr", help="Compute BSS Eval v3 SDR(i)."),
-    sdr_backend: str = typer.Option(
-        "fast",
-        "--sdr-backend",
-        metavar="fast|mir_eval",
-        help="SDR implementation: fast (built in) or mir_eval (the original, a cross-check; the eval extra).",
-    ),
-    extra_metrics: str | None = typer.Option(
-        None,
-        "--metrics",
-        metavar="stoi,pesq",
-        help="Also score STOI and/or PESQ (narrow-band at 8 kHz, wide-band at 16 kHz; the metrics extra).",
-    ),
+    testset: Path = TESTSET,
+    model: str | None = MODEL_OPTION,
+    nre: str | None = NRE_SWEEP,
+    nsep: int | None = NSEP_OVERRIDE,
+    limit: int | None = LIMIT_OPTION,
+    device: str = DEVICE_OPTION,
+    precision: str = PRECISION_OPTION,
+    json_out: Path | None = JSON_OUT,
+    csv_out: Path | None = CSV_OUT,
+    plot: Path | None = PLOT_OPTION,
+    save_estimates: Path | None = SAVE_ESTIMATES,
+    rtf_utterances: int = RTF_UTTERANCES,
+    adaptive: float | None = ADAPTIVE,
+    sdr: bool = SDR,
+    sdr_backend: str = SDR_BACKEND,
+    extra_metrics: str | None = EXTRA_METRICS,
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i), optionally STOI and PESQ) and speed against N_re,
     from one pass per utterance."""
-    from ..evaluation.evaluate import EvalProgress, SettingResult, evaluate, write_csv, write_json, write_plot
-    from ..evaluation.metrics import MetricError, check_sdr_backend
-    from ..evaluation.perceptual import missing_package, parse_metrics
+    from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
+    from ..evaluation.metrics import MetricError
     from ..evaluation.testset import TestSetError, load_testset
     from ..model.checkpoint import CheckpointError
+    from ..separation.depth import beyond_documented
     from ..zoo.load import MODEL_ERRORS, load_any
 
     depths = _depths(nre)
-    if plot is not None and importlib.util.find_spec("matplotlib") is None:
-        _fail("--plot needs matplotlib: pip install 'tisdiss[plot]'")
-    try:
-        backend = check_sdr_backend(sdr_backend)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--sdr-backend") from None
-    try:
-        extra = parse_metrics(extra_metrics) if extra_metrics is not None else ()
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--metrics") from None
-    if sdr and backend == "mir_eval" and importlib.util.find_spec("mir_eval") is None:
-        _fail("--sdr-backend mir_eval needs mir_eval: pip install 'tisdiss[eval]' (or use --sdr-backend fast)")
-    missing = missing_package(extra)
-    if missing is not None:
-        _fail(missing)
+    backend, extra = _check_scoring(sdr, sdr_backend, extra_metrics, plot)
     _check_outputs(**{"--json": json_out, "--csv": csv_out, "--plot": plot, "--save-estimates": save_estimates})
     start = time.perf_counter()
     try:
@@ -170,13 +160,9 @@ def eval_command(
         _fail(str(exc))
     total = min(len(tset), limit) if limit else len(tset)
     deepest = max(depths) if depths else None
-    if deepest is not None and deepest > loaded.documented_n_re:
-        err.print(
-            f"warning: --nre {deepest} is beyond the depths documented for {escape(loaded.name)} "
-            f"(up to N_re = {loaded.documented_n_re}): time grows with N_re and better quality is not known",
-            highlight=False,
-            soft_wrap=True,
-        )
+    too_deep = beyond_documented(loaded, deepest)
+    if too_deep is not None:
+        err.print(f"warning: {escape(too_deep)}", highlight=False, soft_wrap=True)
 
     with audio_progress(err, extra=(TextColumn("{task.fields[status]}"),)) as bar:
         task = bar.add_task(f"scoring {total} utterances", total=None, status="")
@@ -201,7 +187,7 @@ def eval_command(
                 with_sdr=sdr,
                 rtf_utterances=rtf_utterances,
                 adaptive_threshold=adaptive,
-                precision=precision.value,
+                precision=precision,
                 sdr_backend=backend,
                 extra_metrics=extra,
             )
@@ -210,6 +196,45 @@ def eval_command(
             _fail(str(exc))
 
     console = Console()
+    _print_report(console, report, total, time.perf_counter() - start)
+    try:
+        for path, writer in ((json_out, write_json), (csv_out, write_csv), (plot, write_plot)):
+            if path is not None:
+                writer(report, path)
+                console.print(f"wrote {escape(str(path))}", highlight=False)
+    except (OSError, ImportError) as exc:
+        _fail(str(exc))
+    if save_estimates is not None:
+        console.print(f"wrote estimates under {escape(str(save_estimates))}", highlight=False)
+
+
+def _check_scoring(
+    sdr: bool, sdr_backend: str, extra_metrics: str | None, plot: Path | None
+) -> tuple[SdrBackend, tuple[str, ...]]:
+    """(SDR backend, extra metrics), or a usage error / missing-extra message before any work."""
+    from ..evaluation.metrics import check_sdr_backend
+    from ..evaluation.perceptual import missing_package, parse_metrics
+
+    if plot is not None and importlib.util.find_spec("matplotlib") is None:
+        _fail("--plot needs matplotlib: pip install 'tisdiss[plot]'")
+    try:
+        backend = check_sdr_backend(sdr_backend)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--sdr-backend") from None
+    try:
+        extra = parse_metrics(extra_metrics) if extra_metrics is not None else ()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--metrics") from None
+    if sdr and backend == "mir_eval" and importlib.util.find_spec("mir_eval") is None:
+        _fail("--sdr-backend mir_eval needs mir_eval: pip install 'tisdiss[eval]' (or use --sdr-backend fast)")
+    missing = missing_package(extra)
+    if missing is not None:
+        _fail(missing)
+    return backend, extra
+
+
+def _print_report(console: Console, report: EvalReport, total: int, elapsed: float) -> None:
+    """The scores per setting as a table, the gender groups, and where the time went."""
     table = Table(
         title=escape(
             f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz, "
@@ -240,16 +265,6 @@ def eval_command(
         f"{report.audio_seconds:.1f} s of audio on {report.device}: one-pass sweep {report.forward_seconds:.1f} s, "
         f"scoring {report.metric_seconds:.1f} s{f' (SDR: {report.sdr_backend})' if report.sdr_backend else ''} "
         f"({per_metric:.2f} s per utterance for {len(report.settings)} setting(s) + mixture), "
-        f"RTF over {report.rtf_utterances} utterance(s); total {time.perf_counter() - start:.1f} s",
+        f"RTF over {report.rtf_utterances} utterance(s); total {elapsed:.1f} s",
         highlight=False,
     )
-
-    try:
-        for path, writer in ((json_out, write_json), (csv_out, write_csv), (plot, write_plot)):
-            if path is not None:
-                writer(report, path)
-                console.print(f"wrote {escape(str(path))}", highlight=False)
-    except (OSError, ImportError) as exc:
-        _fail(str(exc))
-    if save_estimates is not None:
-        console.print(f"wrote estimates under {escape(str(save_estimates))}", highlight=False)

@@ -23,8 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..model.depth import MAX_REPEATS, Depth
-from ..separation.audio import AudioError
+from ..separation.audio import AudioError, OutputExistsError
 from ..separation.live import (
     AudioSink,
     AudioSource,
@@ -35,12 +34,15 @@ from ..separation.live import (
     SpeakerSink,
     run_live,
 )
-from ..separation.separator import DEFAULT_OVERLAP, OutputExistsError, Separator
-from ..util.fileio import WriteError, remove_stale_parts, unwritable_folder
+from ..separation.outputs import claim
+from ..separation.separator import DEFAULT_OVERLAP, Separator
+from ..util.fileio import WriteError, unwritable_folder
 from ..util.signals import StopOnFirstSignal
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
+from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
 from .device import device_option
+from .messages import exists_message
 from .progress import clock
 
 EXAMPLES = """
@@ -68,24 +70,6 @@ def _meter(status: LiveStatus) -> Group:
     return Group(table, line)
 
 
-def _choose_depth(
-    separator: Separator, preset: str, nsep: int | None, nre: int | None, max_rtf: float, err: Console
-) -> Depth:
-    """The preset's depth, or with --max-rtf the deepest N_re up to it whose chunks keep up."""
-    depth = separator.depth(preset, nsep, nre)
-    if nre is not None:
-        return depth
-    calibration = separator.calibration(depth.n_sep)
-    # A chunk is one segment of audio but brings one hop of new audio: budget scaled by hop / segment.
-    budget = max_rtf * separator.plan.hop / separator.plan.segment
-    if not calibration.meets(budget):
-        err.print(
-            f"warning: no depth runs fast enough for live separation on {calibration.device} "
-            f"(needs RTF <= {budget:.2f}, fastest {min(calibration.rtf.values()):.2f}); expect to fall behind"
-        )
-    return Depth(depth.n_sep, min(depth.n_re, calibration.choose_depth(budget).n_re))
-
-
 @app.command(epilog=EXAMPLES, cls=help.Command)
 def live(
     output: Path = typer.Option(Path("separated"), "-o", "--output", metavar="DIR", help="Output folder."),
@@ -94,10 +78,8 @@ def live(
     ),
     model: str | None = typer.Option(None, "-m", "--model", metavar="NAME|PATH", help="Model name or checkpoint."),
     preset: str = typer.Option("balanced", "-p", "--preset", metavar="fast|balanced|best", help="Deepest depth used."),
-    nsep: int | None = typer.Option(None, "--nsep", min=1, max=MAX_REPEATS, metavar="N", help="N_sep."),
-    nre: int | None = typer.Option(
-        None, "--nre", min=0, max=MAX_REPEATS, metavar="N", help="N_re (skips the --max-rtf measurement)."
-    ),
+    nsep: int | None = NSEP_OVERRIDE,
+    nre: int | None = NRE_OVERRIDE,
     max_rtf: float = typer.Option(
         0.8,
         "--max-rtf",
@@ -149,7 +131,7 @@ def live(
         sink: AudioSink | None = None
         if monitor is not None:
             sink = SpeakerSink(source.sample_rate, device=_device_id(output_device))
-        depth = _choose_depth(separator, preset, nsep, nre, max_rtf, err)
+        choice = separator.choose_depth(preset, nsep, nre, max_rtf, live=True)
     except MissingExtra as exc:
         raise fail(str(exc)) from None
     except AudioError as exc:
@@ -157,16 +139,18 @@ def live(
     except (*MODEL_ERRORS, ValueError, OSError) as exc:
         raise fail(f"error: {exc}") from None
 
+    for warning in choice.warnings:
+        err.print(f"warning: {escape(warning)}")
+    depth = choice.depth
     stem = name or time.strftime("live-%Y%m%d-%H%M%S")
     try:
         targets = separator.output_paths(Path(f"{stem}.wav"), output)  # the stem stays whole: --name a.b
     except ValueError as exc:
         raise fail(f"error: {exc}") from None
-    for folder in dict.fromkeys(t.parent for t in targets):
-        remove_stale_parts(folder)
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        raise fail(str(OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace it)")))
+    try:
+        claim(targets, overwrite=overwrite)
+    except OutputExistsError as exc:
+        raise fail(exists_message(exc)) from None
     what = f"{from_file} (real-time pace)" if from_file is not None else "the microphone"
     out.print(
         f"model {escape(separator.loaded.name)} on {separator.device}: n_sep={depth.n_sep}, n_re={depth.n_re}; "

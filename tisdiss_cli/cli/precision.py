@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+import typer
 
-
-class PrecisionName(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    int8 = "int8"
-
+from ..util.precision import PRECISIONS
+from .choices import one_of
 
 HELP = (
     "auto: bf16 where it is measured faster than fp32: a bf16 GPU, or a CPU with native bf16 "
@@ -20,4 +15,5 @@ HELP = (
     "AMD EPYC), 7-11% on AVX2, and is slower on small models such as the bundled one (README, Precision)."
 )
 
-METAVAR = "auto|fp32|bf16|int8"
+METAVAR = "|".join(PRECISIONS)
+PRECISION_OPTION = typer.Option("auto", "--precision", metavar=METAVAR, help=HELP, callback=one_of(PRECISIONS))

@@ -1,44 +1,39 @@
-"""`tisdiss separate`: files, folders or globs in, one file per speaker out."""
+"""`tisdiss separate`: files, folders or globs in, one file per speaker out.
+
+The command parses, checks what it can before loading a model, then calls
+:func:`~tisdiss_cli.separation.batch.separate_files` (or the pipe front-end for ``-``) and prints.
+"""
 
 from __future__ import annotations
 
 import json
-import logging
-import time
-from enum import Enum
 from pathlib import Path
+from typing import cast
 
-import numpy as np
 import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import TaskID
 
-from ..separation.audio import AudioError, probe
-from ..separation.separator import (
-    DEFAULT_FILENAME,
-    DEFAULT_OVERLAP,
-    DEFAULT_SEGMENT,
-    FileResult,
-    OutputExistsError,
-    Separator,
-    check_template,
-)
+from ..model.depth import PRESET_NAMES
+from ..separation.audio import OUTPUT_FORMATS, AudioError, OutputFormat, probe
+from ..separation.batch import BatchReport, separate_files
+from ..separation.outputs import DEFAULT_FILENAME, OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
+from ..separation.pipe import PipeInput
+from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, FileResult, ProgressFn, Separator
 from ..separation.wavstream import RAW_FORMATS
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import app, help
+from .choices import one_of
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
 from .device import device_option
 from .inputs import collect_inputs, distributed_rank, shard, split_outputs
 from .messages import clip_warning
-from .precision import HELP as PRECISION_HELP
-from .precision import METAVAR, PrecisionName
+from .precision import PRECISION_OPTION
 from .progress import audio_progress
-from .stdin import StdinOptions, separate_stdin
-
-log = logging.getLogger(__name__)
+from .stdin import separate_stdin
 
 EXAMPLES = """
 Examples:
@@ -53,169 +48,159 @@ Examples:
   torchrun --nproc-per-node 4 "$(which tisdiss)" separate corpus/ -r   (one share per rank)
 """
 
-
-def _duration(path: Path, stream: int | None = None) -> float:
-    """Seconds of audio a header declares (0 for a file that will fail anyway)."""
-    try:
-        return probe(path, stream=stream).duration
-    except AudioError:
-        return 0.0
-
-
-class Fmt(str, Enum):
-    wav = "wav"
-    flac = "flac"
-    mp3 = "mp3"
-    opus = "opus"
-
-
-class Rate(str, Enum):
-    input = "input"
-    model = "model"
-
-
-class Preset(str, Enum):
-    fast = "fast"
-    balanced = "balanced"
-    best = "best"
+INPUTS = typer.Argument(
+    ..., help="Audio files, folders or glob patterns (quote globs); - reads a stream from stdin.", show_default=False
+)
+OUTPUT = typer.Option(
+    Path("separated"), "-o", "--output", metavar="DIR", help="Output folder; sub-folders of inputs are kept."
+)
+RECURSIVE = typer.Option(False, "-r", "--recursive", help="Descend into sub-folders of folder inputs.")
+MODEL = typer.Option(
+    None,
+    "-m",
+    "--model",
+    metavar="NAME|PATH",
+    help="Model name, checkpoint file or ESPnet folder (default: best available).",
+)
+PRESET = typer.Option(
+    "balanced",
+    "-p",
+    "--preset",
+    metavar="|".join(PRESET_NAMES),
+    help="Speed/quality preset.",
+    callback=one_of(PRESET_NAMES),
+)
+MAX_RTF = typer.Option(
+    None,
+    "--max-rtf",
+    min=0.0,
+    metavar="RTF",
+    help="Deepest N_re measured to run at this real-time factor or faster here (measured once, cached).",
+)
+ADAPTIVE = typer.Option(
+    False, "--adaptive", help="Stop each chunk's reconstruction once the output stops changing (up to the chosen N_re)."
+)
+ADAPTIVE_THRESHOLD = typer.Option(
+    30.0,
+    "--adaptive-threshold",
+    metavar="DB",
+    help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB).",
+)
+SEGMENT = typer.Option(
+    None,
+    "--segment",
+    min=0.05,
+    metavar="SECONDS",
+    help=f"Chunk length in seconds for long inputs [default: the model card's, else {DEFAULT_SEGMENT:g}].",
+)
+OVERLAP = typer.Option(
+    DEFAULT_OVERLAP,
+    "--overlap",
+    min=0.0,
+    max=0.9,
+    metavar="FRACTION",
+    help="Overlap of consecutive chunks, fraction of --segment.",
+)
+BATCH_SIZE = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU).")
+FORMAT = typer.Option(
+    "wav",
+    "--format",
+    metavar="|".join(OUTPUT_FORMATS),
+    help="Output format: 24-bit PCM WAV or FLAC (unless --float), or lossy MP3 / Opus.",
+    callback=one_of(OUTPUT_FORMATS),
+)
+FLOAT = typer.Option(False, "--float", help="Write 32-bit float WAV: no quantisation, no clipping.")
+OUTPUT_RATE = typer.Option(
+    "input",
+    "--output-rate",
+    metavar="|".join(OUTPUT_RATES),
+    help="Write at the input's rate or the model's.",
+    callback=one_of(OUTPUT_RATES),
+)
+MATCH_LEVEL = typer.Option(
+    True,
+    "--match-level/--model-level",
+    help="Scale each chunk's outputs to the input's energy, or keep the network's own level.",
+)
+CHANNEL = typer.Option(None, "--channel", min=1, metavar="N", help="Use this channel (1-based) instead of the average.")
+STREAM = typer.Option(
+    None, "--stream", min=1, metavar="N", help="Audio stream of a video or container (1-based; default: the first)."
+)
+FILENAME = typer.Option(
+    DEFAULT_FILENAME,
+    "--filename",
+    metavar="TEMPLATE",
+    help="Output name template with {stem}, {spk}, {ext}; may hold sub-folders, not leave -o.",
+)
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file).")
+THREADS = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch.")
+JSON = typer.Option(False, "--json", help="Print the summary as JSON on stdout.")
+RAW_RATE = typer.Option(
+    None, "--raw-rate", min=1, metavar="HZ", help="With -: stdin is headerless PCM at this rate, not WAV."
+)
+RAW_FORMAT = typer.Option(
+    "s16le",
+    "--raw-format",
+    metavar="|".join(RAW_FORMATS),
+    help="With --raw-rate: the sample encoding.",
+    callback=one_of(RAW_FORMATS),
+)
+RAW_CHANNELS = typer.Option(1, "--raw-channels", min=1, metavar="N", help="With --raw-rate: interleaved channels.")
+NAME = typer.Option("stdin", "--name", metavar="STEM", help="With -: the {stem} of the output names.")
+TO_STDOUT = typer.Option(
+    False, "--stdout", help="With -: write one interleaved WAV stream (a channel per speaker) to stdout."
+)
+QUIET = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only.")
+OPTION_HINTS = {"fmt": "--format", "float_output": "--float", "rate": "--output-rate", "channel": "--channel"}
 
 
 @app.command(epilog=EXAMPLES, cls=help.Command)
 def separate(
-    inputs: list[str] = typer.Argument(
-        ...,
-        help="Audio files, folders or glob patterns (quote globs); - reads a stream from stdin.",
-        show_default=False,
-    ),
-    output: Path = typer.Option(
-        Path("separated"), "-o", "--output", metavar="DIR", help="Output folder; sub-folders of inputs are kept."
-    ),
-    recursive: bool = typer.Option(False, "-r", "--recursive", help="Descend into sub-folders of folder inputs."),
-    model: str | None = typer.Option(
-        None,
-        "-m",
-        "--model",
-        metavar="NAME|PATH",
-        help="Model name, checkpoint file or ESPnet folder (default: best available).",
-    ),
-    preset: Preset = typer.Option(
-        Preset.balanced, "-p", "--preset", metavar="fast|balanced|best", help="Speed/quality preset."
-    ),
+    inputs: list[str] = INPUTS,
+    output: Path = OUTPUT,
+    recursive: bool = RECURSIVE,
+    model: str | None = MODEL,
+    preset: str = PRESET,
     nsep: int | None = NSEP_OVERRIDE,
     nre: int | None = NRE_OVERRIDE,
-    max_rtf: float | None = typer.Option(
-        None,
-        "--max-rtf",
-        min=0.0,
-        metavar="RTF",
-        help="Deepest N_re measured to run at this real-time factor or faster here (measured once, cached).",
-    ),
-    adaptive: bool = typer.Option(
-        False,
-        "--adaptive",
-        help="Stop each chunk's reconstruction once the output stops changing (up to the chosen N_re).",
-    ),
-    adaptive_threshold: float = typer.Option(
-        30.0,
-        "--adaptive-threshold",
-        metavar="DB",
-        help="With --adaptive: stop when successive outputs agree to this SI-SNR (dB).",
-    ),
-    segment: float | None = typer.Option(
-        None,
-        "--segment",
-        min=0.05,
-        metavar="SECONDS",
-        help=f"Chunk length in seconds for long inputs [default: the model card's, else {DEFAULT_SEGMENT:g}].",
-    ),
-    overlap: float = typer.Option(
-        DEFAULT_OVERLAP,
-        "--overlap",
-        min=0.0,
-        max=0.9,
-        metavar="FRACTION",
-        help="Overlap of consecutive chunks, fraction of --segment.",
-    ),
-    batch_size: int = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU)."),
-    fmt: Fmt = typer.Option(
-        Fmt.wav,
-        "--format",
-        metavar="wav|flac|mp3|opus",
-        help="Output format: 24-bit PCM WAV or FLAC (unless --float), or lossy MP3 / Opus.",
-    ),
-    float_output: bool = typer.Option(False, "--float", help="Write 32-bit float WAV: no quantisation, no clipping."),
-    output_rate: Rate = typer.Option(
-        Rate.input, "--output-rate", metavar="input|model", help="Write at the input's rate or the model's."
-    ),
-    match_level: bool = typer.Option(
-        True,
-        "--match-level/--model-level",
-        help="Scale each chunk's outputs to the input's energy, or keep the network's own level.",
-    ),
-    channel: int | None = typer.Option(
-        None, "--channel", min=1, metavar="N", help="Use this channel (1-based) instead of the average."
-    ),
-    stream: int | None = typer.Option(
-        None, "--stream", min=1, metavar="N", help="Audio stream of a video or container (1-based; default: the first)."
-    ),
-    filename: str = typer.Option(
-        DEFAULT_FILENAME,
-        "--filename",
-        metavar="TEMPLATE",
-        help="Output name template with {stem}, {spk}, {ext}; may hold sub-folders, not leave -o.",
-    ),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (default: skip the file)."),
+    max_rtf: float | None = MAX_RTF,
+    adaptive: bool = ADAPTIVE,
+    adaptive_threshold: float = ADAPTIVE_THRESHOLD,
+    segment: float | None = SEGMENT,
+    overlap: float = OVERLAP,
+    batch_size: int = BATCH_SIZE,
+    fmt: str = FORMAT,
+    float_output: bool = FLOAT,
+    output_rate: str = OUTPUT_RATE,
+    match_level: bool = MATCH_LEVEL,
+    channel: int | None = CHANNEL,
+    stream: int | None = STREAM,
+    filename: str = FILENAME,
+    overwrite: bool = OVERWRITE,
     device: str = device_option("auto", "auto, cpu, cuda, cuda:N or mps."),
-    threads: int | None = typer.Option(None, "--threads", min=1, metavar="N", help="CPU threads for PyTorch."),
-    precision: PrecisionName = typer.Option(PrecisionName.auto, "--precision", metavar=METAVAR, help=PRECISION_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
-    raw_rate: int | None = typer.Option(
-        None, "--raw-rate", min=1, metavar="HZ", help="With -: stdin is headerless PCM at this rate, not WAV."
-    ),
-    raw_format: str = typer.Option(
-        "s16le", "--raw-format", metavar="s16le|s24le|s32le|f32le", help="With --raw-rate: the sample encoding."
-    ),
-    raw_channels: int = typer.Option(
-        1, "--raw-channels", min=1, metavar="N", help="With --raw-rate: interleaved channels."
-    ),
-    name: str = typer.Option("stdin", "--name", metavar="STEM", help="With -: the {stem} of the output names."),
-    to_stdout: bool = typer.Option(
-        False, "--stdout", help="With -: write one interleaved WAV stream (a channel per speaker) to stdout."
-    ),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress or per-file lines; errors only."),
+    threads: int | None = THREADS,
+    precision: str = PRECISION_OPTION,
+    as_json: bool = JSON,
+    raw_rate: int | None = RAW_RATE,
+    raw_format: str = RAW_FORMAT,
+    raw_channels: int = RAW_CHANNELS,
+    name: str = NAME,
+    to_stdout: bool = TO_STDOUT,
+    quiet: bool = QUIET,
 ) -> None:
     """Separate each input into one file per speaker (STEM_spk1.wav, STEM_spk2.wav, ...)."""
-    streaming = "-" in inputs
-    if streaming and inputs != ["-"]:
-        raise typer.BadParameter("- (standard input) cannot be combined with other inputs", param_hint="INPUTS")
-    if not streaming and (to_stdout or raw_rate is not None):
-        raise typer.BadParameter("--stdout and --raw-rate need - (standard input) as the input", param_hint="INPUTS")
-    if to_stdout and as_json:
-        raise typer.BadParameter("--json and --stdout would both write to stdout", param_hint="--json")
-    if to_stdout and fmt is not Fmt.wav:
-        raise typer.BadParameter(
-            f"--stdout writes a WAV stream; --format {fmt.value} is for files", param_hint="--format"
-        )
-    if raw_format not in RAW_FORMATS:
-        raise typer.BadParameter(f"{raw_format!r} is not one of {', '.join(RAW_FORMATS)}", param_hint="--raw-format")
+    streaming = _check_stdin_usage(inputs, to_stdout=to_stdout, raw_rate=raw_rate, as_json=as_json, fmt=fmt)
+    options = _output_options(fmt, float_output, output_rate, channel, filename, overwrite)
     out = Console(stderr=as_json or to_stdout, quiet=quiet, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     if threads:
         torch.set_num_threads(threads)
-    if fmt is not Fmt.wav and float_output:
-        raise typer.BadParameter(
-            f"{fmt.value.upper()} cannot hold float samples; use --format wav with --float", param_hint="--float"
-        )
-    try:
-        check_template(filename, fmt.value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--filename") from None
     problem = None if to_stdout else unwritable_folder(output)
     if problem is not None:
         raise typer.BadParameter(problem, param_hint="-o / --output")
 
     items, problems = ([], []) if streaming else collect_inputs(inputs, recursive=recursive)
-    items, clashes = split_outputs(items, output, filename, fmt.value)
+    items, clashes = split_outputs(items, output, filename, fmt)
     if clashes:
         named, writer = clashes[0]
         raise typer.BadParameter(
@@ -237,154 +222,153 @@ def separate(
         separator = Separator(
             model,
             device=device,
-            preset=preset.value,
+            preset=preset,
             segment=segment,
             overlap=overlap,
             batch_size=batch_size,
             adaptive_threshold=adaptive_threshold if adaptive else None,
             match_level=match_level,
-            precision=precision.value,
+            precision=precision,
         )
-        depth = separator.depth(preset.value, nsep, nre)
-        if max_rtf is not None:
-            calibration = separator.calibration(depth[0])
-            depth = calibration.choose_depth(max_rtf)
+        choice = separator.choose_depth(preset, nsep, nre, max_rtf)
     except (*MODEL_ERRORS, ValueError, OSError) as exc:
         err.print(f"error: {escape(str(exc))}")
         raise typer.Exit(1) from None
-    source = "--nsep/--nre" if (nsep is not None or nre is not None) else f"preset {preset.value}"
-    if max_rtf is not None:
-        measured = calibration.rtf.get(depth[1])
-        source = (
-            f"--max-rtf {max_rtf:g} (measured RTF {measured:.3f} on {calibration.device})"
-            if measured is not None
-            else f"--max-rtf {max_rtf:g}"
-        )
-        if not calibration.meets(max_rtf):
-            fastest = min(calibration.rtf.values())
-            err.print(
-                f"warning: no depth runs at RTF <= {max_rtf:g} on {calibration.device} (the fastest, "
-                f"n_re={min(calibration.rtf, key=calibration.rtf.__getitem__)}, measured RTF {fastest:.3f}); "
-                f"using n_re={depth[1]}"
-            )
-    documented = separator.loaded.documented_n_re
-    if nre is not None and nre > documented:
-        err.print(
-            f"warning: --nre {nre} is beyond the depths documented for {escape(separator.loaded.name)} "
-            f"(up to N_re = {documented}): time grows with N_re and better quality is not known"
-        )
+    depth, source = choice.depth, choice.reason
+    for warning in choice.warnings:
+        err.print(f"warning: {escape(warning)}")
     if adaptive:
-        source += f", adaptive up to n_re={depth[1]} (threshold {adaptive_threshold:g} dB)"
+        source += f", adaptive up to n_re={depth.n_re} (threshold {adaptive_threshold:g} dB)"
     out.print(
         f"model {escape(separator.loaded.name)} on {separator.device} in {escape(separator.precision.describe())}, "
-        f"{source}: n_sep={depth[0]}, n_re={depth[1]}"
+        f"{source}: n_sep={depth.n_sep}, n_re={depth.n_re}"
     )
 
     if streaming:
-        opts = StdinOptions(
-            output=output,
-            name=name,
-            raw_rate=raw_rate,
-            raw_format=raw_format,
-            raw_channels=raw_channels,
+        encoding = PipeInput(raw_rate, raw_format, raw_channels)
+        code = separate_stdin(
+            separator,
+            depth,
+            encoding,
+            options,
+            out_dir=output,
+            stem=name,
             to_stdout=to_stdout,
-            fmt=fmt.value,
-            float_output=float_output,
-            output_rate=output_rate.value,
-            channel=None if channel is None else channel - 1,
-            filename=filename,
-            overwrite=overwrite,
             as_json=as_json,
+            out=out,
+            err=err,
         )
-        raise typer.Exit(separate_stdin(separator, depth, opts, out, err))
-
-    results: list[FileResult] = []
-    skipped: list[Path] = []
-    failed: list[str] = list(problems)
-    claimed: dict[Path, Path] = {}
-    t0 = time.perf_counter()
-    show_progress = not (quiet or as_json or not out.is_terminal)
+        raise typer.Exit(code)
     stream_index = None if stream is None else stream - 1
-    durations = {item.path: _duration(item.path, stream_index) for item in items} if show_progress else {}
-    progress = audio_progress(out, disable=not show_progress)
-    with progress:
-        files_task = progress.add_task(f"{len(items)} files", total=sum(durations.values()))
-        finished = 0.0
-        for item in items:
-            target_dir = output / item.subdir
-            chunk_task = progress.add_task(escape(item.path.name), total=durations.get(item.path))
+    with _Printer(out, err, separator, [item.path for item in items], stream_index, quiet or as_json) as printer:
+        report = separate_files(
+            separator, items, output, printer, depth=depth, options=options, stream=stream_index, problems=problems
+        )
+    _summarise(report, report.summary(separator, depth), as_json, out)
+    if report.failed:
+        raise typer.Exit(1)
 
-            def on_progress(done: int, total: int, task: TaskID = chunk_task, before: float = finished) -> None:
-                rate = separator.sample_rate
-                progress.update(task, completed=done / rate, total=total / rate)
-                progress.update(files_task, completed=before + done / rate)
 
-            try:
-                targets = separator.output_paths(item.path, target_dir, fmt=fmt.value, filename=filename)
-                clash = next((claimed[t] for t in targets if t in claimed), None)
-                if clash is not None:
-                    raise ValueError(f"outputs would overwrite those of {clash}; use --filename or separate folders")
-                res = separator.process_file(
-                    item.path,
-                    target_dir,
-                    n_sep=depth[0],
-                    n_re=depth[1],
-                    fmt=fmt.value,
-                    float_output=float_output,
-                    output_rate=output_rate.value,
-                    channel=None if channel is None else channel - 1,
-                    stream=stream_index,
-                    filename=filename,
-                    overwrite=overwrite,
-                    progress=on_progress,
-                )
-            except OutputExistsError as exc:
-                skipped.append(item.path)
-                why = "outputs exist (use --overwrite)" if str(exc).endswith(": exists") else str(exc)
-                out.print(f"skipped {escape(str(item.path))}: {escape(why)}")
-            except (AudioError, ValueError, OSError, RuntimeError) as exc:
-                reason = str(exc).removeprefix(f"{item.path}: ")
-                failed.append(f"{item.path}: {reason}")
-                err.print(escape(f"{item.path}: {' '.join(reason.split())}"))
-                log.debug("separating %s failed", item.path, exc_info=True)
-            else:
-                results.append(res)
-                claimed.update(dict.fromkeys(res.outputs, item.path))
-                out.print(f"{escape(str(item.path))} -> {', '.join(escape(str(p)) for p in res.outputs)}")
-                for warning in res.warnings + clip_warning(res.clipped):
-                    err.print(f"{escape(str(item.path))}: warning: {escape(warning)}")
-            finally:
-                progress.remove_task(chunk_task)
-                finished += durations.get(item.path, 0.0)
-                progress.update(files_task, completed=finished)
+def _check_stdin_usage(inputs: list[str], *, to_stdout: bool, raw_rate: int | None, as_json: bool, fmt: str) -> bool:
+    """Whether the input is standard input; a usage error for options that do not go with it."""
+    streaming = "-" in inputs
+    if streaming and inputs != ["-"]:
+        raise typer.BadParameter("- (standard input) cannot be combined with other inputs", param_hint="INPUTS")
+    if not streaming and (to_stdout or raw_rate is not None):
+        raise typer.BadParameter("--stdout and --raw-rate need - (standard input) as the input", param_hint="INPUTS")
+    if to_stdout and as_json:
+        raise typer.BadParameter("--json and --stdout would both write to stdout", param_hint="--json")
+    if to_stdout and fmt != "wav":
+        raise typer.BadParameter(f"--stdout writes a WAV stream; --format {fmt} is for files", param_hint="--format")
+    return streaming
 
-    wall = time.perf_counter() - t0
-    audio_s = sum(r.duration for r in results)
-    summary = {
-        "model": separator.loaded.name,
-        "n_sep": depth[0],
-        "n_re": depth[1],
-        "device": str(separator.device),
-        "precision": separator.precision.name,
-        "files": len(results),
-        "skipped": len(skipped),
-        "failed": len(failed),
-        "audio_seconds": round(audio_s, 3),
-        "wall_seconds": round(wall, 3),
-        "rtf": round(wall / audio_s, 4) if audio_s else None,
-        "adaptive_mean_n_re": round(float(np.mean(separator.depths_used)), 3) if separator.depths_used else None,
-        "outputs": [str(p) for r in results for p in r.outputs],
-        "errors": failed,
-    }
+
+def _output_options(
+    fmt: str, float_output: bool, output_rate: str, channel: int | None, filename: str, overwrite: bool
+) -> OutputOptions:
+    """The output options, checked once, before any work; a bad one is a usage error naming its option."""
+    try:
+        return OutputOptions(
+            cast(OutputFormat, fmt),
+            float_output,
+            cast(OutputRate, output_rate),
+            None if channel is None else channel - 1,
+            filename,
+            overwrite,
+        )
+    except OutputOptionError as exc:
+        raise typer.BadParameter(str(exc), param_hint=OPTION_HINTS.get(exc.option, "--filename")) from None
+
+
+class _Printer:
+    """The command line's :class:`~tisdiss_cli.separation.batch.BatchObserver`: a line per file and,
+    on a terminal, a progress bar over the batch and one over the current file."""
+
+    def __init__(
+        self, out: Console, err: Console, separator: Separator, paths: list[Path], stream: int | None, quiet: bool
+    ) -> None:
+        self.out, self.err, self.rate = out, err, separator.sample_rate
+        show = not (quiet or not out.is_terminal)
+        self.durations = {p: _duration(p, stream) for p in paths} if show else {}
+        self.progress = audio_progress(out, disable=not show)
+        self.files_task = self.progress.add_task(f"{len(paths)} files", total=sum(self.durations.values()))
+        self.finished_seconds = 0.0
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> _Printer:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def started(self, path: Path) -> ProgressFn:
+        task = self.task = self.progress.add_task(escape(path.name), total=self.durations.get(path))
+        before = self.finished_seconds
+
+        def on_progress(done: int, total: int) -> None:
+            self.progress.update(task, completed=done / self.rate, total=total / self.rate)
+            self.progress.update(self.files_task, completed=before + done / self.rate)
+
+        return on_progress
+
+    def separated(self, result: FileResult) -> None:
+        shown = escape(str(result.input))
+        self.out.print(f"{shown} -> {', '.join(escape(str(p)) for p in result.outputs)}")
+        for warning in result.warnings + clip_warning(result.clipped):
+            self.err.print(f"{shown}: warning: {escape(warning)}")
+
+    def skipped(self, path: Path, reason: str) -> None:
+        why = "outputs exist (use --overwrite)" if reason.endswith(": exists") else reason
+        self.out.print(f"skipped {escape(str(path))}: {escape(why)}")
+
+    def failed(self, path: Path, reason: str) -> None:
+        self.err.print(escape(f"{path}: {' '.join(reason.split())}"))
+
+    def finished(self, path: Path) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None
+        self.finished_seconds += self.durations.get(path, 0.0)
+        self.progress.update(self.files_task, completed=self.finished_seconds)
+
+
+def _duration(path: Path, stream: int | None = None) -> float:
+    """Seconds of audio a header declares (0 for a file that will fail anyway)."""
+    try:
+        return probe(path, stream=stream).duration
+    except AudioError:
+        return 0.0
+
+
+def _summarise(report: BatchReport, summary: dict[str, object], as_json: bool, out: Console) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
-    else:
-        rtf = f", RTF {summary['rtf']}" if summary["rtf"] is not None else ""
-        if summary["adaptive_mean_n_re"] is not None:
-            rtf += f", mean adaptive depth n_re={summary['adaptive_mean_n_re']}"
-        out.print(
-            f"{len(results)} separated, {len(skipped)} skipped, {len(failed)} failed; "
-            f"{audio_s:.1f} s of audio in {wall:.1f} s{rtf}"
-        )
-    if failed:
-        raise typer.Exit(1)
+        return
+    rtf = f", RTF {summary['rtf']}" if summary["rtf"] is not None else ""
+    if summary["adaptive_mean_n_re"] is not None:
+        rtf += f", mean adaptive depth n_re={summary['adaptive_mean_n_re']}"
+    out.print(
+        f"{len(report.results)} separated, {len(report.skipped)} skipped, {len(report.failed)} failed; "
+        f"{report.audio_seconds:.1f} s of audio in {report.wall:.1f} s{rtf}"
+    )

@@ -1,175 +1,82 @@
-"""`tisdiss separate -`: a WAV or raw PCM stream from standard input, separated as it arrives.
-
-Outputs go to one file per speaker (written as chunks complete, renamed into place at the end),
-or with ``--stdout`` to one interleaved J-channel WAV stream; then nothing else goes to stdout.
-"""
+"""`tisdiss separate -`: runs :func:`~tisdiss_cli.separation.pipe.separate_pipe` on standard input
+and prints what it did. With ``--stdout`` nothing but the WAV stream goes to stdout."""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
 from rich.console import Console
 from rich.markup import escape
 
 from ..model.depth import Depth
-from ..separation.audio import AtomicWriter, AudioError, OutputFormat
-from ..separation.separator import OutputExistsError, OutputRate, Separator, commit_all
-from ..separation.wavstream import PcmReader, StreamFormat, WavStreamWriter, raw_format, read_wav_header
-from ..util.fileio import WriteError, remove_stale_parts
-from .messages import clip_warning
+from ..separation.audio import AudioError, OutputExistsError
+from ..separation.outputs import OutputOptions
+from ..separation.pipe import PipeInput, PipeResult, separate_pipe
+from ..separation.separator import Separator
+from ..util.fileio import WriteError
+from .messages import clip_warning, exists_message
 
 NAME = "stdin"  # how errors name the input, and the default output stem
-
-
-@dataclass(frozen=True)
-class StdinOptions:
-    output: Path
-    name: str = NAME
-    raw_rate: int | None = None
-    raw_format: str = "s16le"
-    raw_channels: int = 1
-    to_stdout: bool = False
-    fmt: OutputFormat = "wav"
-    float_output: bool = False
-    output_rate: OutputRate = "input"
-    channel: int | None = None  # 0-based
-    filename: str = "{stem}_spk{spk}.{ext}"
-    overwrite: bool = False
-    as_json: bool = False
-
-
-class _Files:
-    """One AtomicWriter per speaker, length unknown until the end."""
-
-    def __init__(self, paths: list[Path], rate: int, opts: StdinOptions) -> None:
-        self.writers: list[AtomicWriter] = []
-        try:
-            for p in paths:
-                self.writers.append(
-                    AtomicWriter(
-                        p, rate, length=None, fmt=opts.fmt, float_output=opts.float_output, overwrite=opts.overwrite
-                    )
-                )
-        except BaseException:
-            self.discard()  # the part files of the speakers opened before the one that failed
-            raise
-
-    def write(self, y: np.ndarray) -> None:
-        for j, w in enumerate(self.writers):
-            w.write(y[j])
-
-    def commit(self) -> list[Path]:
-        return commit_all(self.writers)
-
-    def discard(self) -> None:
-        for w in self.writers:
-            w.discard()
-
-    @property
-    def clipped(self) -> int:
-        return sum(w.clipped for w in self.writers)
-
-
-def _input_format(source: BinaryIO, opts: StdinOptions) -> StreamFormat:
-    if opts.raw_rate is not None:
-        return raw_format(opts.raw_rate, opts.raw_format, opts.raw_channels)
-    return read_wav_header(source, NAME)
 
 
 def separate_stdin(
     separator: Separator,
     depth: Depth,
-    opts: StdinOptions,
+    encoding: PipeInput,
+    options: OutputOptions,
+    *,
+    out_dir: Path,
+    stem: str,
+    to_stdout: bool,
+    as_json: bool,
     out: Console,
     err: Console,
-    *,
-    source: BinaryIO | None = None,
-    sink: BinaryIO | None = None,
 ) -> int:
-    """Separate standard input (or ``source``); returns the exit code. ``out`` must be stderr with --stdout."""
-    source = source if source is not None else sys.stdin.buffer
-    t0 = time.perf_counter()
+    """Separate standard input; returns the exit code. ``out`` must be stderr with ``to_stdout``."""
+    source: BinaryIO = sys.stdin.buffer
     if source.isatty():
         err.print(f"{NAME}: is a terminal; pipe audio in, e.g. ffmpeg -i IN -f wav - | tisdiss separate -")
         return 1
-    files: _Files | None = None
-    pipe: WavStreamWriter | None = None
     try:
-        fmt = _input_format(source, opts)
-        stream = separator.stream(
-            fmt.sample_rate,
-            channels=fmt.channels,
-            channel=opts.channel,
-            n_sep=depth[0],
-            n_re=depth[1],
-            output_rate=opts.output_rate,
+        result = separate_pipe(
+            separator,
+            source,
+            depth=depth,
+            encoding=encoding,
+            options=options,
+            out_dir=out_dir,
+            stem=stem,
+            sink=sys.stdout.buffer if to_stdout else None,
         )
-        if opts.to_stdout:
-            pipe = WavStreamWriter(
-                sink if sink is not None else sys.stdout.buffer,
-                stream.output_rate,
-                separator.num_spk,
-                float_output=opts.float_output,
-            )
-        else:
-            targets = separator.output_paths(
-                Path(f"{opts.name}.wav"), opts.output, fmt=opts.fmt, filename=opts.filename
-            )
-            for folder in dict.fromkeys(t.parent for t in targets):
-                remove_stale_parts(folder)
-            existing = [t for t in targets if t.exists()]
-            if existing and not opts.overwrite:
-                raise OutputExistsError(f"{existing[0]}: exists (use --overwrite to replace it)")
-            files = _Files(targets, stream.output_rate, opts)
-        reader = PcmReader(source, fmt, NAME)
-
-        def emit(y: np.ndarray) -> None:
-            if pipe is not None:
-                pipe.write(y.T)
-            elif files is not None:
-                files.write(y)
-
-        for block in reader.blocks():
-            emit(stream.feed(block))
-        if stream.stats.input_frames == 0:
-            raise AudioError(f"{NAME}: no audio samples")
-        emit(stream.close())
-        outputs: list[str] = []
-        if pipe is not None:
-            pipe.close()
-            outputs.append("stdout")
-        elif files is not None:
-            outputs = [str(p) for p in files.commit()]
     except (AudioError, OutputExistsError, ValueError, WriteError) as exc:
-        err.print(escape(" ".join(str(exc).split()) if str(exc).startswith(NAME) else f"{NAME}: {exc}"))
+        message = exists_message(exc) if isinstance(exc, OutputExistsError) else str(exc)
+        err.print(escape(" ".join(message.split()) if message.startswith(NAME) else f"{NAME}: {message}"))
         return 1
     except BrokenPipeError:
         err.print("tisdiss: standard output closed before the end of the stream")
         return 1
-    finally:
-        if files is not None:
-            files.discard()  # no-op once committed
-    wall = time.perf_counter() - t0
-    stats = stream.stats
-    seconds = stats.input_frames / fmt.sample_rate
-    clipped = files.clipped if files is not None else pipe.clipped if pipe is not None else 0
-    warnings = reader.warnings + clip_warning(clipped)
+    _report(separator, depth, result, as_json=as_json, out=out, err=err)
+    return 0
+
+
+def _report(
+    separator: Separator, depth: Depth, result: PipeResult, *, as_json: bool, out: Console, err: Console
+) -> None:
+    stats, seconds, wall = result.stats, result.seconds, result.wall
+    warnings = result.warnings + clip_warning(result.clipped)
     for warning in warnings:
         err.print(f"{NAME}: warning: {escape(warning)}")
     summary = {
         "input": NAME,
         "model": separator.loaded.name,
-        "n_sep": depth[0],
-        "n_re": depth[1],
+        "n_sep": depth.n_sep,
+        "n_re": depth.n_re,
         "device": str(separator.device),
-        "sample_rate": fmt.sample_rate,
-        "channels": fmt.channels,
+        "sample_rate": result.format.sample_rate,
+        "channels": result.format.channels,
         "audio_seconds": round(seconds, 3),
         "wall_seconds": round(wall, 3),
         "rtf": round(wall / seconds, 4) if seconds else None,
@@ -177,16 +84,15 @@ def separate_stdin(
         "segment_seconds": round(separator.plan.segment / separator.sample_rate, 3),
         "latency_max_seconds": round(stats.latency_max, 3),
         "latency_mean_seconds": round(stats.latency_mean, 3),
-        "outputs": outputs,
+        "outputs": result.outputs,
         "warnings": warnings,
     }
-    if opts.as_json:
+    if as_json:
         print(json.dumps(summary, indent=2))
-    else:
-        out.print(f"{NAME} -> {', '.join(escape(o) for o in outputs)}")
-        out.print(
-            f"{seconds:.1f} s of audio in {wall:.1f} s, RTF {summary['rtf']}; latency max {stats.latency_max:.2f} s, "
-            f"mean {stats.latency_mean:.2f} s (segment {summary['segment_seconds']:g} s + compute; "
-            "measured from arrival on stdin)"
-        )
-    return 0
+        return
+    out.print(f"{NAME} -> {', '.join(escape(o) for o in result.outputs)}")
+    out.print(
+        f"{seconds:.1f} s of audio in {wall:.1f} s, RTF {summary['rtf']}; latency max {stats.latency_max:.2f} s, "
+        f"mean {stats.latency_mean:.2f} s (segment {summary['segment_seconds']:g} s + compute; "
+        "measured from arrival on stdin)"
+    )

@@ -25,11 +25,10 @@ import torch
 
 from ..model.depth import MAX_REPEATS, Depth
 from ..model.network import TISDiSS
-from ..model.precision import apply_precision
+from ..model.precision import at_precision
 from ..separation import audio
 from ..separation.adaptive import converged
 from ..util.fileio import atomic_write as _atomic_write
-from ..util.precision import choose_precision
 from ..util.timing import Stopwatch
 from ..zoo.load import LoadedModel
 from . import metrics, perceptual
@@ -366,10 +365,9 @@ def evaluate(
     dev = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
     rate = model.config.sample_rate
-    chosen = choose_precision(precision, dev, emb_dim=model.config.emb_dim)
+    model, chosen = at_precision(model, precision)
     if chosen.warning:
         log.warning(chosen.warning)
-    model = apply_precision(model, chosen.name)
     extra = perceptual.parse_metrics(",".join(extra_metrics))
     how = _Scoring(with_sdr, metrics.check_sdr_backend(sdr_backend), extra, rate)
     problem = perceptual.missing_package(extra)

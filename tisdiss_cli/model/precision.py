@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from ..util.precision import Precision, autocast_dtype
+from ..util.precision import Precision, PrecisionChoice, autocast_dtype, choose_precision
 from .int8 import quantize_int8
 from .network import TISDiSS
 
@@ -31,3 +31,12 @@ def apply_precision(model: TISDiSS, precision: Precision) -> TISDiSS:
         quantize_int8(quantized)
         return quantized.eval().requires_grad_(False)
     raise ValueError(f"unknown precision {precision!r} (fp32, bf16 or int8)")
+
+
+def at_precision(model: TISDiSS, requested: str) -> tuple[TISDiSS, PrecisionChoice]:
+    """``model`` ready to run at what ``requested`` (auto | fp32 | bf16 | int8) resolves to on the
+    model's device for its width (:func:`~tisdiss_cli.util.precision.choose_precision`, the rule),
+    and that choice: the one way every command picks a precision. ``ValueError`` for one it cannot run."""
+    device = next(model.parameters()).device
+    chosen = choose_precision(requested, device, emb_dim=model.config.emb_dim)
+    return apply_precision(model, chosen.name), chosen

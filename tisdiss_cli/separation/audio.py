@@ -205,6 +205,17 @@ def to_mono(block: np.ndarray, channel: int | None = None) -> np.ndarray:
     return block[:, channel]
 
 
+def check_finite(frames: np.ndarray, start: int, sample_rate: float, name: str | None = None) -> None:
+    """Raise :class:`AudioError` naming the time of the first NaN or Inf in ``frames``
+    (``[n]`` or ``[n, channels]``, the first frame being number ``start`` of the input)."""
+    finite = np.isfinite(frames) if frames.ndim == 1 else np.isfinite(frames).all(axis=1)
+    if finite.all():
+        return
+    at = start + int(np.argmin(finite))
+    prefix = f"{name}: " if name else ""
+    raise AudioError(f"{prefix}NaN or Inf samples near {at / sample_rate:.2f} s")
+
+
 def read_blocks(
     path: str | os.PathLike,
     target_rate: int,
@@ -227,10 +238,7 @@ def read_blocks(
     done = 0
     for data in _raw_blocks(info, block):
         last = done + len(data) >= info.frames
-        finite = np.isfinite(data).all(axis=1)
-        if not finite.all():
-            at = done + int(np.argmin(finite))
-            raise AudioError(f"{info.path}: NaN or Inf samples near {at / info.sample_rate:.2f} s")
+        check_finite(data, done, info.sample_rate, str(info.path))
         done += len(data)
         mono = np.ascontiguousarray(to_mono(data, channel))
         if resampler is not None:
@@ -248,6 +256,11 @@ def read_blocks(
         tail = resampler.resample_chunk(np.zeros(0, np.float32), last=True)
         if len(tail):
             yield tail
+
+
+def read_frames(info: AudioInfo, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """The file of ``info`` as float32 ``[n, channels]`` blocks at its own rate (what the engine is fed)."""
+    yield from _raw_blocks(info, max(1, int(block_seconds * info.sample_rate)))
 
 
 def _raw_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
@@ -270,7 +283,7 @@ def _raw_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
         raise AudioError(f"{info.path}: {_reason(exc)}") from None
 
 
-def resampled_length(frames: int, in_rate: int, out_rate: int) -> int:
+def resampled_length(frames: int, in_rate: float, out_rate: float) -> int:
     """Length of ``frames`` samples after resampling (what soxr produces for a whole signal)."""
     return frames if in_rate == out_rate else int(math.ceil(frames * out_rate / in_rate - 1e-9))
 
@@ -309,7 +322,7 @@ def resample(x: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
     return soxr.resample(np.ascontiguousarray(x), in_rate, out_rate)
 
 
-def resample_stream(in_rate: int, out_rate: int, channels: int) -> soxr.ResampleStream | None:
+def resample_stream(in_rate: float, out_rate: float, channels: int) -> soxr.ResampleStream | None:
     """A block-by-block float32 resampler (``resample_chunk(block, last=...)``); None when the
     rates are equal."""
     if in_rate == out_rate:

@@ -12,14 +12,15 @@ permutation that best matches the running output on their overlap (largest summe
 correlation), so speakers do not swap at chunk borders.
 
 Streaming: :class:`OverlapAdd` consumes input blocks and returns finished output blocks,
-keeping about one segment of input and output, whatever the file length.
+keeping about one segment of input and output, whatever the file length. It is built in one
+place, by the engine :class:`~.streaming.SeparationStream`, which every front-end feeds.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,18 +211,3 @@ class OverlapAdd:
             self.buf = self.buf[drop:].clone()
             self.buf_start += drop
         return out
-
-
-def separate_stream(
-    fn: SeparateFn,
-    blocks: Iterable[Tensor | np.ndarray],
-    plan: ChunkPlan,
-    num_spk: int,
-    *,
-    on_chunk: ChunkCallback | None = None,
-) -> Iterator[Tensor]:
-    """Yield finished output blocks ``[J, m]`` for input blocks ``[n]``, block by block."""
-    engine = OverlapAdd(fn, plan, num_spk, on_chunk=on_chunk)
-    for block in blocks:
-        yield from engine.push(block)
-    yield from engine.finish()

@@ -36,7 +36,8 @@ import torch
 from .. import __version__
 from ..model.realvalued import RealValuedTISDiSS
 from ..util.fileio import atomic_write, atomic_write_text
-from .separator import preset_depth, resolve_model
+from .depth import choose_depth
+from .separator import resolve_model
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_EXTRA = "pip install 'tisdiss[onnx]'"
@@ -181,7 +182,7 @@ def export_onnx(
     if existing and not overwrite:
         raise FileExistsError(f"{existing[0]}: exists (pass overwrite=True to replace it)")
     loaded = resolve_model(model, torch.device("cpu"))
-    depth = preset_depth(loaded.presets, preset, n_sep, n_re)
+    depth = choose_depth(loaded, preset, n_sep, n_re).depth
     net = copy.deepcopy(loaded.model).float().eval()  # float32 on the CPU, the caller's model untouched
     config = net.config
     program = _trace(RealValuedTISDiSS(net, depth).eval())

@@ -27,7 +27,8 @@ import numpy as np
 
 from ..model.depth import Depth
 from . import audio
-from .separator import Separator, commit_all
+from .outputs import OutputOptions, SpeakerFiles
+from .separator import Separator
 from .streaming import StreamStats
 
 READ_TIMEOUT = 0.1  # seconds a read waits before the engine looks at its stop event again
@@ -270,18 +271,11 @@ def run_live(
     t0 = time.perf_counter()
     stream = separator.stream(source.sample_rate, channels=source.channels, n_sep=depth.n_sep, n_re=depth.n_re)
     stream.clock = clock
-    writers: list[audio.AtomicWriter] = []
-    try:
-        for t in targets:
-            writers.append(
-                audio.AtomicWriter(
-                    t, stream.output_rate, length=None, fmt=fmt, float_output=float_output, overwrite=overwrite
-                )
-            )
+    options = OutputOptions(fmt, float_output, overwrite=overwrite)
+    with SpeakerFiles(targets, int(stream.output_rate), options) as files:
 
         def emit(y: np.ndarray) -> None:
-            for j, w in enumerate(writers):
-                w.write(y[j])
+            files.write(y)
             if sink is not None and monitor is not None:
                 sink.write(y[monitor])
 
@@ -326,10 +320,7 @@ def run_live(
             if sink is not None:
                 sink.stop()
         emit(stream.close())
-        outputs = commit_all(writers)
-    finally:
-        for w in writers:
-            w.discard()  # no-op once committed
+        outputs = files.commit()
     if source.overflows:
         warn(f"the input device dropped {source.overflows} block(s): the machine did not read them in time")
     return LiveResult(

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import string
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,16 +21,23 @@ from torch import Tensor
 
 from ..model.depth import Depth, default_presets
 from ..model.network import TISDiSS
-from ..model.precision import apply_precision
+from ..model.precision import at_precision
 from ..util.device import pick_device
-from ..util.fileio import live_writer, remove_stale_parts
-from ..util.precision import PRECISIONS, PrecisionChoice, choose_precision
+from ..util.precision import PRECISIONS
 from ..zoo.load import LoadedModel, load_any
 from . import audio
 from .adaptive import separate_adaptive
 from .audio import OutputExistsError as OutputExistsError  # raised by process_file; defined with the writer
 from .calibration import Calibration, calibrate
-from .chunking import ChunkPlan, OverlapAdd
+from .chunking import ChunkPlan
+from .depth import DepthChoice, choose_depth, preset_depth
+from .outputs import DEFAULT_FILENAME as DEFAULT_FILENAME
+from .outputs import FORMAT_SUFFIXES as FORMAT_SUFFIXES
+from .outputs import OutputOptions, OutputRate, SpeakerFiles, claim
+from .outputs import check_template as check_template
+from .outputs import commit_all as commit_all
+from .outputs import output_stem as output_stem
+from .outputs import stays_inside as stays_inside
 from .streaming import SeparationStream
 from .waveform import as_mono_float32, check_sample_rate
 
@@ -46,21 +51,10 @@ from .waveform import as_mono_float32, check_sample_rate
 # the utterance-level normalisation more context; raise --segment on a GPU.
 DEFAULT_SEGMENT = 1.5  # seconds per chunk
 DEFAULT_OVERLAP = 0.25  # fraction of the segment shared by consecutive chunks
-DEFAULT_FILENAME = "{stem}_spk{spk}.{ext}"
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int], None]  # (samples done, total samples) at the model's rate
-OutputRate = Literal["input", "model"]
-
-
-# Suffixes each output format is written under; a template naming another one is refused.
-FORMAT_SUFFIXES: dict[str, tuple[str, ...]] = {
-    "wav": (".wav",),
-    "flac": (".flac",),
-    "mp3": (".mp3",),
-    "opus": (".opus", ".ogg"),
-}
 
 
 @dataclass
@@ -87,75 +81,6 @@ def resolve_model(spec: object, device: torch.device) -> LoadedModel:
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"model must be a name, a path, a LoadedModel or a TISDiSS, not {type(spec).__name__}")
     return load_any(spec, device=str(device))
-
-
-def preset_depth(presets: Mapping[str, Depth], preset: str, n_sep: int | None, n_re: int | None) -> Depth:
-    """(n_sep, n_re) of a model's preset, with explicit values overriding it; ValueError for an unknown preset."""
-    if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; available: {', '.join(presets)}")
-    base = presets[preset]
-    return Depth(base.n_sep if n_sep is None else n_sep, base.n_re if n_re is None else n_re)
-
-
-def stays_inside(relative: str) -> bool:
-    """Whether a relative output name stays inside its folder (no absolute path, no ``..`` above it)."""
-    path = Path(relative)
-    if path.is_absolute() or path.drive or not path.parts:
-        return False
-    depth = 0
-    for part in path.parts:
-        depth += -1 if part == ".." else 0 if part == "." else 1
-        if depth < 0:
-            return False
-    return depth > 0
-
-
-def check_template(filename: str, fmt: str) -> None:
-    """Raise ``ValueError`` (one line, naming the problem) for an output name template that cannot
-    name one file per speaker inside the output folder in format ``fmt``."""
-    if not filename.strip():
-        raise ValueError("the template is empty; use e.g. '{stem}_spk{spk}.{ext}'")
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(filename) if name is not None}
-        example = filename.format(stem="x", spk=1, ext=fmt)
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ValueError(f"bad template {filename!r} ({exc}); use {{stem}}, {{spk}}, {{ext}}") from None
-    if "spk" not in fields:
-        raise ValueError(f"{filename!r} has no {{spk}}: every speaker would get the same name")
-    if not stays_inside(example):
-        raise ValueError(f"{filename!r} writes outside the output folder ({example}); name files inside -o")
-    suffix = _written_suffix(filename)
-    if suffix in audio.AUDIO_SUFFIXES and suffix not in FORMAT_SUFFIXES.get(fmt, (f".{fmt}",)):
-        raise ValueError(
-            f"{filename!r} names {suffix} files but the format is {fmt}; end the template with .{{ext}}, "
-            "or ask for the format it names"
-        )
-
-
-def _written_suffix(filename: str) -> str:
-    """The extension a template spells out after its last field (``.mp3`` in ``{stem}_{spk}.mp3``;
-    nothing when a field ends it, as ``{ext}`` does)."""
-    *_, (tail, field_name, _, _) = string.Formatter().parse(filename)
-    return "" if field_name is not None else Path(f"x{tail}").suffix.lower()
-
-
-def output_stem(relative: str | os.PathLike, filename: str, fmt: str) -> str | None:
-    """The input stem whose outputs under template ``filename`` include ``relative`` (a path inside
-    the output folder), for any speaker number; None when no input's outputs are named so."""
-    pattern, stem_seen = "", False
-    for literal, name, _, _ in string.Formatter().parse(filename):
-        pattern += re.escape(literal)
-        if name == "stem":
-            pattern += "(?P=stem)" if stem_seen else "(?P<stem>.+?)"
-            stem_seen = True
-        elif name == "spk":
-            pattern += r"\s*\d+"
-        elif name == "ext":
-            pattern += re.escape(fmt)
-    found = re.fullmatch(pattern, Path(relative).as_posix())
-    if found is None:
-        return None
-    return found["stem"] if stem_seen else ""
 
 
 def headroom(chunks: Tensor) -> Tensor:
@@ -221,12 +146,9 @@ class Separator:
         self.adaptive_threshold = adaptive_threshold
         self.depths_used: list[int] = []
         self.loaded = resolve_model(model, self.device)
-        self.precision: PrecisionChoice = choose_precision(
-            precision, self.device, emb_dim=self.loaded.model.config.emb_dim
-        )
+        self.model, self.precision = at_precision(self.loaded.model, precision)
         if self.precision.warning:
             log.warning(self.precision.warning)
-        self.model = apply_precision(self.loaded.model, self.precision.name)
         self.sample_rate = self.model.config.sample_rate
         self.num_spk = self.model.config.num_spk
         if segment is None:
@@ -251,6 +173,28 @@ class Separator:
         name = self.precision.name
         model_id = self.loaded.name if name == "fp32" else f"{self.loaded.name}|{name}"  # each measured apart
         return calibrate(self.model, model_id, n_sep=n_sep, max_n_re=deepest)
+
+    def choose_depth(
+        self,
+        preset: str | None = None,
+        n_sep: int | None = None,
+        n_re: int | None = None,
+        max_rtf: float | None = None,
+        *,
+        live: bool = False,
+    ) -> DepthChoice:
+        """The depth a run uses and why (see :func:`~.depth.choose_depth`): the preset with
+        ``n_sep`` / ``n_re`` overriding it, or with ``max_rtf`` the deepest N_re measured to run
+        that fast here. ``live``: ``max_rtf`` budgets each second of new audio in a stream."""
+        return choose_depth(
+            self.loaded,
+            preset or self.preset,
+            n_sep,
+            n_re,
+            max_rtf=max_rtf,
+            calibration=self.calibration,
+            keep_up=self.plan.hop / self.plan.segment if live else None,
+        )
 
     def depth_for_rtf(self, max_rtf: float, n_sep: int | None = None) -> Depth:
         """The deepest (n_sep, n_re), up to the deepest preset, measured to run at RTF <= max_rtf."""
@@ -294,9 +238,35 @@ class Separator:
 
         return run
 
-    def _engine(self, depth: Depth, total: int, progress: ProgressFn | None) -> OverlapAdd:
-        on_chunk = (lambda end: progress(min(end, total), total)) if progress else None
-        return OverlapAdd(self._network(depth), self.plan, self.num_spk, on_chunk=on_chunk)
+    def _stream(
+        self,
+        depth: Depth,
+        sample_rate: float,
+        output_rate: float,
+        *,
+        channels: int = 1,
+        channel: int | None = None,
+        total: int | None = None,
+        progress: ProgressFn | None = None,
+        name: str | None = None,
+    ) -> SeparationStream:
+        """The engine every front-end feeds; ``progress`` is told (model-rate samples done, ``total``)."""
+        on_chunk = None
+        if progress is not None and total is not None:
+            on_chunk = lambda end: progress(min(end, total), total)  # noqa: E731
+        return SeparationStream(
+            self._network,
+            depth,
+            self.plan,
+            self.num_spk,
+            self.sample_rate,
+            sample_rate,
+            channels=channels,
+            channel=channel,
+            output_rate=output_rate,
+            on_chunk=on_chunk,
+            name=name,
+        )
 
     def separate(
         self,
@@ -317,17 +287,9 @@ class Separator:
         """
         x = as_mono_float32(wave)
         rate = check_sample_rate(sample_rate)
-        length = len(x)
-        if length == 0:
-            return np.zeros((self.num_spk, 0), np.float32)
-        x = audio.resample(x, rate, self.sample_rate)
-        engine = self._engine(self.depth(preset, n_sep, n_re), len(x), progress)
-        parts = engine.push(x) + engine.finish()
-        y = audio.resample(torch.cat(parts, dim=1).numpy().T, self.sample_rate, rate).T
-        out = np.zeros((self.num_spk, length), np.float32)
-        n = min(length, y.shape[1])
-        out[:, :n] = y[:, :n]
-        return out
+        total = audio.resampled_length(len(x), rate, self.sample_rate)
+        stream = self._stream(self.depth(preset, n_sep, n_re), rate, rate, total=total, progress=progress)
+        return np.concatenate((stream.feed(x), stream.close()), axis=1)
 
     def stream(
         self,
@@ -343,18 +305,11 @@ class Separator:
         """A :class:`SeparationStream` for input at ``sample_rate`` with ``channels`` channels:
         ``feed(block [n] or [n, channels]) -> [J, m]`` as chunks complete, then ``close()`` for the
         rest; the outputs equal :meth:`process_file`'s for the same samples, however they are cut."""
-        out_rate = sample_rate if output_rate == "input" else self.sample_rate
-        depth = self.depth(preset, n_sep, n_re)
-        return SeparationStream(
-            self._network,
-            depth,
-            self.plan,
-            self.num_spk,
-            self.sample_rate,
-            sample_rate,
-            channels=channels,
-            channel=channel,
-            output_rate=out_rate,
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+            raise ValueError(f"a stream's sample rate must be a positive whole number of Hz, not {sample_rate!r}")
+        out_rate = int(sample_rate) if output_rate == "input" else self.sample_rate
+        return self._stream(
+            self.depth(preset, n_sep, n_re), int(sample_rate), out_rate, channels=channels, channel=channel
         )
 
     def output_paths(
@@ -367,14 +322,8 @@ class Separator:
     ) -> list[Path]:
         """Where :meth:`separate_file` writes; ``filename`` may use ``{stem}``, ``{spk}`` (1-based), ``{ext}``
         and sub-folders, but must stay inside ``out_dir`` (no absolute path, no ``..``) and name
-        files of format ``fmt`` (:func:`check_template`; ``ValueError`` otherwise)."""
-        check_template(filename, fmt)
-        stem = Path(path).stem
-        names = [filename.format(stem=stem, spk=j + 1, ext=fmt) for j in range(self.num_spk)]
-        escaping = next((n for n in names if not stays_inside(n)), None)
-        if escaping is not None:
-            raise ValueError(f"{filename!r} writes outside the output folder ({escaping}); name files inside -o")
-        return [Path(out_dir) / n for n in names]
+        files of format ``fmt`` (:func:`~.outputs.check_template`; ``ValueError`` otherwise)."""
+        return OutputOptions(fmt=fmt, filename=filename).paths(Path(path).stem, out_dir, self.num_spk)
 
     def process_file(
         self,
@@ -392,57 +341,44 @@ class Separator:
         filename: str = DEFAULT_FILENAME,
         overwrite: bool = False,
         progress: ProgressFn | None = None,
+        options: OutputOptions | None = None,
     ) -> FileResult:
-        """Separate one file block by block into one file per speaker; see :meth:`separate_file`."""
+        """Separate one file block by block into one file per speaker; see :meth:`separate_file`.
+        ``options`` (checked once by whoever made it) replaces fmt ... overwrite."""
         t0 = time.perf_counter()
         depth = self.depth(preset, n_sep, n_re)
-        audio.check_output_format(fmt, float_output)
+        if options is None:
+            options = OutputOptions(fmt, float_output, output_rate, channel, filename, overwrite)
         info = audio.probe(path, stream=stream)
-        targets = self.output_paths(path, out_dir, fmt=fmt, filename=filename)
-        for folder in dict.fromkeys(t.parent for t in targets):
-            remove_stale_parts(folder)  # what a killed run left, even when these outputs are skipped
-        existing = [t for t in targets if t.exists()]
-        if existing and not overwrite:
-            raise OutputExistsError(f"{existing[0]}: exists")
-        writer = next((pid for t in targets if (pid := live_writer(t)) is not None), None)
-        if writer is not None:  # another run is separating this file right now: leave it to it
-            raise OutputExistsError(f"{targets[0]}: being written by another tisdiss run (pid {writer})")
-        model_len = audio.resampled_length(info.frames, info.sample_rate, self.sample_rate)
-        out_rate = audio.codec_rate(fmt, info.sample_rate if output_rate == "input" else self.sample_rate)
-        out_len = audio.resampled_length(info.frames, info.sample_rate, out_rate)
-        back = audio.resample_stream(self.sample_rate, out_rate, self.num_spk)
-        engine = self._engine(depth, model_len, progress)
-        writers: list[audio.AtomicWriter] = []
-        try:
-            for t in targets:
-                writers.append(
-                    audio.AtomicWriter(
-                        t, out_rate, length=out_len, fmt=fmt, float_output=float_output, overwrite=overwrite
-                    )
-                )
-
-            def emit(blocks: list[Tensor], last: bool) -> None:
-                y = torch.cat(blocks, dim=1).T.numpy() if blocks else np.zeros((0, self.num_spk), np.float32)
-                if back is not None:
-                    y = back.resample_chunk(np.ascontiguousarray(y), last=last)
-                for j, w in enumerate(writers):
-                    w.write(y[:, j])
-
-            for block in audio.read_blocks(info.path, self.sample_rate, channel=channel, stream=stream):
-                emit(engine.push(block), last=False)
-            emit(engine.finish(), last=True)
-            outputs = commit_all(writers)
-        finally:
-            for w in writers:
-                w.discard()  # no-op for committed writers; removes temporaries otherwise
+        targets = options.paths(Path(path).stem, out_dir, self.num_spk)
+        claim(targets, overwrite=options.overwrite)
+        if options.channel is not None and options.channel >= info.channels:
+            raise audio.AudioError(f"{info.path}: has {info.channels} channel(s), no channel {options.channel + 1}")
+        out_rate = audio.codec_rate(options.fmt, info.sample_rate if options.rate == "input" else self.sample_rate)
+        engine = self._stream(
+            depth,
+            info.sample_rate,
+            out_rate,
+            channels=info.channels,
+            channel=options.channel,
+            total=audio.resampled_length(info.frames, info.sample_rate, self.sample_rate),
+            progress=progress,
+            name=str(info.path),
+        )
+        length = audio.resampled_length(info.frames, info.sample_rate, out_rate)
+        with SpeakerFiles(targets, out_rate, options, length=length) as files:
+            for frames in audio.read_frames(info):
+                files.write(engine.feed(frames))
+            files.write(engine.close())
+            outputs = files.commit()
         result = FileResult(
             info.path,
             outputs,
             info.duration,
             time.perf_counter() - t0,
             depth,
-            sum(w.clipped for w in writers),
-            engine.ran_chunks,
+            files.clipped,
+            engine.stats.chunks,
         )
         truncated = info.truncation()
         if truncated is not None:
@@ -467,17 +403,3 @@ class Separator:
         Raises :class:`tisdiss_cli.separation.audio.AudioError` (``path: reason``) for bad input.
         """
         return self.process_file(path, out_dir, **options).outputs
-
-
-def commit_all(writers: list[audio.AtomicWriter]) -> list[Path]:
-    """Commit every speaker's file, or none: when one fails (it exists, the disk is full), the
-    ones this call committed are removed again, so an input never has half of its outputs."""
-    done: list[Path] = []
-    try:
-        for w in writers:
-            done.append(w.commit())
-    except BaseException:
-        for path in done:
-            path.unlink(missing_ok=True)
-        raise
-    return done

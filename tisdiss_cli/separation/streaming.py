@@ -1,12 +1,14 @@
-"""Separating a stream: feed samples as they arrive, take each speaker's output as it becomes final.
+"""The separation engine: feed samples as they arrive, take each speaker's output as it becomes final.
 
-:class:`SeparationStream` runs the pipeline of :meth:`Separator.process_file` block by block:
-downmix, soxr to the model's rate, :class:`~.chunking.OverlapAdd` (chunk plan, overlap-add,
-speaker re-alignment), soxr back to the output rate. None of these depends on how the input is
-cut into blocks: soxr's stream output does not, and the chunk starts depend only on segment and
-hop. The one thing that depends on the total length, the last chunk (shifted to end on the last
-sample), is run by :meth:`~SeparationStream.close`. So a stream fed in pieces of any size gives
-the file path's output sample for sample.
+:class:`SeparationStream` is the one path from a mixture to its sources. Arrays
+(:meth:`Separator.separate`), files, standard input and live capture are front-ends that feed it
+blocks and write what it returns. It owns the steps in order: the finite check, downmix, soxr to
+the model's rate, :class:`~.chunking.OverlapAdd` (chunk plan, overlap-add, speaker
+re-alignment), soxr back to the output rate, and the trim to the input's length. None of these
+depends on how the input is cut into blocks: soxr's stream output does not, and the chunk starts
+depend only on segment and hop. The one thing that depends on the total length, the last chunk
+(shifted to end on the last sample), is run by :meth:`~SeparationStream.close`. So an input fed
+whole, in file blocks or in pipe reads gives the same output sample for sample.
 
 Latency: output is final once no later chunk can overlap it. The shifted last chunk may start
 one segment before the newest sample, so the output trails the input by one segment, plus the
@@ -27,7 +29,7 @@ from torch import Tensor
 
 from ..model.depth import Depth
 from . import audio
-from .chunking import ChunkPlan, OverlapAdd, SeparateFn
+from .chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn
 from .waveform import PCM_FULL_SCALE
 
 NetworkFactory = Callable[[Depth], SeparateFn]
@@ -88,27 +90,28 @@ class SeparationStream:
         plan: ChunkPlan,
         num_spk: int,
         model_rate: int,
-        sample_rate: int,
+        sample_rate: float,
         *,
         channels: int = 1,
         channel: int | None = None,
-        output_rate: int | None = None,
+        output_rate: float | None = None,
         clock: Clock = time.perf_counter,
+        on_chunk: ChunkCallback | None = None,
+        name: str | None = None,
     ) -> None:
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-            raise ValueError(f"a stream's sample rate must be a positive whole number of Hz, not {sample_rate!r}")
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
         if channel is not None and not 0 <= channel < channels:
             raise ValueError(f"the stream has {channels} channel(s), no channel {channel + 1}")
         self.network, self.depth, self.plan, self.num_spk = network, depth, plan, num_spk
-        self.model_rate, self.sample_rate = model_rate, int(sample_rate)
-        self.output_rate = self.sample_rate if output_rate is None else int(output_rate)
+        self.model_rate, self.sample_rate = model_rate, sample_rate
+        self.output_rate = self.sample_rate if output_rate is None else output_rate
         self.channels, self.channel, self.clock = channels, channel, clock
+        self.name = name  # prefixes error messages ("meeting.wav: NaN or Inf samples near ...")
         self.stats = StreamStats()
         self._to_model = audio.resample_stream(self.sample_rate, model_rate, 1)
         self._to_output = audio.resample_stream(model_rate, self.output_rate, num_spk)
-        self.engine = OverlapAdd(self._timed(network(depth)), plan, num_spk)
+        self.engine = OverlapAdd(self._timed(network(depth)), plan, num_spk, on_chunk=on_chunk)
         self._held = np.zeros((0, num_spk), np.float32)  # output beyond what the input so far justifies
         self._arrivals: deque[tuple[int, float]] = deque()  # (input frames received by then, time)
         self.closed = False
@@ -133,10 +136,7 @@ class SeparationStream:
         """Add a block ``[n]`` or ``[n, channels]`` (float at full scale 1.0, or int PCM)."""
         assert not self.closed, "feed after close"
         block = frames_to_float32(samples, self.channels)
-        finite = np.isfinite(block).all(axis=1)
-        if not finite.all():
-            at = self.stats.input_frames + int(np.argmin(finite))
-            raise ValueError(f"NaN or Inf samples near {at / self.sample_rate:.2f} s")
+        audio.check_finite(block, self.stats.input_frames, self.sample_rate, self.name)
         if not len(block):
             return np.zeros((self.num_spk, 0), np.float32)
         now = self.clock()
@@ -145,6 +145,12 @@ class SeparationStream:
         mono = np.ascontiguousarray(audio.to_mono(block, self.channel))
         if self._to_model is not None:
             mono = self._to_model.resample_chunk(mono, last=False)
+            if not np.isfinite(mono).all():  # a float input at the very top of the float32 range
+                prefix = f"{self.name}: " if self.name else ""
+                raise audio.AudioError(
+                    f"{prefix}samples of up to {float(np.abs(block).max()):.3g} overflow float32 when resampled "
+                    f"to {self.model_rate} Hz; scale the input down"
+                )
         parts = self.engine.push(mono) if len(mono) else []
         return self._release(self._back(parts, last=False), final=False)
 

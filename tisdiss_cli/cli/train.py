@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,36 @@ def train(
 
         torch.set_num_threads(threads)
 
+    show = _event_printer(run, quiet)
+
+    stop = threading.Event()
+    try:
+        with StopOnFirstSignal(stop) as stopper:
+            result = run_training(cfg, run, resume=resume, log=show, stop=stop)
+    except (OSError, ValueError, *MODEL_ERRORS) as exc:
+        _err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    if result.limit is not None:
+        _err.print(
+            f"nothing to do: {escape(str(run))} already finished ({escape(result.stop_reason)}) at step "
+            f"{result.step}; to train on, raise the limit: --resume --set {result.limit}=N",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return
+    if stopper.signum is not None:
+        _err.print(
+            f"stopped by {stopper.signal_name} at step {result.step}: the run is saved; continue with "
+            f"tisdiss train --resume --run {escape(str(run))}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(128 + stopper.signum)
+
+
+def _event_printer(run: Path, quiet: bool) -> Callable[[dict[str, Any]], None]:
+    """How training events are shown on stderr (a resumed run's changed settings even with --quiet)."""
+
     def show(event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "config":  # shown even with --quiet: the run now trains with other settings
@@ -148,26 +179,4 @@ def train(
         elif kind == "done":
             _err.print(escape(f"done ({event['reason']}): {event['model']}"))
 
-    stop = threading.Event()
-    try:
-        with StopOnFirstSignal(stop) as stopper:
-            result = run_training(cfg, run, resume=resume, log=show, stop=stop)
-    except (OSError, ValueError, *MODEL_ERRORS) as exc:
-        _err.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-        raise typer.Exit(1) from None
-    if result.limit is not None:
-        _err.print(
-            f"nothing to do: {escape(str(run))} already finished ({escape(result.stop_reason)}) at step "
-            f"{result.step}; to train on, raise the limit: --resume --set {result.limit}=N",
-            soft_wrap=True,
-            highlight=False,
-        )
-        return
-    if stopper.signum is not None:
-        _err.print(
-            f"stopped by {stopper.signal_name} at step {result.step}: the run is saved; continue with "
-            f"tisdiss train --resume --run {escape(str(run))}",
-            soft_wrap=True,
-            highlight=False,
-        )
-        raise typer.Exit(128 + stopper.signum)
+    return show

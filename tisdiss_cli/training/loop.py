@@ -97,7 +97,139 @@ def train(
     nothing trained is lost and ``resume`` continues from exactly there. Under DDP the ranks
     agree on the step to stop at.
     """
-    run_dir = Path(run_dir)
+    run = _setup(config, Path(run_dir), resume, log)
+    if isinstance(run, TrainResult):  # a resumed run that had already finished
+        return run
+    optim_cfg, state, record = config.optim, run.state, run.record
+    clock = RunClock(state.train_seconds)
+    stop_reason = ""
+    bad_streak = 0
+    while state.epoch < optim_cfg.epochs and not stop_reason:
+        loader = run.epoch_loader(config)
+        run.net.train()
+        t0 = time.perf_counter()
+        accum = 0
+        for mix, ref in loader:
+            mix, ref = mix.to(run.device, run.dtype), ref.to(run.device, run.dtype)
+            with run.autocast:
+                waves = run.net(mix)
+            outputs = [
+                DecodedOutput(stage, w.to(run.dtype)) for stage, w in zip(run.forward.stages, waves, strict=True)
+            ]
+            loss, stats = multi_loss(outputs, ref, run.weights)
+            (loss / optim_cfg.accum_steps).backward()
+            accum += 1
+            state.batch_in_epoch += 1
+            if accum < optim_cfg.accum_steps:
+                continue
+            accum = 0
+            grad_norm = _optimizer_step(run, optim_cfg, stats["loss"])
+            if grad_norm is None:  # non-finite: the step was skipped
+                bad_streak += 1
+                record({"event": "skip", "step": state.step, "loss": stats["loss"], "skipped": state.skipped})
+                if bad_streak >= MAX_BAD_STEPS:
+                    stop_reason = (
+                        f"non-finite loss or gradient in {MAX_BAD_STEPS} consecutive steps (lower the learning rate?)"
+                    )
+                    break
+                continue
+            bad_streak = 0
+            if state.step % config.log_every_steps == 0:
+                per_step = (time.perf_counter() - t0) / config.log_every_steps
+                record(
+                    {
+                        "event": "train",
+                        "step": state.step,
+                        "epoch": state.epoch,
+                        "lr": run.optimizer.param_groups[0]["lr"],
+                        "grad_norm": grad_norm,
+                        "sec_per_step": per_step,
+                        "train_seconds": clock.total(),
+                        **stats,
+                    }
+                )
+                t0 = time.perf_counter()
+            if state.step % config.save_every_steps == 0:
+                run.save(clock)
+            stop_reason = _stop_reason(run, optim_cfg, clock, stop)
+            if stop_reason:
+                break
+        if stop_reason:
+            run.save(clock)
+            break
+
+        _end_epoch(run, config, clock)
+        if (done := finished(state, optim_cfg)) is not None:
+            stop_reason = done[0]
+        elif _stop_requested(stop, run.ddp, run.device):  # asked during validation: the epoch is saved
+            stop_reason = STOP_REQUESTED
+
+    final = run.run_dir / "model.safetensors"
+    if run.ddp.main:
+        final = write_final_model(run.model, run.run_dir, config, state.best)
+        record(
+            {
+                "event": "done",
+                "step": state.step,
+                "epoch": state.epoch,
+                "reason": stop_reason or "all epochs done",
+                "model": str(final),
+            }
+        )
+    if run.ddp.world > 1:
+        dist.barrier()
+    return TrainResult(final, run.model, state.step, stop_reason or "all epochs done")
+
+
+# --------------------------------------------------------------------------- pieces of the loop
+
+
+@dataclass
+class _Run:
+    """Everything a run's loop works with, made by :func:`_setup`."""
+
+    run_dir: Path
+    ckpt_dir: Path
+    last_path: Path  # checkpoints/last.pt: what resume continues from
+    device: torch.device
+    ddp: Dist
+    local_batch: int  # this rank's share of the batch
+    dtype: torch.dtype
+    model: TISDiSS
+    params: list[torch.nn.Parameter]  # the trained ones
+    optimizer: torch.optim.Optimizer
+    train_set: TrainingSet
+    valid_set: TrainingSet
+    state: TrainState
+    record: RunLog
+    forward: TrainingForward  # the module a step calls (wrapped in net)
+    net: torch.nn.Module  # forward, under DDP or compiled as configured
+    sampler: _ShardedSampler
+    weights: LossWeights
+    autocast: torch.autocast
+
+    def epoch_loader(self, config: TrainConfig) -> DataLoader:
+        """The loader of the current epoch, from the batch it stopped at (a resumed run's mid-epoch)."""
+        self.train_set.set_epoch(self.state.epoch)
+        self.sampler.set_epoch(self.state.epoch, skip=self.state.batch_in_epoch * self.local_batch)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.local_batch,
+            sampler=self.sampler,
+            num_workers=config.data.num_workers,
+            collate_fn=collate_padded,
+            drop_last=True,
+            worker_init_fn=_data_worker_init,
+        )
+
+    def save(self, clock: RunClock) -> None:
+        _save(self.last_path, self.model, self.optimizer, self.state, clock, self.ddp)
+
+
+def _setup(config: TrainConfig, run_dir: Path, resume: bool, log: LogFn | None) -> _Run | TrainResult:
+    """Where (device, ranks, batch share, precision), what (model, optimiser, data, the run's
+    position, new or resumed) and how (the module a step calls, the loss); a TrainResult instead
+    when a resumed run has nothing left to train."""
     ckpt_dir = run_dir / "checkpoints"
     last_path = ckpt_dir / "last.pt"
     optim_cfg = config.optim
@@ -106,7 +238,6 @@ def train(
     elif last_path.exists():
         raise FileExistsError(f"{run_dir}: already holds a run; use --resume or another folder")
 
-    # -- where: device, ranks, per-rank batch, precision
     device = pick_device(config.device, mps=False)
     ddp = setup_distributed(device)
     if device.type == "cuda":
@@ -118,7 +249,6 @@ def train(
         raise ValueError(f"precision must be fp32, bf16 or fp64, not {config.precision!r}")
     dtype = torch.float64 if config.precision == "fp64" else torch.float32
 
-    # -- what: model, optimiser and the run's position (new, or resumed from last.pt)
     model = _initial_model(config).to(device=device, dtype=dtype)
     model.set_checkpointing(config.checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -139,135 +269,80 @@ def train(
         atomic_write_text(run_dir / RUN_CONFIG, json.dumps(config.to_dict(), indent=2))
         record({"event": "config", "step": state.step, "changes": {k: list(v) for k, v in changes.items()}})
 
-    # -- how: the module a step calls, loss
     forward = TrainingForward(
         model, DecodeFlags(splitter=True, separation=config.decode_separation, reconstruction=True)
     )
-    net = _wrap(forward, config, device, ddp)
-    sampler = _ShardedSampler(len(train_set), config.seed, ddp.rank, ddp.world)
-    weights = LossWeights.named(config.loss)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-
-    clock = RunClock(state.train_seconds)
-    stop_reason = ""
-    bad_streak = 0
-    while state.epoch < optim_cfg.epochs and not stop_reason:
-        train_set.set_epoch(state.epoch)
-        sampler.set_epoch(state.epoch, skip=state.batch_in_epoch * local_batch)
-        loader = DataLoader(
-            train_set,
-            batch_size=local_batch,
-            sampler=sampler,
-            num_workers=config.data.num_workers,
-            collate_fn=collate_padded,
-            drop_last=True,
-            worker_init_fn=_data_worker_init,
-        )
-        net.train()
-        t0 = time.perf_counter()
-        accum = 0
-        for mix, ref in loader:
-            mix, ref = mix.to(device, dtype), ref.to(device, dtype)
-            with autocast:
-                waves = net(mix)
-            outputs = [DecodedOutput(stage, w.to(dtype)) for stage, w in zip(forward.stages, waves, strict=True)]
-            loss, stats = multi_loss(outputs, ref, weights)
-            (loss / optim_cfg.accum_steps).backward()
-            accum += 1
-            state.batch_in_epoch += 1
-            if accum < optim_cfg.accum_steps:
-                continue
-            accum = 0
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, optim_cfg.grad_clip)
-            if not (math.isfinite(stats["loss"]) and torch.isfinite(grad_norm)):
-                optimizer.zero_grad(set_to_none=True)
-                state.skipped += 1
-                bad_streak += 1
-                record({"event": "skip", "step": state.step, "loss": stats["loss"], "skipped": state.skipped})
-                if bad_streak >= MAX_BAD_STEPS:
-                    stop_reason = (
-                        f"non-finite loss or gradient in {MAX_BAD_STEPS} consecutive steps (lower the learning rate?)"
-                    )
-                    break
-                continue
-            bad_streak = 0
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(state.step, optim_cfg, state.plateau.scale)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            if state.step % config.log_every_steps == 0:
-                per_step = (time.perf_counter() - t0) / config.log_every_steps
-                record(
-                    {
-                        "event": "train",
-                        "step": state.step,
-                        "epoch": state.epoch,
-                        "lr": optimizer.param_groups[0]["lr"],
-                        "grad_norm": float(grad_norm),
-                        "sec_per_step": per_step,
-                        "train_seconds": clock.total(),
-                        **stats,
-                    }
-                )
-                t0 = time.perf_counter()
-            if state.step % config.save_every_steps == 0:
-                _save(last_path, model, optimizer, state, clock, ddp)
-            if (done := finished(state, optim_cfg)) is not None:
-                stop_reason = done[0]
-                break
-            if optim_cfg.max_minutes and clock.this_invocation() >= optim_cfg.max_minutes * 60:
-                stop_reason = f"reached max_minutes={optim_cfg.max_minutes:g}"
-                break
-            if _stop_requested(stop, ddp, device):
-                stop_reason = STOP_REQUESTED
-                break
-        if stop_reason:
-            _save(last_path, model, optimizer, state, clock, ddp)
-            break
-
-        valid_loss, valid_sisnri = validate(model, valid_set, weights, forward.flags, device)
-        state.plateau.update(valid_loss, optim_cfg)
-        if ddp.main:
-            _keep_best_epochs(model, ckpt_dir, state, valid_loss, config.keep_best)
-        record(
-            {
-                "event": "epoch",
-                "epoch": state.epoch,
-                "step": state.step,
-                "valid_loss": valid_loss,
-                "valid_si_snri": valid_sisnri,
-                "lr_scale": state.plateau.scale,
-                "skipped": state.skipped,
-                "train_seconds": clock.total(),
-            }
-        )
-        state.epoch += 1
-        state.batch_in_epoch = 0
-        _save(last_path, model, optimizer, state, clock, ddp)
-        if (done := finished(state, optim_cfg)) is not None:
-            stop_reason = done[0]
-        elif _stop_requested(stop, ddp, device):  # asked during validation: the epoch is saved
-            stop_reason = STOP_REQUESTED
-
-    final = run_dir / "model.safetensors"
-    if ddp.main:
-        final = write_final_model(model, run_dir, config, state.best)
-        record(
-            {
-                "event": "done",
-                "step": state.step,
-                "epoch": state.epoch,
-                "reason": stop_reason or "all epochs done",
-                "model": str(final),
-            }
-        )
-    if ddp.world > 1:
-        dist.barrier()
-    return TrainResult(final, model, state.step, stop_reason or "all epochs done")
+    return _Run(
+        run_dir,
+        ckpt_dir,
+        last_path,
+        device,
+        ddp,
+        local_batch,
+        dtype,
+        model,
+        params,
+        optimizer,
+        train_set,
+        valid_set,
+        state,
+        record,
+        forward,
+        _wrap(forward, config, device, ddp),
+        _ShardedSampler(len(train_set), config.seed, ddp.rank, ddp.world),
+        LossWeights.named(config.loss),
+        torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"),
+    )
 
 
-# --------------------------------------------------------------------------- pieces of the loop
+def _end_epoch(run: _Run, config: TrainConfig, clock: RunClock) -> None:
+    """Validate, step the plateau schedule, keep the best epochs, log, and save at the next epoch's start."""
+    valid_loss, valid_sisnri = validate(run.model, run.valid_set, run.weights, run.forward.flags, run.device)
+    run.state.plateau.update(valid_loss, config.optim)
+    if run.ddp.main:
+        _keep_best_epochs(run.model, run.ckpt_dir, run.state, valid_loss, config.keep_best)
+    run.record(
+        {
+            "event": "epoch",
+            "epoch": run.state.epoch,
+            "step": run.state.step,
+            "valid_loss": valid_loss,
+            "valid_si_snri": valid_sisnri,
+            "lr_scale": run.state.plateau.scale,
+            "skipped": run.state.skipped,
+            "train_seconds": clock.total(),
+        }
+    )
+    run.state.epoch += 1
+    run.state.batch_in_epoch = 0
+    run.save(clock)
+
+
+def _optimizer_step(run: _Run, optim: OptimConfig, loss: float) -> float | None:
+    """Clip, then one AdamW step at the schedule's rate; None (and the gradients dropped, the skip
+    counted) when the loss or the gradient is not finite. Returns the gradient norm."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.params, optim.grad_clip)
+    if not (math.isfinite(loss) and torch.isfinite(grad_norm)):
+        run.optimizer.zero_grad(set_to_none=True)
+        run.state.skipped += 1
+        return None
+    for group in run.optimizer.param_groups:
+        group["lr"] = learning_rate(run.state.step, optim, run.state.plateau.scale)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.state.step += 1
+    return float(grad_norm)
+
+
+def _stop_reason(run: _Run, optim: OptimConfig, clock: RunClock, stop: threading.Event | None) -> str:
+    """Why the run stops after this step ("" to go on): a limit reached, or a stop asked for."""
+    if (done := finished(run.state, optim)) is not None:
+        return done[0]
+    if optim.max_minutes and clock.this_invocation() >= optim.max_minutes * 60:
+        return f"reached max_minutes={optim.max_minutes:g}"
+    if _stop_requested(stop, run.ddp, run.device):
+        return STOP_REQUESTED
+    return ""
 
 
 class RunLog:

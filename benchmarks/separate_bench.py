@@ -74,7 +74,7 @@ def child(args: argparse.Namespace) -> None:
                 "rtf": round(wall / res.duration, 4),
                 "peak_rss_mb": round(rss_kb / 1024),
                 "chunks": res.chunks,
-                "segment_s": sep.segment,
+                "segment_s": sep.segment_seconds,
                 "device": str(sep.device),
                 "model": sep.loaded.name,
             }

@@ -85,3 +85,16 @@ def test_old_names_still_work_with_a_warning() -> None:
     with pytest.warns(DeprecationWarning, match="'preset' is deprecated"):
         config = resolve_config("tiny", None, None, ['model={"preset": "tiny", "n_re": 1}'])
     assert config.model == ARCHITECTURES["tiny"].replace(n_re=1)
+
+
+def test_names_renamed_by_the_separation_redesign_still_work_with_a_warning(tiny_checkpoint: Path) -> None:
+    from tisdiss_cli import Separator
+    from tisdiss_cli.model import network
+
+    with pytest.warns(DeprecationWarning, match="network.Separator is deprecated; use SeparationStage"):
+        assert network.Separator is network.SeparationStage
+    separator = Separator(tiny_checkpoint, device="cpu", precision="fp32", segment=0.5)
+    with pytest.warns(DeprecationWarning, match="Separator.segment is deprecated; use segment_seconds"):
+        assert separator.segment == separator.segment_seconds == 0.5
+    with pytest.warns(DeprecationWarning, match="LoadedModel.segment is deprecated; use segment_seconds"):
+        assert separator.loaded.segment is None

@@ -4,14 +4,13 @@ Implements TISDiSS (arXiv 2509.15666), whose shared Separator and Reconstructor 
 shallower or deeper at inference with the same weights.
 """
 
-__version__ = "0.1.0.dev0"
-
 from ._compat import install as _install_moved_modules
 from .model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .model.config import ARCHITECTURES, ModelConfig
 from .model.espnet import load_espnet
 from .model.network import TISDiSS
 from .separation.separator import Separator
+from .util.version import __version__
 
 _install_moved_modules()
 

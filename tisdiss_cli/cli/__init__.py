@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from .. import __version__
+from ..util.version import __version__
 from . import help
 
 app = typer.Typer(

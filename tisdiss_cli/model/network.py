@@ -11,9 +11,11 @@ on every call and change no parameter, so one set of weights runs shallower or d
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +91,11 @@ def _call(block: nn.Module, x: Tensor, checkpointing: bool) -> Tensor:
     return block(x)
 
 
-class Separator(nn.Module):
-    """M_sep shared TF-Locoformer blocks run N_sep times: ``E [B, T, F, C]`` -> states."""
+class SeparationStage(nn.Module):
+    """M_sep shared TF-Locoformer blocks run N_sep times: ``E [B, T, F, C]`` -> states.
+
+    The paper's Separator; named apart from the API class :class:`tisdiss_cli.Separator`. Its
+    parameters stay under ``separator.`` in a checkpoint."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -222,7 +227,7 @@ class TISDiSS(nn.Module):
         super().__init__()
         self.config = config
         self.encoder = Encoder(config)
-        self.separator = Separator(config)
+        self.separator = SeparationStage(config)
         self.mixer = MixingBlock(config.emb_dim) if (config.sep_residual or config.re_residual) else None
         self.splitter = Splitter(config)
         self.reconstructor = Reconstructor(config) if config.m_re > 0 else None
@@ -357,3 +362,11 @@ def init_weights(model: nn.Module) -> None:
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters (the constant RoPE frequencies are buffers, never counted)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def __getattr__(name: str) -> Any:
+    """``Separator``, the network stage's name before 0.1, with a warning."""
+    if name == "Separator":
+        warnings.warn(f"{__name__}.Separator is deprecated; use SeparationStage", DeprecationWarning, stacklevel=2)
+        return SeparationStage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,6 +20,7 @@ from ..model.depth import Depth
 from ..model.network import TISDiSS
 from ..util.fileio import atomic_write_text
 from ..util.timing import Stopwatch
+from ..util.version import __version__  # a new release may run at another speed: measure again
 from ..zoo.download import cache_dir
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,6 @@ def device_label(device: torch.device) -> str:
 
 
 def cache_path(model_id: str, device: str, n_sep: int, max_n_re: int) -> Path:
-    from .. import __version__  # a new release may run at another speed: measure again
-
     key = hashlib.sha256(f"{model_id}|{device}|{n_sep}|{max_n_re}|{__version__}".encode()).hexdigest()[:16]
     return cache_dir() / "calibration" / f"{key}.json"
 

@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import __version__
 from ..model.realvalued import RealValuedTISDiSS
 from ..util.fileio import atomic_write, atomic_write_text
+from ..util.version import __version__
 from .depth import choose_depth
 from .separator import resolve_model
 

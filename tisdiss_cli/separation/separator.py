@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,11 +153,17 @@ class Separator:
         self.sample_rate = self.model.config.sample_rate
         self.num_spk = self.model.config.num_spk
         if segment is None:
-            segment = self.loaded.segment or DEFAULT_SEGMENT
-        self.segment = segment
+            segment = self.loaded.segment_seconds or DEFAULT_SEGMENT
+        self.segment_seconds = segment  # the chunk length; self.plan has it in samples
         self.plan = ChunkPlan.from_seconds(segment, overlap, self.sample_rate, batch_size)
         self.preset = preset
         self.depth()  # validates the preset name now
+
+    @property
+    def segment(self) -> float:
+        """Deprecated: :attr:`segment_seconds` (``plan.segment`` is the same length in samples)."""
+        warnings.warn("Separator.segment is deprecated; use segment_seconds", DeprecationWarning, stacklevel=2)
+        return self.segment_seconds
 
     @property
     def presets(self) -> dict[str, Depth]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +77,16 @@ class LoadedModel:
         self.presets = {name: Depth(*depth) for name, depth in self.presets.items()}  # plain pairs too
 
     @property
-    def segment(self) -> float | None:
+    def segment_seconds(self) -> float | None:
         """Chunk length in seconds recorded for this model (registry entry or checkpoint), if any."""
         value = self.card.get("segment")
         return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @property
+    def segment(self) -> float | None:
+        """Deprecated: :attr:`segment_seconds`."""
+        warnings.warn("LoadedModel.segment is deprecated; use segment_seconds", DeprecationWarning, stacklevel=2)
+        return self.segment_seconds
 
     @property
     def documented_n_re(self) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.media import CONTAINERS, write_media  # noqa: E402
-from tisdiss_cli.separation import audio  # noqa: E402
+from tisdiss_cli.audio import files as audio  # noqa: E402
 
 
 def write_file(path: Path, minutes: float, rate: int) -> None:

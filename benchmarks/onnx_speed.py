@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from tisdiss_cli.evaluation.bench import random_model
+from tisdiss_cli.export.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx
 from tisdiss_cli.model.depth import Depth
-from tisdiss_cli.separation.export import INPUT_NAME, OUTPUT_NAME, export_onnx
 from tisdiss_cli.util.runtime import tune_allocator
 from tisdiss_cli.zoo.load import LoadedModel, load_any
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tisdiss_cli.separation import audio
+from tisdiss_cli.audio import files as audio
 
 
 def read_all(path: Path, rate: int, channel: int | None = None) -> np.ndarray:

@@ -23,9 +23,9 @@ import typer
 from typer.testing import CliRunner, Result
 
 from tests.conftest import REPO, run_events
+from tisdiss_cli.audio import files as audio
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.model.depth import Depth
-from tisdiss_cli.separation import audio
 from tisdiss_cli.separation.chunking import ChunkPlan
 from tisdiss_cli.separation.separator import OutputExistsError, Separator
 from tisdiss_cli.separation.streaming import SeparationStream

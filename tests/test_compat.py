@@ -98,3 +98,21 @@ def test_names_renamed_by_the_separation_redesign_still_work_with_a_warning(tiny
         assert separator.segment == separator.segment_seconds == 0.5
     with pytest.warns(DeprecationWarning, match="LoadedModel.segment is deprecated; use segment_seconds"):
         assert separator.loaded.segment is None
+
+
+def test_modules_moved_to_the_audio_and_export_layers_still_import_with_a_warning() -> None:
+    from tisdiss_cli.audio import files, pcm
+    from tisdiss_cli.export import onnx
+
+    with pytest.warns(DeprecationWarning, match="tisdiss_cli.separation.audio is deprecated"):
+        from tisdiss_cli.separation.audio import probe
+    assert probe is files.probe
+    with pytest.warns(DeprecationWarning, match="tisdiss_cli.separation.wavstream is deprecated"):
+        from tisdiss_cli.separation.wavstream import PcmReader
+    assert PcmReader is pcm.PcmReader
+    with pytest.warns(DeprecationWarning, match="tisdiss_cli.separation.export is deprecated"):
+        from tisdiss_cli.separation.export import export_onnx
+    assert export_onnx is onnx.export_onnx
+    with pytest.warns(DeprecationWarning, match="tisdiss_cli.audio.read_blocks is deprecated"):
+        from tisdiss_cli.audio import read_blocks
+    assert read_blocks is files.read_blocks

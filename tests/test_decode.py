@@ -18,8 +18,9 @@ from tests.media import (
     write_media,
     write_video_only,
 )
+from tisdiss_cli.audio import ffmpeg as decode
+from tisdiss_cli.audio import files as audio
 from tisdiss_cli.cli.inputs import collect_inputs
-from tisdiss_cli.separation import audio, decode
 
 pytest.importorskip("av", reason="PyAV not installed: pip install 'tisdiss[av]'")
 

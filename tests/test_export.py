@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 from tests.conftest import GOLDEN, REPO
 from tests.test_bandsplit import small_band_config
 from tisdiss_cli.cli import _register_commands, app
+from tisdiss_cli.export import onnx as export_api
+from tisdiss_cli.export.onnx import PARITY_TOLERANCE, ExportError, check_signal, export_onnx, run_onnx
 from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
 from tisdiss_cli.model.realvalued import two_pass_group_norm
-from tisdiss_cli.separation import export as export_api
-from tisdiss_cli.separation.export import PARITY_TOLERANCE, ExportError, check_signal, export_onnx, run_onnx
 from tisdiss_cli.separation.separator import Separator
 from tisdiss_cli.zoo.load import load_any
 

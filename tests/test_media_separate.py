@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from tests.media import CONTAINERS, best_lag_si_snr, voiced, write_media
 from tisdiss_cli import Separator
+from tisdiss_cli.audio import files as audio
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.separation import audio
 
 _register_commands()
 runner = CliRunner()
@@ -72,7 +72,7 @@ def test_api_separates_m4a_and_mp4(clips: dict[str, Path], tiny_checkpoint: Path
 def test_missing_pyav_is_one_line_per_file_and_the_rest_goes_on(
     clips: dict[str, Path], tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tisdiss_cli.separation import decode
+    from tisdiss_cli.audio import ffmpeg as decode
 
     wav = tmp_path / "fine.wav"
     audio.write(wav, voiced(0.3, 8000)[:, 0], 8000)

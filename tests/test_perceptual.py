@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import DEV2MIX, need
+from tisdiss_cli.audio import files as audio
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.evaluation import perceptual
 from tisdiss_cli.evaluation.evaluate import evaluate, write_csv, write_json
@@ -20,7 +21,6 @@ from tisdiss_cli.evaluation.testset import load_testset, read_example
 from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
-from tisdiss_cli.separation import audio
 
 pystoi = pytest.importorskip("pystoi")
 pesq_module = pytest.importorskip("pesq")

@@ -10,10 +10,10 @@ import soundfile as sf
 import torch
 
 from tisdiss_cli import Separator
+from tisdiss_cli.audio.files import AudioError
 from tisdiss_cli.model.checkpoint import save_checkpoint
 from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.network import TISDiSS, init_weights
-from tisdiss_cli.separation.audio import AudioError
 from tisdiss_cli.separation.separator import OutputExistsError
 from tisdiss_cli.util.device import pick_device
 

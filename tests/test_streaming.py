@@ -14,10 +14,10 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from tests.conftest import REPO
+from tisdiss_cli.audio.files import AudioError
+from tisdiss_cli.audio.pcm import PcmReader, WavStreamWriter, read_wav_header
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.separation.audio import AudioError
 from tisdiss_cli.separation.separator import Separator
-from tisdiss_cli.separation.wavstream import PcmReader, WavStreamWriter, read_wav_header
 
 pytestmark = pytest.mark.numerics  # CI runs these again with `auto` pinned to bf16
 

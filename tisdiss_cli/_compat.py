@@ -1,4 +1,5 @@
-"""The module paths of tisdiss before the layer folders (``tisdiss_cli.registry``, ...).
+"""The module paths of tisdiss before the layer folders (``tisdiss_cli.registry``, ...) and before
+the audio and export layers (``tisdiss_cli.separation.audio``, ...).
 
 Importing one still works and warns: it gives a stand-in module that looks names up in the
 modules that now own them. New code imports from the layer packages.
@@ -18,7 +19,6 @@ from collections.abc import Sequence
 MOVED: dict[str, tuple[str, ...]] = {
     "adaptive": ("separation.adaptive",),
     "api": ("separation.separator", "util.device", "cli.inputs"),
-    "audio": ("separation.audio",),
     "bandsplit": ("model.bandsplit",),
     "bench": ("evaluation.bench", "util.timing"),
     "calibration": ("separation.calibration",),
@@ -37,6 +37,11 @@ MOVED: dict[str, tuple[str, ...]] = {
     "runtime": ("util.runtime",),
     "testset": ("evaluation.testset",),
     "train": ("training.loop", "training.config", "training.schedule", "training.state", "util.device"),
+    "separation.audio": ("audio.files",),
+    "separation.decode": ("audio.ffmpeg",),
+    "separation.wavstream": ("audio.pcm",),
+    "separation.waveform": ("audio.arrays",),
+    "separation.export": ("export.onnx",),
 }
 _PACKAGE = __name__.rpartition(".")[0]
 
@@ -62,7 +67,7 @@ class _MovedModule(types.ModuleType):
 
 class _MovedLoader(importlib.abc.Loader):
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
-        old = spec.name.rpartition(".")[2]
+        old = spec.name.removeprefix(f"{_PACKAGE}.")
         owners = [importlib.import_module(f"{_PACKAGE}.{target}") for target in MOVED[old]]
         warnings.warn(
             f"{spec.name} is deprecated; import from {', '.join(m.__name__ for m in owners)}",
@@ -79,8 +84,7 @@ class _MovedFinder(importlib.abc.MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        package, _, old = fullname.rpartition(".")
-        if package != _PACKAGE or old not in MOVED:
+        if fullname.removeprefix(f"{_PACKAGE}.") not in MOVED:
             return None
         return importlib.machinery.ModuleSpec(fullname, _MovedLoader())
 

@@ -11,10 +11,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..model.depth import MAX_REPEATS
-from . import app, help
+from . import help
 from .depth import NRE_BENCH, NSEP_BENCH
 from .device import device_option
 from .precision import PRECISION_OPTION
+from .root import app
 
 
 def _int_list(text: str, option: str) -> list[int]:

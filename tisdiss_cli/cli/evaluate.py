@@ -14,11 +14,12 @@ from rich.progress import TextColumn
 from rich.table import Table
 
 from ..util.fileio import unwritable_folder
-from . import app, help
+from . import help
 from .depth import NRE_SWEEP, NSEP_OVERRIDE
 from .device import device_option
 from .precision import PRECISION_OPTION
 from .progress import audio_progress
+from .root import app
 
 if TYPE_CHECKING:
     from ..evaluation.evaluate import EvalReport, SettingResult

@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..separation.audio import AudioError, read, resample, to_mono
-from ..separation.export import ExportError, card_path, export_onnx, require_onnx
+from ..audio.files import AudioError, read, resample, to_mono
+from ..export.onnx import ExportError, card_path, export_onnx, require_onnx
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS, load_any
-from . import app, help
+from . import help
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
+from .root import app
 
 EXAMPLES = """
 Examples:

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..separation.audio import is_audio_file
+from ..audio.files import is_audio_file
 from ..separation.separator import output_stem
 
 

@@ -23,27 +23,20 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..separation.audio import AudioError, OutputExistsError
-from ..separation.live import (
-    AudioSink,
-    AudioSource,
-    FileSource,
-    LiveStatus,
-    MicrophoneSource,
-    MissingExtra,
-    SpeakerSink,
-    run_live,
-)
+from ..audio.devices import AudioSink, AudioSource, FileSource, MicrophoneSource, MissingExtra, SpeakerSink
+from ..audio.files import AudioError, OutputExistsError
+from ..separation.live import LiveStatus, run_live
 from ..separation.outputs import claim
 from ..separation.separator import DEFAULT_OVERLAP, Separator
 from ..util.fileio import WriteError, unwritable_folder
 from ..util.signals import StopOnFirstSignal
 from ..zoo.load import MODEL_ERRORS
-from . import app, help
+from . import help
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
 from .device import device_option
 from .messages import exists_message
 from .progress import clock
+from .root import app
 
 EXAMPLES = """
 Examples:

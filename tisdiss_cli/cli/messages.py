@@ -9,7 +9,7 @@ def clip_warning(clipped: int) -> list[str]:
 
 
 def exists_message(exc: BaseException) -> str:
-    """An :class:`~tisdiss_cli.separation.audio.OutputExistsError`'s line, naming ``--overwrite`` when
+    """An :class:`~tisdiss_cli.audio.files.OutputExistsError`'s line, naming ``--overwrite`` when
     the outputs simply exist (not when another run is writing them)."""
     message = str(exc)
     return f"{message} (use --overwrite to replace it)" if message.endswith(": exists") else message

@@ -16,7 +16,8 @@ from rich.table import Table
 from ..model.depth import Depth, iter_presets
 from ..zoo import load, registry
 from ..zoo.download import cache_dir, read_marker
-from . import app, help
+from . import help
+from .root import app
 
 models_app = typer.Typer(help="List, download and import models.", no_args_is_help=True, cls=help.Group)
 app.add_typer(models_app, name="models")

@@ -16,16 +16,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import TaskID
 
+from ..audio.files import OUTPUT_FORMATS, AudioError, OutputFormat, probe
+from ..audio.pcm import RAW_FORMATS
 from ..model.depth import PRESET_NAMES
-from ..separation.audio import OUTPUT_FORMATS, AudioError, OutputFormat, probe
 from ..separation.batch import BatchReport, separate_files
 from ..separation.outputs import DEFAULT_FILENAME, OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
 from ..separation.pipe import PipeInput
 from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, FileResult, ProgressFn, Separator
-from ..separation.wavstream import RAW_FORMATS
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
-from . import app, help
+from . import help
 from .choices import one_of
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
 from .device import device_option
@@ -33,6 +33,7 @@ from .inputs import collect_inputs, distributed_rank, shard, split_outputs
 from .messages import clip_warning
 from .precision import PRECISION_OPTION
 from .progress import audio_progress
+from .root import app
 from .stdin import separate_stdin
 
 EXAMPLES = """

@@ -11,8 +11,8 @@ from typing import BinaryIO
 from rich.console import Console
 from rich.markup import escape
 
+from ..audio.files import AudioError, OutputExistsError
 from ..model.depth import Depth
-from ..separation.audio import AudioError, OutputExistsError
 from ..separation.outputs import OutputOptions
 from ..separation.pipe import PipeInput, PipeResult, separate_pipe
 from ..separation.separator import Separator

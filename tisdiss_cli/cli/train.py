@@ -15,7 +15,8 @@ from rich.markup import escape
 from ..training.config import TrainConfig, config_changes, describe_changes, resolve_config, resume_config
 from ..util.fileio import unwritable_folder
 from ..util.signals import StopOnFirstSignal
-from . import app, help
+from . import help
+from .root import app
 
 _err = Console(stderr=True)
 

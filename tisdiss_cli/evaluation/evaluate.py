@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..audio import files as audio
 from ..model.depth import MAX_REPEATS, Depth
 from ..model.network import TISDiSS
 from ..model.precision import at_precision
-from ..separation import audio
 from ..separation.adaptive import converged
 from ..util.fileio import atomic_write as _atomic_write
 from ..util.timing import Stopwatch

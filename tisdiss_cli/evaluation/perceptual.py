@@ -15,7 +15,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..separation import audio
+from ..audio import files as audio
 
 PERCEPTUAL_METRICS = ("stoi", "pesq")
 EXTRA = "pip install 'tisdiss[metrics]'"

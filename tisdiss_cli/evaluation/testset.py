@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..separation.audio import AUDIO_SUFFIXES, AudioError, AudioInfo, is_audio_file, probe, read
+from ..audio.files import AUDIO_SUFFIXES, AudioError, AudioInfo, is_audio_file, probe, read
 
 MIX_DIRS = ("mix", "mix_clean", "mix_both", "mix_single")
 log = logging.getLogger(__name__)

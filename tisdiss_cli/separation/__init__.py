@@ -1,2 +1,3 @@
-"""Separating recordings: the :class:`~tisdiss_cli.separation.separator.Separator` API, audio
-I/O, chunked overlap-add, adaptive depth and RTF calibration. Imports zoo, model and util."""
+"""Separating recordings: the :class:`~tisdiss_cli.separation.separator.Separator` API and its
+front-ends (arrays, files, pipes, live), the one engine (:mod:`.streaming`, :mod:`.chunking`),
+the depth choice, outputs, adaptive depth and RTF calibration. Imports audio, zoo, model and util."""

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..audio.files import AudioError, OutputExistsError
 from ..model.depth import Depth
-from .audio import AudioError, OutputExistsError
 from .outputs import OutputOptions
 from .separator import FileResult, ProgressFn, Separator
 

@@ -13,9 +13,9 @@ from typing import Literal, get_args
 
 import numpy as np
 
+from ..audio import files as audio
+from ..audio.files import OutputExistsError, OutputFormat
 from ..util.fileio import live_writer, remove_stale_parts
-from . import audio
-from .audio import OutputExistsError, OutputFormat
 
 DEFAULT_FILENAME = "{stem}_spk{spk}.{ext}"
 OutputRate = Literal["input", "model"]

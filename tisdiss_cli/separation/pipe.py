@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..audio.files import AudioError
+from ..audio.pcm import PcmReader, StreamFormat, WavStreamWriter, raw_format, read_wav_header
 from ..model.depth import Depth
-from .audio import AudioError
 from .outputs import OutputOptions, SpeakerFiles, claim
 from .separator import Separator
 from .streaming import StreamStats
-from .wavstream import PcmReader, StreamFormat, WavStreamWriter, raw_format, read_wav_header
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..audio import files as audio
+from ..audio.arrays import as_mono_float32, check_sample_rate
+from ..audio.files import OutputExistsError as OutputExistsError  # raised by process_file; defined with the writer
 from ..model.depth import Depth, default_presets
 from ..model.network import TISDiSS
 from ..model.precision import at_precision
 from ..util.device import pick_device
 from ..util.precision import PRECISIONS
 from ..zoo.load import LoadedModel, load_any
-from . import audio
 from .adaptive import separate_adaptive
-from .audio import OutputExistsError as OutputExistsError  # raised by process_file; defined with the writer
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan
 from .depth import DepthChoice, choose_depth, preset_depth
@@ -40,7 +41,6 @@ from .outputs import commit_all as commit_all
 from .outputs import output_stem as output_stem
 from .outputs import stays_inside as stays_inside
 from .streaming import SeparationStream
-from .waveform import as_mono_float32, check_sample_rate
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).
 # One forward on a segment of 1 / 1.5 / 2 / 4 s: RTF 6.4 / - / 5.9 / 10.1 (one thread,
@@ -290,7 +290,7 @@ class Separator:
 
         Float samples are taken at full scale 1.0, int8/int16/int32 PCM is scaled to it; any
         other shape or dtype (soundfile's ``[L, C]`` included: pass ``wave.T``) raises a
-        ``ValueError`` naming it. See :mod:`tisdiss_cli.separation.waveform`.
+        ``ValueError`` naming it. See :mod:`tisdiss_cli.audio.arrays`.
         """
         x = as_mono_float32(wave)
         rate = check_sample_rate(sample_rate)
@@ -403,10 +403,10 @@ class Separator:
         ``float_output=True`` keeps them.
         Options: preset, n_sep, n_re,
         fmt ("wav" | "flac" | "mp3" | "opus"; MP3 and Opus at a rate their encoders refuse are
-        written at the next one up, see :func:`~tisdiss_cli.separation.audio.codec_rate`),
+        written at the next one up, see :func:`~tisdiss_cli.audio.files.codec_rate`),
         float_output (32-bit float WAV instead of 24-bit PCM), output_rate ("input" | "model"),
         channel (0-based; None averages), stream (0-based audio stream of a container, e.g. a
         video; None: the first), filename, overwrite, progress.
-        Raises :class:`tisdiss_cli.separation.audio.AudioError` (``path: reason``) for bad input.
+        Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input.
         """
         return self.process_file(path, out_dir, **options).outputs

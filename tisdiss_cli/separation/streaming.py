@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 from torch import Tensor
 
+from ..audio import files as audio
+from ..audio.arrays import PCM_FULL_SCALE
 from ..model.depth import Depth
-from . import audio
 from .chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn
-from .waveform import PCM_FULL_SCALE
 
 NetworkFactory = Callable[[Depth], SeparateFn]
 Clock = Callable[[], float]

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..separation import audio as audio_io
+from ..audio import files as audio_io
 
 
 @dataclass(frozen=True)

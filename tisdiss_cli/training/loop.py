@@ -27,11 +27,11 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ..audio.files import probe
 from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.config import DecodeFlags
 from ..model.depth import default_presets, presets_as_lists
 from ..model.network import DecodedOutput, TISDiSS, init_weights
-from ..separation.audio import probe
 from ..util.device import pick_device
 from ..util.fileio import atomic_write_text
 from ..util.signals import ignore_signals

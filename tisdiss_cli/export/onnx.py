@@ -34,10 +34,10 @@ import numpy as np
 import torch
 
 from ..model.realvalued import RealValuedTISDiSS
+from ..separation.depth import choose_depth
+from ..separation.separator import resolve_model
 from ..util.fileio import atomic_write, atomic_write_text
 from ..util.version import __version__
-from .depth import choose_depth
-from .separator import resolve_model
 
 ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 ONNX_EXTRA = "pip install 'tisdiss[onnx]'"

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from ..util.fileio import WriteError
-from .audio import AudioError, clip
+from .files import AudioError, clip
 
 RawFormat = Literal["s16le", "s24le", "s32le", "f32le"]
 RAW_FORMATS: tuple[str, ...] = ("s16le", "s24le", "s32le", "f32le")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .audio import AudioError, AudioInfo
+from .info import AudioError, AudioInfo
 
 EXTRA_HINT = "pip install 'tisdiss[av]'"
 _TOLERANCE_SECONDS = 0.1  # declared length beyond what decodes before a file counts as cut short

@@ -1,6 +1,6 @@
 """Audio I/O for every layer: headers, reads, resampling and atomic writes, on top of
 libsndfile (soundfile) and soxr; what libsndfile cannot read goes to FFmpeg through
-:mod:`.decode` (PyAV, the ``av`` extra). No other module opens an audio file.
+:mod:`.ffmpeg` (PyAV, the ``av`` extra). No other module opens an audio file.
 
 Separation works on bounded blocks (:func:`read_blocks`, :class:`AtomicWriter`) so that memory
 does not grow with the file length; training and evaluation read short files whole
@@ -15,7 +15,6 @@ import math
 import os
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +23,10 @@ import soundfile as sf
 import soxr
 
 from ..util.fileio import WriteError, commit, new_part_file, remove_part_file
+from . import ffmpeg
+from .info import AudioError as AudioError
+from .info import AudioInfo as AudioInfo
+from .info import OutputExistsError as OutputExistsError
 
 OutputFormat = Literal["wav", "flac", "mp3", "opus"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("wav", "flac", "mp3", "opus")
@@ -84,48 +87,6 @@ BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the cha
 _PCM24_MAX = 1.0 - 2.0**-23  # largest 24-bit PCM value, as a float
 
 
-class AudioError(ValueError):
-    """An input that cannot be separated; the message is ``path: reason`` on one line."""
-
-
-class OutputExistsError(FileExistsError):
-    """An output file exists and overwriting was not asked for; the message is ``path: exists``."""
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """What the header of an input file says."""
-
-    path: Path
-    sample_rate: int  # Hz
-    channels: int
-    frames: int  # samples per channel (what can be read)
-    declared_frames: int | None = None  # what the header says, when it says more than can be read
-    codec: str | None = None  # FFmpeg's decoder when PyAV reads the file; None: libsndfile reads it
-    stream: int | None = None  # 0-based audio stream of a container (None: the first)
-    problem: str | None = None  # why decoding stopped early (a damaged file), if it did
-
-    @property
-    def duration(self) -> float:
-        return self.frames / self.sample_rate
-
-    def truncation(self) -> str | None:
-        """A one-line note when the file holds less audio than its header declares (cut short)."""
-        rate = self.sample_rate
-        why = f": {self.problem}" if self.problem else ""
-        if self.declared_frames is None:
-            return None if self.problem is None else f"decoding stopped at {_clock(self.frames / rate)}{why}"
-        return (
-            f"file is truncated: read {self.frames} of the {self.declared_frames} frames its header declares "
-            f"({_clock(self.frames / rate)} of {_clock(self.declared_frames / rate)}){why}"
-        )
-
-
-def _clock(seconds: float) -> str:
-    minutes, rest = divmod(seconds, 60.0)
-    return f"{int(minutes)}:{rest:05.2f}"
-
-
 def wav_declared_frames(path: Path) -> int | None:
     """Frames the ``data`` chunk of a RIFF/WAVE header declares; None for other files, or when the
     header does not say (0 or 0xFFFFFFFF: written by a stream that never went back to fill it in)."""
@@ -171,7 +132,7 @@ def probe(path: str | os.PathLike, *, stream: int | None = None) -> AudioInfo:
     """Header information; raises :class:`AudioError` for missing, unreadable or empty files.
 
     stream: 0-based audio stream of a container (None: the first). Files libsndfile cannot read go
-    to FFmpeg (:func:`.decode.probe`, which decodes once to count the frames).
+    to FFmpeg (:func:`.ffmpeg.probe`, which decodes once to count the frames).
     """
     path = Path(path)
     if not path.is_file():
@@ -181,10 +142,8 @@ def probe(path: str | os.PathLike, *, stream: int | None = None) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except Exception as exc:  # libsndfile's error types vary between versions
-        from . import decode  # imports this module: loaded on first use
-
         own = path.suffix.lower() in SNDFILE_SUFFIXES
-        return decode.probe(path, stream, fallback=_reason(exc) if own else None)
+        return ffmpeg.probe(path, stream, fallback=_reason(exc) if own else None)
     if stream not in (None, 0):
         raise AudioError(f"{path}: has 1 audio stream, no stream {stream + 1}")
     if info.frames <= 0:
@@ -266,9 +225,7 @@ def read_frames(info: AudioInfo, block_seconds: float = BLOCK_SECONDS) -> Iterat
 def _raw_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
     """float32 ``[n, channels]`` blocks of ``block`` frames at the file's rate, ``info.frames`` at most."""
     if info.codec is not None:
-        from . import decode
-
-        yield from decode.read_blocks(info, block)
+        yield from ffmpeg.read_blocks(info, block)
         return
     try:
         with sf.SoundFile(str(info.path)) as f:
@@ -302,9 +259,7 @@ def read(
         info = probe(path)  # raises FFmpeg's reason, or libsndfile's for its own suffixes
         if info.codec is None:
             raise AudioError(f"{path}: {_reason(exc)}") from None
-        from . import decode
-
-        return decode.read(info, start, stop).astype(dtype, copy=False), info.sample_rate
+        return ffmpeg.read(info, start, stop).astype(dtype, copy=False), info.sample_rate
     return data, int(rate)
 
 

@@ -47,11 +47,11 @@ def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
 
 
 def test_no_import_cycles() -> None:
-    assert import_cycles(grimp.build_graph(PACKAGE)) == []
+    assert import_cycles(grimp.build_graph(PACKAGE, cache_dir=None)) == []
 
 
 def test_no_module_imports_the_package_root() -> None:
-    graph = grimp.build_graph(PACKAGE)
+    graph = grimp.build_graph(PACKAGE, cache_dir=None)
     assert graph.find_modules_that_directly_import(PACKAGE) == set()
 
 

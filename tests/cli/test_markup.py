@@ -48,7 +48,7 @@ def test_eval_keeps_bracketed_names_and_the_plot_hint(
 ) -> None:
     code, text = invoke("eval", str(tmp_path / "set[red]1"), "-m", str(tiny_checkpoint), "--no-sdr")
     assert code == 1 and "set[red]1: no such file or folder" in text
-    from tests.test_eval import write_set
+    from tests.evaluation.test_eval import write_set
 
     testset = write_set(tmp_path / "set")
     code, text = invoke("eval", str(testset), "-m", "mdl[x]", "--no-sdr")

@@ -350,7 +350,7 @@ def test_bench_cli_precision(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_eval_cli_precision(tmp_path: Path, tiny_checkpoint: Path) -> None:
     pytest.importorskip("mir_eval")
-    from tests.test_eval import write_set
+    from tests.evaluation.test_eval import write_set
 
     _register_commands()
     root = write_set(tmp_path / "set", n=1, seconds=0.3)

@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from tests.conftest import GOLDEN, REPO
-from tests.test_bandsplit import small_band_config
+from tests.model.test_bandsplit import small_band_config
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.export import onnx as export_api
 from tisdiss_cli.export.onnx import PARITY_TOLERANCE, ExportError, check_signal, export_onnx, run_onnx

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.test_bandsplit import small_band_config
+from tests.model.test_bandsplit import small_band_config
 from tisdiss_cli.model.config import ARCHITECTURES, ModelConfig
 from tisdiss_cli.model.depth import Depth
 from tisdiss_cli.model.network import TISDiSS, init_weights, istft, stft

@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.test_eval import write_set
+from tests.evaluation.test_eval import write_set
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.evaluation.evaluate import evaluate
 from tisdiss_cli.evaluation.testset import gender_pairs, load_testset

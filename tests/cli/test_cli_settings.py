@@ -199,7 +199,7 @@ def test_disk_full_while_writing_outputs_leaves_nothing_and_says_which_file(
 def test_disk_full_while_writing_an_eval_report(
     tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.test_eval import write_set
+    from tests.evaluation.test_eval import write_set
 
     real = Path.write_text
 
@@ -237,7 +237,7 @@ def test_progress_shows_audio_time_real_time_factor_and_eta() -> None:
 
 
 def test_eval_depth_limits_and_unusable_report_paths(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from tests.test_eval import write_set
+    from tests.evaluation.test_eval import write_set
 
     base = ("eval", str(write_set(tmp_path / "set")), "-m", str(tiny_checkpoint), "--no-sdr", "--rtf-utterances", "0")
     code, _, err = invoke(*base, "--nre", "1-1000")

@@ -101,7 +101,7 @@ def test_eval_estimates_and_checkpoints_sweep_stale_parts(tiny_checkpoint: Path,
     """The next eval --save-estimates and the next resumed training remove a killed run's part files."""
     from typer.testing import CliRunner
 
-    from tests.test_eval import write_set
+    from tests.evaluation.test_eval import write_set
     from tisdiss_cli.cli import _register_commands, app
 
     _register_commands()

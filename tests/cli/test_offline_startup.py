@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import REPO, FileServer
-from tests.test_registry import write_registry
+from tests.zoo.test_registry import write_registry
 
 
 @pytest.fixture()

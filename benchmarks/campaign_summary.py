@@ -1,0 +1,91 @@
+"""Summarise training runs for a model card: validation curve against CPU-hours and audio seen.
+
+Reads each run folder's ``config.json`` and ``metrics.jsonl``, and optionally a CPU log of lines
+``UNIX_TIME RUN_FOLDER CPU_SECONDS STEP`` (sampled from /proc while the runs train, so CPU-hours
+are measured, not wall time x cores). Prints, per validation epoch: step, CPU-hours, hours of
+mixtures seen, mean training SI-SNR of the epoch's logged steps, validation SI-SNRi; then the
+slope in dB per CPU-hour over the last ``--window`` CPU-hours.
+
+    python benchmarks/campaign_summary.py RUN [RUN ...] --cpulog CPULOG.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from bisect import bisect_left
+from pathlib import Path
+
+
+def cpu_by_step(cpulog: Path | None, run: Path) -> list[tuple[int, float]]:
+    """(step, CPU seconds) samples of ``run``, cumulative over restarts, in step order."""
+    if cpulog is None or not cpulog.is_file():
+        return []
+    samples: list[tuple[int, float]] = []
+    offset, last = 0.0, 0.0
+    for line in cpulog.read_text().splitlines():
+        fields = line.split()
+        if len(fields) != 4 or Path(fields[1]).resolve() != run.resolve() or not fields[3].isdigit():
+            continue
+        cpu = float(fields[2])
+        if cpu < last:  # a new process resumed the run
+            offset += last
+        last = cpu
+        samples.append((int(fields[3]), offset + cpu))
+    return samples
+
+
+def cpu_hours_at(samples: list[tuple[int, float]], step: int) -> float | None:
+    if not samples:
+        return None
+    steps = [s for s, _ in samples]
+    i = min(bisect_left(steps, step), len(samples) - 1)
+    return samples[i][1] / 3600
+
+
+def summarise(run: Path, cpulog: Path | None, window: float) -> None:
+    config = json.loads((run / "config.json").read_text())
+    audio_per_step = config["optim"]["batch_size"] * config["data"]["mixing"]["segment_seconds"]
+    samples = cpu_by_step(cpulog, run)
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    print(f"\n{run}  ({audio_per_step:g} s of mixtures per step at the end)")
+    print("| epoch | step | CPU-h | mixtures (h) | train SI-SNR | valid SI-SNRi |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    train: list[float] = []
+    curve: list[tuple[float, float]] = []
+    for event in events:
+        if event["event"] == "train" and "final" in "".join(event):
+            final = next(v for k, v in event.items() if k.startswith("final"))
+            train.append(-final)
+        elif event["event"] == "epoch":
+            cpu = cpu_hours_at(samples, event["step"])
+            mean_train = sum(train) / len(train) if train else float("nan")
+            cpu_text = f"{cpu:.2f}" if cpu is not None else "-"
+            hours = event["step"] * audio_per_step / 3600
+            print(
+                f"| {event['epoch']} | {event['step']} | {cpu_text} | {hours:.2f} | {mean_train:.2f} | "
+                f"{event['valid_si_snri']:.2f} |"
+            )
+            if cpu is not None:
+                curve.append((cpu, event["valid_si_snri"]))
+            train = []
+    if len(curve) >= 2:
+        end_cpu, end_db = curve[-1]
+        start = next(((c, d) for c, d in curve if c >= end_cpu - window), curve[0])
+        if end_cpu > start[0]:
+            slope = (end_db - start[1]) / (end_cpu - start[0])
+            print(f"slope over CPU-hours {start[0]:.2f}-{end_cpu:.2f}: {slope:.2f} dB per CPU-hour")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--cpulog", type=Path, default=None)
+    parser.add_argument("--window", type=float, default=0.5, help="CPU-hours the final slope is taken over")
+    args = parser.parse_args()
+    for run in args.runs:
+        summarise(run, args.cpulog, args.window)
+
+
+if __name__ == "__main__":
+    main()

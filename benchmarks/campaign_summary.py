@@ -54,9 +54,9 @@ def summarise(run: Path, cpulog: Path | None, window: float) -> None:
     train: list[float] = []
     curve: list[tuple[float, float]] = []
     for event in events:
-        if event["event"] == "train" and "final" in "".join(event):
-            final = next(v for k, v in event.items() if k.startswith("final"))
-            train.append(-final)
+        finals = [v for k, v in event.items() if k.startswith("final")]  # "final{i}": the last output's loss
+        if event["event"] == "train" and finals:
+            train.append(-finals[0])
         elif event["event"] == "epoch":
             cpu = cpu_hours_at(samples, event["step"])
             mean_train = sum(train) / len(train) if train else float("nan")

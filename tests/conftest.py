@@ -40,6 +40,22 @@ def need(path: Path) -> Path:
     return path
 
 
+def load_golden(folder: Path) -> dict:
+    """A golden set (config, state dict, input, references, outputs) from ``folder``; skips if absent."""
+    need(folder / "outputs.pt")
+
+    def load(name: str) -> object:
+        return torch.load(folder / name, weights_only=True)
+
+    return {
+        "config": json.loads((folder / "config.json").read_text()),
+        "state": load("state_dict.pt"),
+        "input": load("input.pt"),
+        "refs": load("refs.pt"),
+        "outputs": load("outputs.pt"),
+    }
+
+
 # --------------------------------------------------------------------------- golden vectors
 
 

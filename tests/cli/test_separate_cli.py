@@ -17,9 +17,6 @@ from typer.testing import CliRunner
 
 from tests.conftest import GOLDEN, REPO, need
 from tisdiss_cli.cli import _register_commands, app
-from tisdiss_cli.model.checkpoint import save_checkpoint
-from tisdiss_cli.model.config import ARCHITECTURES
-from tisdiss_cli.model.network import TISDiSS, init_weights
 
 pytestmark = pytest.mark.numerics  # CI runs these again with `auto` pinned to bf16
 
@@ -38,15 +35,6 @@ BAD = {
     "text.wav": "not a readable audio file",
     "nan.wav": "NaN or Inf samples",
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = TISDiSS(ARCHITECTURES["tiny"])
-    init_weights(model)
-    meta = {"presets": {"fast": [1, 1], "balanced": [2, 1], "best": [2, 3]}}
-    return save_checkpoint(model, tmp_path_factory.mktemp("model") / "tiny.safetensors", meta)
 
 
 def make_folder(root: Path) -> Path:
@@ -68,11 +56,11 @@ def make_folder(root: Path) -> Path:
     return src
 
 
-def test_folder_with_good_and_bad_files(tiny_model: Path, tmp_path: Path) -> None:
+def test_folder_with_good_and_bad_files(tiny_checkpoint: Path, tmp_path: Path) -> None:
     src = make_folder(tmp_path)
     before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
     out = tmp_path / "out"
-    args = ["separate", str(src), "-r", "-o", str(out), "-m", str(tiny_model), "--segment", "0.25"]
+    args = ["separate", str(src), "-r", "-o", str(out), "-m", str(tiny_checkpoint), "--segment", "0.25"]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.output
     assert "preset balanced: n_sep=2, n_re=1" in result.stdout
@@ -109,7 +97,7 @@ def test_folder_with_good_and_bad_files(tiny_model: Path, tmp_path: Path) -> Non
             "-o",
             str(out),
             "-m",
-            str(tiny_model),
+            str(tiny_checkpoint),
             "--overwrite",
             "--json",
             "--output-rate",
@@ -123,7 +111,7 @@ def test_folder_with_good_and_bad_files(tiny_model: Path, tmp_path: Path) -> Non
     assert sf.info(out / "mono8k_spk1.wav").subtype == "FLOAT"
 
 
-def test_globs_templates_and_argument_errors(tiny_model: Path, tmp_path: Path) -> None:
+def test_globs_templates_and_argument_errors(tiny_checkpoint: Path, tmp_path: Path) -> None:
     src = make_folder(tmp_path)
     out = tmp_path / "o"
     result = runner.invoke(
@@ -134,7 +122,7 @@ def test_globs_templates_and_argument_errors(tiny_model: Path, tmp_path: Path) -
             "-o",
             str(out),
             "-m",
-            str(tiny_model),
+            str(tiny_checkpoint),
             "--format",
             "flac",
             "--filename",
@@ -148,10 +136,10 @@ def test_globs_templates_and_argument_errors(tiny_model: Path, tmp_path: Path) -
         "deep/1_hi24.flac",
         "deep/2_hi24.flac",
     ]
-    missing = runner.invoke(app, ["separate", str(tmp_path / "nope.wav"), "-m", str(tiny_model), "-o", str(out)])
+    missing = runner.invoke(app, ["separate", str(tmp_path / "nope.wav"), "-m", str(tiny_checkpoint), "-o", str(out)])
     assert missing.exit_code == 1 and "nope.wav: no such file or folder" in missing.stderr
     unknown = runner.invoke(
-        app, ["separate", str(src / "mono8k.wav"), "-m", str(tiny_model), "--preset", "turbo", "-o", str(out)]
+        app, ["separate", str(src / "mono8k.wav"), "-m", str(tiny_checkpoint), "--preset", "turbo", "-o", str(out)]
     )
     assert unknown.exit_code == 2 and "'turbo' is not one of" in unknown.output and "Traceback" not in unknown.output
     flac_float = runner.invoke(app, ["separate", str(src / "mono8k.wav"), "--format", "flac", "--float"])
@@ -159,7 +147,7 @@ def test_globs_templates_and_argument_errors(tiny_model: Path, tmp_path: Path) -
     assert "tisdiss separate recordings/ -o separated/ --recursive" in runner.invoke(app, ["separate", "--help"]).output
 
 
-def test_ranks_split_files_deterministically(tiny_model: Path, tmp_path: Path) -> None:
+def test_ranks_split_files_deterministically(tiny_checkpoint: Path, tmp_path: Path) -> None:
     """Two CPU processes with torchrun's RANK/WORLD_SIZE each take a disjoint share."""
     src = tmp_path / "in"
     src.mkdir()
@@ -174,7 +162,7 @@ def test_ranks_split_files_deterministically(tiny_model: Path, tmp_path: Path) -
         "-o",
         str(tmp_path / "out"),
         "-m",
-        str(tiny_model),
+        str(tiny_checkpoint),
         "--json",
         "--threads",
         "1",
@@ -242,17 +230,29 @@ def test_imported_espnet_model_reproduces_golden_outputs(tmp_path: Path) -> None
         np.testing.assert_allclose(y, expected[j], atol=2e-6, rtol=0)
 
 
-def test_max_rtf_chooses_a_measured_depth_and_says_so(tiny_model: Path, tmp_path: Path) -> None:
+def test_max_rtf_chooses_a_measured_depth_and_says_so(tiny_checkpoint: Path, tmp_path: Path) -> None:
     src = tmp_path / "in.wav"
     sf.write(src, (0.1 * np.random.default_rng(1).standard_normal(4000)).astype(np.float32), 8000)
     generous = runner.invoke(
-        app, ["separate", str(src), "-o", str(tmp_path / "a"), "--model", str(tiny_model), "--max-rtf", "1e6", "--json"]
+        app,
+        [
+            "separate",
+            str(src),
+            "-o",
+            str(tmp_path / "a"),
+            "--model",
+            str(tiny_checkpoint),
+            "--max-rtf",
+            "1e6",
+            "--json",
+        ],
     )
     assert generous.exit_code == 0, generous.output
     assert json.loads(generous.stdout)["n_re"] == 3  # everything fits: the deepest preset's depth
     assert "--max-rtf 1e+06 (measured RTF" in generous.stderr
     strict = runner.invoke(
-        app, ["separate", str(src), "-o", str(tmp_path / "b"), "--model", str(tiny_model), "--max-rtf", "0", "--json"]
+        app,
+        ["separate", str(src), "-o", str(tmp_path / "b"), "--model", str(tiny_checkpoint), "--max-rtf", "0", "--json"],
     )
     assert strict.exit_code == 0, strict.output
     assert json.loads(strict.stdout)["n_re"] == 0  # nothing is that fast: the shallowest depth
@@ -260,7 +260,7 @@ def test_max_rtf_chooses_a_measured_depth_and_says_so(tiny_model: Path, tmp_path
 
 @pytest.mark.parametrize("threshold, expected", [(-1e9, 1.0), (1e9, 3.0)])
 def test_adaptive_depth_is_reported_and_bounded_by_the_preset(
-    tiny_model: Path, tmp_path: Path, threshold: float, expected: float
+    tiny_checkpoint: Path, tmp_path: Path, threshold: float, expected: float
 ) -> None:
     src = tmp_path / "in.wav"
     sf.write(src, (0.1 * np.random.default_rng(2).standard_normal(30000)).astype(np.float32), 8000)
@@ -272,7 +272,7 @@ def test_adaptive_depth_is_reported_and_bounded_by_the_preset(
             "-o",
             str(tmp_path / "o"),
             "--model",
-            str(tiny_model),
+            str(tiny_checkpoint),
             "--preset",
             "best",
             "--adaptive",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import yaml
 from typer.testing import CliRunner
 
 import tisdiss_cli.cli.models  # noqa: F401  (registers the sub-command)
-from tests.conftest import GOLDEN, need
+from tests.conftest import GOLDEN, load_golden
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
 from tisdiss_cli.cli import app
 from tisdiss_cli.model.bandsplit import band_table, mel_bands, tiger_widths
@@ -24,15 +23,7 @@ VARIANTS = ["bandsplit", "melbandsplit"]
 
 
 def _golden(variant: str) -> dict:
-    folder = need(GOLDEN / variant)
-    load = lambda name: torch.load(folder / name, weights_only=True)  # noqa: E731
-    return {
-        "config": json.loads((folder / "config.json").read_text()),
-        "state": load("state_dict.pt"),
-        "input": load("input.pt"),
-        "refs": load("refs.pt"),
-        "outputs": load("outputs.pt"),
-    }
+    return load_golden(GOLDEN / variant)
 
 
 @pytest.fixture(scope="module", params=VARIANTS)

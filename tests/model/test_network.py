@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from tests.conftest import GOLDEN, need
+from tests.conftest import GOLDEN, load_golden, need
 from tisdiss_cli import CheckpointError, ModelConfig, TISDiSS, load_checkpoint, load_espnet, save_checkpoint
 from tisdiss_cli.model.config import ARCHITECTURES
 from tisdiss_cli.model.espnet import config_from_espnet, espnet_to_tisdiss_key
@@ -17,15 +17,7 @@ from tisdiss_cli.training.losses import LossWeights, multi_loss
 
 @pytest.fixture(scope="module")
 def golden() -> dict:
-    need(GOLDEN / "outputs.pt")
-    load = lambda name: torch.load(GOLDEN / name, weights_only=True)  # noqa: E731
-    return {
-        "config": json.loads((GOLDEN / "config.json").read_text()),
-        "state": load("state_dict.pt"),
-        "input": load("input.pt"),
-        "refs": load("refs.pt"),
-        "outputs": load("outputs.pt"),
-    }
+    return load_golden(GOLDEN)
 
 
 def _pairs(golden: dict) -> list[tuple[int, int]]:

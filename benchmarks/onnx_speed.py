@@ -47,7 +47,9 @@ def _cases(only: str | None) -> list[tuple[str, LoadedModel, str]]:
         bundled = load_any("tisdiss-small-8k")
         cases += [("tisdiss-small-8k", bundled, preset) for preset in ("fast", "balanced")]
     if only in (None, "released"):
-        released = LoadedModel(random_model("random-released"), "released (random weights)", dict(RELEASED_PRESETS))
+        released = LoadedModel.in_memory(
+            random_model("random-released"), "released (random weights)", dict(RELEASED_PRESETS)
+        )
         cases += [("released sep1x2-re1x6", released, preset) for preset in ("fast", "balanced")]
     return cases
 

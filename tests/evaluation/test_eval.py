@@ -151,7 +151,7 @@ def test_one_pass_sweep_equals_separate_runs(tmp_path, tiny):
 
 def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):
     root = write_set(tmp_path / "set16k", n=3, rate=16000, seconds=0.3)
-    loaded = LoadedModel(tiny, "tiny-test", {"best": (1, 1)}, {})
+    loaded = LoadedModel.in_memory(tiny, "tiny-test", {"best": (1, 1)})
     report = evaluate(loaded, root, limit=2, rtf_utterances=1, with_sdr=False)
     assert report.model == "tiny-test" and report.sample_rate == RATE
     assert [(s.n_sep, s.n_re) for s in report.settings] == [(1, 1)]  # the "best" preset

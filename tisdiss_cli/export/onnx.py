@@ -211,7 +211,7 @@ def export_onnx(
         parity.append(result)
 
     atomic_write(path, write)
-    card = _card(loaded.name, loaded.card, config, depth, preset if (n_sep, n_re) == (None, None) else None)
+    card = _card(loaded.name, loaded.card.sha256, config, depth, preset if (n_sep, n_re) == (None, None) else None)
     card["parity"] = None if not parity else _parity_card(parity[0])
     atomic_write_text(card_file, json.dumps(card, indent=2) + "\n")
     return ExportResult(path, card_file, card, parity[0] if parity else None)
@@ -231,12 +231,12 @@ def _parity_card(p: Parity) -> dict[str, Any]:
     }
 
 
-def _card(name: str, source: dict[str, Any], config: Any, depth: Any, preset: str | None) -> dict[str, Any]:
+def _card(name: str, sha256: str | None, config: Any, depth: Any, preset: str | None) -> dict[str, Any]:
     j = config.num_spk
     return {
         "format": "tisdiss-onnx/1",
         "model": name,
-        "model_sha256": source.get("sha256"),
+        "model_sha256": sha256,
         "tisdiss_version": __version__,
         "torch_version": torch.__version__,
         "opset": OPSET,

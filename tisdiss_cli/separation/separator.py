@@ -23,7 +23,7 @@ from torch import Tensor
 from ..audio import files as audio
 from ..audio.arrays import as_mono_float32, check_sample_rate
 from ..audio.files import OutputExistsError as OutputExistsError  # raised by process_file; defined with the writer
-from ..model.depth import Depth, default_presets
+from ..model.depth import Depth
 from ..model.network import TISDiSS
 from ..model.precision import at_precision
 from ..util.device import pick_device
@@ -78,7 +78,7 @@ def resolve_model(spec: object, device: torch.device) -> LoadedModel:
         spec.model.to(device).eval()
         return spec
     if isinstance(spec, TISDiSS):
-        return LoadedModel(spec.to(device).eval(), "in-memory model", default_presets(spec.config.depth))
+        return LoadedModel.in_memory(spec.to(device).eval())
     if spec is not None and not isinstance(spec, (str, os.PathLike)):
         raise TypeError(f"model must be a name, a path, a LoadedModel or a TISDiSS, not {type(spec).__name__}")
     return load_any(spec, device=str(device))

@@ -17,7 +17,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..model.config import ModelConfig
 from ..model.depth import Depth, default_presets, presets_as_lists
 from ..model.espnet import load_espnet, load_espnet_state
 from ..model.network import TISDiSS
+from .card import ModelCard
 from .download import (
     DownloadError,
     OfflineError,
@@ -70,17 +71,27 @@ class LoadedModel:
 
     model: TISDiSS  # in eval mode, on the requested device
     name: str  # registry name, or the path it was loaded from
-    presets: dict[str, Depth]  # "fast" / "balanced" / "best" -> (n_sep, n_re)
-    card: dict[str, Any] = field(default_factory=dict)  # registry entry / checkpoint metadata
+    card: ModelCard
 
-    def __post_init__(self) -> None:
-        self.presets = {name: Depth(*depth) for name, depth in self.presets.items()}  # plain pairs too
+    @classmethod
+    def in_memory(
+        cls, model: TISDiSS, name: str = "in-memory model", presets: Mapping[str, tuple[int, int]] | None = None
+    ) -> LoadedModel:
+        """Wrap a network built in this process (no registry entry, no file)."""
+        config = model.config
+        depths = {k: Depth(*v) for k, v in presets.items()} if presets is not None else default_presets(config.depth)
+        card = ModelCard(depths, config.depth, sample_rate=config.sample_rate, num_spk=config.num_spk)
+        return cls(model, name, card)
+
+    @property
+    def presets(self) -> dict[str, Depth]:
+        """ "fast" / "balanced" / "best" -> (n_sep, n_re), from the card."""
+        return self.card.presets
 
     @property
     def segment_seconds(self) -> float | None:
         """Chunk length in seconds recorded for this model (registry entry or checkpoint), if any."""
-        value = self.card.get("segment")
-        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+        return self.card.segment_seconds
 
     @property
     def segment(self) -> float | None:
@@ -91,12 +102,7 @@ class LoadedModel:
     @property
     def documented_n_re(self) -> int:
         """The deepest N_re its card vouches for: measured quality, presets, or the trained depth."""
-        depths = [self.model.config.n_re, *(depth.n_re for depth in self.presets.values())]
-        quality = self.card.get("quality")
-        by_n_re = quality.get("by_n_re") if isinstance(quality, Mapping) else None
-        if isinstance(by_n_re, Mapping):
-            depths += [int(k) for k in by_n_re if str(k).isdigit()]
-        return max(depths)
+        return self.card.documented_n_re
 
 
 def load_any(
@@ -123,11 +129,11 @@ def load_any(
         if not is_verified(path):
             raise ModelNotFoundError(f"imported model {name!r}: {path} is missing or damaged; import it again")
         model, metadata = read_model(path)
-        return _loaded(model, metadata, name, device, {"imported_from": local[name].get("source")})
+        return _loaded(model, metadata, name, device, source=local[name].get("source"))
     path = Path(name).expanduser()
     if path.exists():
         model, metadata = _load_path(path)
-        return _loaded(model, metadata, str(path), device, {})
+        return _loaded(model, metadata, str(path), device, source=str(path))
     raise ModelNotFoundError(
         f"unknown model {name!r}: not a model name (available: {', '.join(available_names())}) "
         "nor an existing checkpoint file or model folder"
@@ -186,17 +192,24 @@ def _presets_from(metadata: Mapping[str, Any], model: TISDiSS) -> dict[str, Dept
     return presets
 
 
-def _loaded(
-    model: TISDiSS, metadata: Mapping[str, Any], name: str, device: str, extra: Mapping[str, Any]
-) -> LoadedModel:
-    card = {**metadata, **extra, "config": model.config.to_dict()}
-    return LoadedModel(model.to(device).eval(), name, _presets_from(metadata, model), card)
+def _loaded(model: TISDiSS, metadata: Mapping[str, Any], name: str, device: str, *, source: str | None) -> LoadedModel:
+    config = model.config
+    card = ModelCard.from_metadata(
+        metadata,
+        _presets_from(metadata, model),
+        config.depth,
+        sample_rate=config.sample_rate,
+        num_spk=config.num_spk,
+        source=source,
+    )
+    return LoadedModel(model.to(device).eval(), name, card)
 
 
 def _load_entry(entry: ModelEntry, device: str, progress: ProgressCallback | None) -> LoadedModel:
     model, metadata = read_model(download_model(entry.name, progress=progress))
     presets = dict(entry.presets) or _presets_from(metadata, model)
-    return LoadedModel(model.to(device).eval(), entry.name, presets, entry.to_dict())
+    card = ModelCard.from_entry(entry, presets, model.config.depth, metadata)
+    return LoadedModel(model.to(device).eval(), entry.name, card)
 
 
 def _minutes(seconds: float) -> str:

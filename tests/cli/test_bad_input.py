@@ -527,3 +527,155 @@ def test_readme_figures_of_the_bundled_model_are_the_cards() -> None:
     peak = max(int(row[3].removesuffix(" MB")) for row in speed)
     assert f"peak RSS of at most {peak} MB" in readme
     assert "benchmarks/separate_bench.py --minutes 1 --model tisdiss-small-8k --threads 2" in readme
+
+
+# --------------------------------------------------------------------------- the robustness matrix's findings
+# (benchmarks/robustness_matrix.py, issue 24): one test each
+
+
+def test_feed_or_close_after_close_is_a_clear_error(tiny_checkpoint: Path) -> None:
+    stream = Separator(tiny_checkpoint, device="cpu", precision="fp32").stream(RATE)
+    stream.feed(np.zeros(800, np.float32))
+    stream.close()
+    with pytest.raises(ValueError, match=r"feed\(\) on a closed stream; start another with Separator.stream\(\)"):
+        stream.feed(np.zeros(800, np.float32))
+    with pytest.raises(ValueError, match=r"close\(\) on a closed stream"):
+        stream.close()
+
+
+def _testset(root: Path) -> Path:
+    for name in ("utt0", "utt1"):
+        for sub, peak in (("s1", 0.3), ("s2", 0.2)):
+            noise(root / sub / f"{name}.wav", peak=peak)
+        s1, s2 = (sf.read(root / sub / f"{name}.wav")[0] for sub in ("s1", "s2"))
+        (root / "mix").mkdir(exist_ok=True)
+        sf.write(root / "mix" / f"{name}.wav", s1 + s2, RATE, subtype="FLOAT")
+    return root
+
+
+@pytest.mark.parametrize("part", ["mix", "s2"])
+def test_eval_of_a_nan_file_names_it_and_fails(part: str, tiny_checkpoint: Path, tmp_path: Path) -> None:
+    testset = _testset(tmp_path / "set")
+    bad = testset / part / "utt1.wav"
+    x, _ = sf.read(bad)
+    x[2000] = np.nan
+    sf.write(bad, x, RATE, subtype="FLOAT")
+    report = tmp_path / "r.json"
+    result = invoke("eval", str(testset), "-m", str(tiny_checkpoint), "--nre", "1", "--json", str(report))
+    assert result.exit_code == 1, result.output
+    assert f"error: {bad}: NaN or Inf samples near 0.25 s" in " ".join(result.stderr.split())
+    assert "nan" not in result.stdout and not report.exists()  # no score computed from it
+
+
+def test_an_infinite_segment_is_a_usage_error_before_any_work(tmp_path: Path) -> None:
+    path = noise(tmp_path / "a.wav")
+    for command in (["separate", str(path), "-o", str(tmp_path / "o")], ["live", "--from-file", str(path)]):
+        for value in ("inf", "-inf", "nan"):
+            result = invoke(*command, "--segment", value, "-m", "/nope")  # no model: nothing is loaded
+            assert result.exit_code == 2, (command, value, result.output)
+            assert "Invalid value for '--segment'" in result.stderr, result.stderr
+    result = invoke("separate", str(path), "-o", str(tmp_path / "o"), "--segment", "inf", "-m", "/nope")
+    assert "a finite number of seconds" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_preset_is_the_same_usage_error_for_every_command(tmp_path: Path) -> None:
+    path = noise(tmp_path / "a.wav")
+    commands = (
+        ["separate", str(path), "-o", str(tmp_path / "o"), "-m", "/nope"],
+        ["export", "/nope", "-o", str(tmp_path / "m.onnx")],
+        ["live", "--from-file", str(path), "-m", "/nope"],
+    )
+    for command in commands:
+        result = invoke(*command, "--preset", "turbo")
+        assert result.exit_code == 2, (command, result.output)
+        message = " ".join(result.stderr.replace("│", " ").split())
+        assert "Invalid value for '-p' / '--preset': 'turbo' is not one of 'fast', 'balanced', 'best'." in message
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_config_file_that_is_not_toml_is_named(corpus: Path, tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text("this is = = not toml")
+    args = ["train", "--quiet", "--data", str(corpus), "--run", str(tmp_path / "r")]
+    result = invoke(*args, "--config", str(config))
+    assert result.exit_code == 2
+    assert f"error: {config}: not valid TOML (" in result.stderr
+    missing = invoke(*args, "--config", str(tmp_path / "gone.toml"))
+    assert missing.exit_code == 2
+    assert f"error: {tmp_path / 'gone.toml'}: no such file" in missing.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def _nan_wav(path: Path) -> Path:
+    noise(path)
+    x, _ = sf.read(path)
+    x[2000] = np.nan
+    sf.write(path, x, RATE, subtype="FLOAT")
+    return path
+
+
+def test_live_from_a_nan_file_names_the_file(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    path = _nan_wav(tmp_path / "nan.wav")
+    out = tmp_path / "o"
+    result = invoke(
+        "live", "-m", str(tiny_checkpoint), "--nre", "1", "-q", "--from-file", str(path), "-o", str(out), "--name", "t"
+    )
+    assert result.exit_code == 1, result.output
+    assert f"{path}: NaN or Inf samples near 0.25 s" in " ".join(result.stderr.split())
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_export_check_input_with_nan_names_the_file(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    path = _nan_wav(tmp_path / "nan.wav")
+    target = tmp_path / "m.onnx"
+    result = invoke("export", str(tiny_checkpoint), "-o", str(target), "--check-input", str(path))
+    assert result.exit_code == 1, result.output
+    assert f"error: {path}: NaN or Inf samples near 0.25 s" in " ".join(result.stderr.split())
+    assert not target.exists()
+
+
+def test_process_file_says_what_is_wrong_with_a_folder_or_garbage(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    separator = Separator(tiny_checkpoint, device="cpu", precision="fp32")
+    folder = tmp_path / "folder.wav"
+    folder.mkdir()
+    with pytest.raises(audio.AudioError, match=rf"^{re.escape(str(folder))}: a folder, not an audio file$"):
+        separator.process_file(folder, tmp_path / "o")
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    with pytest.raises(audio.AudioError) as caught:  # libsndfile calls it "not a regular file (possibly a pipe?)"
+        separator.process_file(garbage, tmp_path / "o")
+    assert str(caught.value) == f"{garbage}: not a readable audio file"
+    assert not (tmp_path / "o").exists()
+
+
+def test_arrays_and_streams_take_the_same_samples_and_rates(tiny_checkpoint: Path) -> None:
+    separator = Separator(tiny_checkpoint, device="cpu", precision="fp32")
+    x = np.random.default_rng(2).standard_normal(2400) * 0.2
+    pcm = np.clip(np.round(x * 128 + 128), 0, 255).astype(np.uint8)  # 8-bit WAV PCM: unsigned, centred on 128
+    whole = separator.separate(pcm, RATE)
+    np.testing.assert_array_equal(whole, separator.separate((pcm.astype(np.float32) - 128) / 128, RATE))
+    stream = separator.stream(RATE)
+    streamed = np.concatenate([stream.feed(b) for b in np.array_split(pcm, 3)] + [stream.close()], axis=1)
+    np.testing.assert_array_equal(streamed, whole)
+    for rate in (RATE, float(RATE), np.float64(RATE), np.int32(RATE)):  # a whole number of Hz, of any type
+        np.testing.assert_array_equal(separator.separate(x, rate), separator.separate(x, RATE))
+        assert separator.stream(rate).sample_rate == RATE
+    for rate in (8000.5, float("nan"), 0, -8000, "8000", True):
+        with pytest.raises(ValueError, match="sample_rate must be a positive whole number of Hz"):
+            separator.separate(x, rate)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="sample_rate must be a positive whole number of Hz"):
+            separator.stream(rate)  # type: ignore[arg-type]
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "unsigned 8-bit PCM (centred on 128, as 8-bit WAV stores it)" in readme
+    assert "The sample rate is a positive whole number of Hz" in readme
+
+
+def test_eval_depth_list_errors_name_the_option(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    testset = _testset(tmp_path / "set")
+    for value, reason in (("x-y", "bad depth list 'x-y'"), ("33", "N_re 33 in '33' is beyond the limit of 32")):
+        result = invoke("eval", str(testset), "-m", str(tiny_checkpoint), "--nre", value)
+        assert result.exit_code == 2
+        message = " ".join(result.stderr.replace("│", " ").split())
+        assert f"Invalid value for --nre: {reason}" in message, message

@@ -11,8 +11,12 @@ pass ``wave.T``: telling ``[L, C]`` from ``[C, L]`` by the sizes alone would be 
 wrong guess separates a few samples of noise without a word.
 
 Samples: float (16, 32 or 64 bit) at full scale 1.0; integer PCM (int8, int16, int32, and
-unsigned 8-bit) is scaled to full scale as soundfile reads it (int16 / 32768). Other dtypes
-(int64, bool, complex, objects) are refused. The caller's array is never modified.
+unsigned 8-bit, centred on 128 as 8-bit WAV stores it) is scaled to full scale as soundfile reads
+it (int16 / 32768). Other dtypes (int64, bool, complex, objects) are refused. The caller's array
+is never modified. Streams (:meth:`Separator.stream`) take the same samples, block by block.
+
+The sample rate is a positive whole number of Hz (an int, or a float such as ``16e3`` that is
+one), as every file, device and stream has: a fractional rate is refused rather than guessed at.
 """
 
 from __future__ import annotations
@@ -45,6 +49,23 @@ def _shape_error(shape: tuple[int, ...], what: str) -> ValueError:
     return ValueError(f"waveform of shape {shape}: {what}; expected [samples] (mono) or [channels, samples]")
 
 
+def samples_to_float32(x: np.ndarray) -> np.ndarray:
+    """A new float32 array of ``x``'s samples at full scale 1.0 (see the module docstring), or a
+    ``ValueError`` naming a dtype that is not audio."""
+    kind = x.dtype.kind
+    if kind == "f":
+        return x.astype(np.float32)  # always a copy: the caller's array is never touched
+    if kind == "i" and x.dtype.itemsize in PCM_FULL_SCALE:
+        return (x.astype(np.float64) / PCM_FULL_SCALE[x.dtype.itemsize]).astype(np.float32)
+    if kind == "u" and x.dtype.itemsize == 1:  # 8-bit WAV PCM is unsigned, centred on 128
+        return ((x.astype(np.float64) - 128.0) / 128.0).astype(np.float32)
+    if kind == "c":
+        raise ValueError("complex samples: pass a real-valued waveform")
+    raise ValueError(
+        f"samples of type {x.dtype}: pass float samples (full scale 1.0), int8/int16/int32 PCM or uint8 (8-bit WAV) PCM"
+    )
+
+
 def as_mono_float32(wave: Any) -> np.ndarray:
     """A new float32 ``[L]`` array: ``wave`` checked, scaled and downmixed (see the module docstring)."""
     x = _to_numpy(wave)
@@ -66,27 +87,15 @@ def as_mono_float32(wave: Any) -> np.ndarray:
     elif x.ndim != 1:
         raise _shape_error(shape, f"{x.ndim} dimensions")
 
-    kind = x.dtype.kind
-    if kind == "f":
-        y = x.astype(np.float32)  # always a copy: the caller's array is never touched
-    elif kind == "i" and x.dtype.itemsize in PCM_FULL_SCALE:
-        y = (x.astype(np.float64) / PCM_FULL_SCALE[x.dtype.itemsize]).astype(np.float32)
-    elif kind == "u" and x.dtype.itemsize == 1:  # 8-bit WAV PCM is unsigned, centred on 128
-        y = ((x.astype(np.float64) - 128.0) / 128.0).astype(np.float32)
-    elif kind == "c":
-        raise ValueError("complex samples: pass a real-valued waveform")
-    else:
-        raise ValueError(f"samples of type {x.dtype}: pass float samples (full scale 1.0) or int8/int16/int32 PCM")
+    y = samples_to_float32(x)
     if y.ndim == 2:
         y = y.mean(axis=0, dtype=np.float32)
     return np.ascontiguousarray(y)  # NaN and Inf are refused by the engine (audio.check_finite)
 
 
-def check_sample_rate(sample_rate: Any) -> float:
-    """``sample_rate`` as a positive finite number (Hz), else a ``ValueError``."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
-        raise ValueError(f"sample_rate must be a number of Hz, not {sample_rate!r}")
-    rate = float(sample_rate)
-    if not np.isfinite(rate) or rate <= 0:
-        raise ValueError(f"sample_rate must be positive, not {sample_rate!r}")
-    return rate
+def check_sample_rate(sample_rate: Any) -> int:
+    """``sample_rate`` as a positive whole number of Hz (see the module docstring), else a ``ValueError``."""
+    number = not isinstance(sample_rate, bool) and isinstance(sample_rate, (int, float, np.integer, np.floating))
+    if not number or not np.isfinite(sample_rate) or sample_rate <= 0 or sample_rate != int(sample_rate):
+        raise ValueError(f"sample_rate must be a positive whole number of Hz, not {sample_rate!r}")
+    return int(sample_rate)

@@ -45,6 +45,7 @@ class AudioSource(Protocol):
     sample_rate: int
     channels: int
     overflows: int  # blocks the device dropped because they were not read in time
+    name: str  # what error messages about its samples name: the file, or "microphone"
 
     def start(self) -> None: ...
 
@@ -81,6 +82,7 @@ class FileSource:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.name = str(path)
         self.data, self.sample_rate = files.read(path)
         self.data = self.data.astype(np.float32)
         self.channels = self.data.shape[1]
@@ -118,6 +120,7 @@ class MicrophoneSource:
         self, sample_rate: int, channels: int = 1, *, device: Any = None, block_seconds: float = BLOCK_SECONDS
     ):
         self._sd = import_sounddevice()
+        self.name = "microphone"
         self.sample_rate, self.channels = sample_rate, channels
         self.overflows = 0
         self._queue: queue.Queue[np.ndarray] = queue.Queue()

@@ -122,8 +122,11 @@ def is_audio_file(path: Path) -> bool:
 
 
 def _reason(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    if "Format not recognised" in text or "unknown format" in text.lower():
+    """libsndfile's reason, without its "Error opening 'PATH': " (the caller names the file). Its
+    "does not exist or is not a regular file" is said of any file it cannot make sense of, and
+    is only called here once the file is known to exist: not a readable audio file either."""
+    text = " ".join(str(getattr(exc, "error_string", None) or exc).split())
+    if any(s in text.lower() for s in ("format not recognised", "unknown format", "not a regular file")):
         return "not a readable audio file"
     return text or type(exc).__name__
 
@@ -136,7 +139,9 @@ def probe(path: str | os.PathLike, *, stream: int | None = None) -> AudioInfo:
     """
     path = Path(path)
     if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+        if path.is_dir():
+            raise AudioError(f"{path}: a folder, not an audio file")
+        raise AudioError(f"{path}: not a regular file" if path.exists() else f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
     try:

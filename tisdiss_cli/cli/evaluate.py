@@ -54,7 +54,7 @@ def _depths(text: str | None) -> list[int] | None:
     try:
         return parse_depths(text)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc), param_hint="--nre") from None
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:

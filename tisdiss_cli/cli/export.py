@@ -12,12 +12,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..audio.files import AudioError, read, resample, to_mono
+from ..audio.files import AudioError, read_blocks
 from ..export.onnx import ExportError, card_path, export_onnx, require_onnx
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS, load_any
 from . import help
-from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
+from .depth import NRE_OVERRIDE, NSEP_OVERRIDE, preset_option
 from .root import app
 
 EXAMPLES = """
@@ -37,9 +37,7 @@ def export(
     output: Path | None = typer.Option(
         None, "-o", "--output", metavar="FILE", help="The .onnx file to write [default: MODEL's name .onnx]."
     ),
-    preset: str = typer.Option(
-        "balanced", "-p", "--preset", metavar="fast|balanced|best", help="The model's preset depth to export."
-    ),
+    preset: str = preset_option("The model's preset depth to export."),
     nsep: int | None = NSEP_OVERRIDE,
     nre: int | None = NRE_OVERRIDE,
     check_input: Path | None = typer.Option(
@@ -76,9 +74,9 @@ def export(
         fail(str(exc))
     mixture: np.ndarray | None = None
     if check_input is not None:
-        try:
-            data, rate = read(check_input)
-            mixture = resample(to_mono(data), rate, loaded.model.config.sample_rate)
+        try:  # mono at the model's rate, NaN and Inf refused naming the file, as separate reads it
+            blocks = list(read_blocks(check_input, loaded.model.config.sample_rate))
+            mixture = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
         except AudioError as exc:
             fail(str(exc))
     try:

@@ -25,6 +25,7 @@ from rich.text import Text
 
 from ..audio.devices import AudioSink, AudioSource, FileSource, MicrophoneSource, MissingExtra, SpeakerSink
 from ..audio.files import AudioError, OutputExistsError
+from ..separation.chunking import check_segment
 from ..separation.live import LiveStatus, run_live
 from ..separation.outputs import claim
 from ..separation.separator import DEFAULT_OVERLAP, Separator
@@ -32,7 +33,8 @@ from ..util.fileio import WriteError, unwritable_folder
 from ..util.signals import StopOnFirstSignal
 from ..zoo.load import MODEL_ERRORS
 from . import help
-from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
+from .choices import checked_by
+from .depth import NRE_OVERRIDE, NSEP_OVERRIDE, preset_option
 from .device import device_option
 from .messages import exists_message
 from .progress import clock
@@ -70,7 +72,7 @@ def live(
         None, "--name", metavar="STEM", help="Output stem: STEM_spk1.wav, ... [default: live-DATE-TIME]."
     ),
     model: str | None = typer.Option(None, "-m", "--model", metavar="NAME|PATH", help="Model name or checkpoint."),
-    preset: str = typer.Option("balanced", "-p", "--preset", metavar="fast|balanced|best", help="Deepest depth used."),
+    preset: str = preset_option("Deepest depth used."),
     nsep: int | None = NSEP_OVERRIDE,
     nre: int | None = NRE_OVERRIDE,
     max_rtf: float = typer.Option(
@@ -82,7 +84,12 @@ def live(
     ),
     adapt: bool = typer.Option(True, "--adapt/--no-adapt", help="Step N_re down when chunks fall behind."),
     segment: float | None = typer.Option(
-        None, "--segment", min=0.05, metavar="SECONDS", help="Chunk length; the latency is about one segment."
+        None,
+        "--segment",
+        min=0.05,
+        metavar="SECONDS",
+        help="Chunk length; the latency is about one segment.",
+        callback=checked_by(check_segment),
     ),
     overlap: float = typer.Option(DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, metavar="FRACTION"),
     rate: int | None = typer.Option(None, "--rate", min=1, metavar="HZ", help="Capture rate [default: the model's]."),

@@ -18,16 +18,16 @@ from rich.progress import TaskID
 
 from ..audio.files import OUTPUT_FORMATS, AudioError, OutputFormat, probe
 from ..audio.pcm import RAW_FORMATS
-from ..model.depth import PRESET_NAMES
 from ..separation.batch import BatchReport, separate_files
+from ..separation.chunking import check_segment
 from ..separation.outputs import DEFAULT_FILENAME, OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
 from ..separation.pipe import PipeInput
 from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, FileResult, ProgressFn, Separator
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import help
-from .choices import one_of
-from .depth import NRE_OVERRIDE, NSEP_OVERRIDE
+from .choices import checked_by, one_of
+from .depth import NRE_OVERRIDE, NSEP_OVERRIDE, preset_option
 from .device import device_option
 from .inputs import collect_inputs, distributed_rank, shard, split_outputs
 from .messages import clip_warning
@@ -63,14 +63,7 @@ MODEL = typer.Option(
     metavar="NAME|PATH",
     help="Model name, checkpoint file or ESPnet folder (default: best available).",
 )
-PRESET = typer.Option(
-    "balanced",
-    "-p",
-    "--preset",
-    metavar="|".join(PRESET_NAMES),
-    help="Speed/quality preset.",
-    callback=one_of(PRESET_NAMES),
-)
+PRESET = preset_option("Speed/quality preset.")
 MAX_RTF = typer.Option(
     None,
     "--max-rtf",
@@ -93,6 +86,7 @@ SEGMENT = typer.Option(
     min=0.05,
     metavar="SECONDS",
     help=f"Chunk length in seconds for long inputs [default: the model card's, else {DEFAULT_SEGMENT:g}].",
+    callback=checked_by(check_segment),
 )
 OVERLAP = typer.Option(
     DEFAULT_OVERLAP,

@@ -7,7 +7,7 @@ Layouts:
 - TSV list: one utterance a line, ``mix<TAB>s1<TAB>s2[<TAB>id]``, paths relative to the list's
   folder; lines starting with ``#`` and a header line starting with ``mix`` are skipped.
 
-Every problem (missing reference, different length or rate, not mono) raises
+Every problem (missing reference, different length or rate, not mono, NaN or Inf samples) raises
 :class:`TestSetError` whose one-line message names the files.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..audio.files import AUDIO_SUFFIXES, AudioError, AudioInfo, is_audio_file, probe, read
+from ..audio.files import AUDIO_SUFFIXES, AudioError, AudioInfo, check_finite, is_audio_file, probe, read
 
 MIX_DIRS = ("mix", "mix_clean", "mix_both", "mix_single")
 log = logging.getLogger(__name__)
@@ -240,11 +240,13 @@ def _compare(utt: Utterance, props: Sequence[tuple[int, int, int]]) -> None:
 
 
 def read_example(utt: Utterance) -> AudioExample:
-    """Decode one utterance, checking rate, channels and length."""
+    """Decode one utterance, checking rate, channels and length, and that every sample is finite
+    (a NaN would make every score NaN, as separation refuses it)."""
     waves, props = [], []
     for path in (utt.mix, *utt.refs):
         try:
             data, rate = read(path, dtype="float64")
+            check_finite(data, 0, rate, str(path))
         except AudioError as exc:
             raise TestSetError(str(exc)) from None
         waves.append(data[:, 0])

@@ -172,8 +172,8 @@ def export_onnx(
     check_input: the mixture ``[L]`` or ``[1, L]`` at the model's rate for the parity check
     (default: :func:`check_signal`); check=False skips it. Raises :class:`ExportError` (missing
     extra, exporter failure, failed check), ``FileExistsError`` (outputs exist, no overwrite),
-    ``ValueError`` (unknown preset, bad depth), a zoo error for a model it cannot load, or
-    ``WriteError``. The model passed in is not modified.
+    ``ValueError`` (unknown preset, bad depth, a check input too short or not finite), a zoo
+    error for a model it cannot load, or ``WriteError``. The model passed in is not modified.
     """
     require_onnx()
     path = Path(path)
@@ -189,6 +189,8 @@ def export_onnx(
 
     mixture = check_signal(config.sample_rate) if check_input is None else np.asarray(check_input, np.float32)
     mixture = mixture.reshape(1, -1)
+    if check and not np.isfinite(mixture).all():
+        raise ValueError("check input has NaN or Inf samples")
     if check and mixture.shape[1] <= config.n_fft // 2:
         raise ValueError(f"check input of {mixture.shape[1]} samples: need more than {config.n_fft // 2}")
     parity: list[Parity] = []

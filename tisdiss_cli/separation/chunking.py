@@ -31,6 +31,14 @@ SeparateFn = Callable[[Tensor], Tensor]  # chunks [B, S] -> sources [B, J, S]
 ChunkCallback = Callable[[int], None]  # called with the end sample of each finished chunk
 
 
+def check_segment(seconds: float) -> float:
+    """``seconds`` as a chunk length: finite and above 0 (one longer than an input runs it whole;
+    infinity is not "whole", it is refused like NaN); else a ``ValueError``."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"segment must be a finite number of seconds above 0, got {seconds}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class ChunkPlan:
     """How a long input is cut, in samples at the model's rate."""
@@ -54,8 +62,7 @@ class ChunkPlan:
     @classmethod
     def from_seconds(cls, segment: float, overlap: float, sample_rate: int, batch_size: int = 1) -> ChunkPlan:
         """segment in seconds, overlap as a fraction of the segment (0 <= overlap < 1)."""
-        if not (math.isfinite(segment) and segment > 0):
-            raise ValueError(f"segment must be a finite number of seconds above 0, got {segment}")
+        check_segment(segment)
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap is a fraction in [0, 1), got {overlap}")
         seg = max(1, int(round(segment * sample_rate)))

@@ -108,7 +108,9 @@ def run_live(
             on_warning(message)
 
     t0 = time.perf_counter()
-    stream = separator.stream(source.sample_rate, channels=source.channels, n_sep=depth.n_sep, n_re=depth.n_re)
+    stream = separator.stream(
+        source.sample_rate, channels=source.channels, n_sep=depth.n_sep, n_re=depth.n_re, name=source.name
+    )
     stream.clock = clock
     options = OutputOptions(fmt, float_output, overwrite=overwrite)
     with SpeakerFiles(targets, int(stream.output_rate), options) as files:

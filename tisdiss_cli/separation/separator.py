@@ -288,9 +288,10 @@ class Separator:
         """Mixture ``[L]`` or ``[C, L]`` (numpy or torch) at ``sample_rate`` -> ``[J, L]`` float32
         at the same rate and level (channels are averaged; the input is not modified).
 
-        Float samples are taken at full scale 1.0, int8/int16/int32 PCM is scaled to it; any
-        other shape or dtype (soundfile's ``[L, C]`` included: pass ``wave.T``) raises a
-        ``ValueError`` naming it. See :mod:`tisdiss_cli.audio.arrays`.
+        Float samples are taken at full scale 1.0, int8/int16/int32 and uint8 (8-bit WAV) PCM is
+        scaled to it; any other shape or dtype (soundfile's ``[L, C]`` included: pass ``wave.T``),
+        and a rate that is not a positive whole number of Hz, raise a ``ValueError`` naming it.
+        See :mod:`tisdiss_cli.audio.arrays`.
         """
         x = as_mono_float32(wave)
         rate = check_sample_rate(sample_rate)
@@ -308,15 +309,16 @@ class Separator:
         n_sep: int | None = None,
         n_re: int | None = None,
         output_rate: OutputRate = "input",
+        name: str | None = None,
     ) -> SeparationStream:
         """A :class:`SeparationStream` for input at ``sample_rate`` with ``channels`` channels:
         ``feed(block [n] or [n, channels]) -> [J, m]`` as chunks complete, then ``close()`` for the
-        rest; the outputs equal :meth:`process_file`'s for the same samples, however they are cut."""
-        if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-            raise ValueError(f"a stream's sample rate must be a positive whole number of Hz, not {sample_rate!r}")
-        out_rate = int(sample_rate) if output_rate == "input" else self.sample_rate
+        rest; the outputs equal :meth:`process_file`'s for the same samples, however they are cut.
+        ``name`` (a file's, say) starts the stream's error messages."""
+        rate = check_sample_rate(sample_rate)
+        out_rate = rate if output_rate == "input" else self.sample_rate
         return self._stream(
-            self.depth(preset, n_sep, n_re), int(sample_rate), out_rate, channels=channels, channel=channel
+            self.depth(preset, n_sep, n_re), rate, out_rate, channels=channels, channel=channel, name=name
         )
 
     def output_paths(

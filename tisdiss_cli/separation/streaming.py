@@ -28,7 +28,7 @@ import numpy as np
 from torch import Tensor
 
 from ..audio import files as audio
-from ..audio.arrays import PCM_FULL_SCALE
+from ..audio.arrays import samples_to_float32
 from ..model.depth import Depth
 from .chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn
 
@@ -55,7 +55,8 @@ class StreamStats:
 
 
 def frames_to_float32(samples: object, channels: int) -> np.ndarray:
-    """A block ``[n]`` (mono) or ``[n, channels]`` as float32 ``[n, channels]``, scaled as soundfile reads PCM.
+    """A block ``[n]`` (mono) or ``[n, channels]`` as float32 ``[n, channels]``, scaled as arrays are
+    (:func:`~tisdiss_cli.audio.arrays.samples_to_float32`: float, int8/16/32 or uint8 PCM).
 
     Frames first, as soundfile and sounddevice deliver them (a block may hold fewer frames than
     channels, so ``[channels, n]`` could not be told apart).
@@ -66,12 +67,7 @@ def frames_to_float32(samples: object, channels: int) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != channels:
         want = "[frames] or [frames, 1]" if channels == 1 else f"[frames, {channels}]"
         raise ValueError(f"block of shape {tuple(x.shape)}: expected {want}")
-    kind = x.dtype.kind
-    if kind == "f":
-        return x.astype(np.float32)
-    if kind == "i" and x.dtype.itemsize in PCM_FULL_SCALE:
-        return (x.astype(np.float64) / PCM_FULL_SCALE[x.dtype.itemsize]).astype(np.float32)
-    raise ValueError(f"samples of type {x.dtype}: pass float samples (full scale 1.0) or int8/int16/int32 PCM")
+    return samples_to_float32(x)
 
 
 class SeparationStream:
@@ -80,7 +76,8 @@ class SeparationStream:
     ``feed(block)`` returns the output ``[J, n]`` float32 (at the output rate) that is final so
     far, possibly with ``n == 0``; ``close()`` returns the rest. The concatenated outputs have the
     length the file path writes: the input's frame count at the input rate (or its resampled
-    length at another output rate). Use :meth:`Separator.stream` to make one.
+    length at another output rate). Once closed, ``feed`` and ``close`` raise ``ValueError``. Use
+    :meth:`Separator.stream` to make one.
     """
 
     def __init__(
@@ -134,7 +131,7 @@ class SeparationStream:
 
     def feed(self, samples: object) -> np.ndarray:
         """Add a block ``[n]`` or ``[n, channels]`` (float at full scale 1.0, or int PCM)."""
-        assert not self.closed, "feed after close"
+        self._check_open("feed")
         block = frames_to_float32(samples, self.channels)
         audio.check_finite(block, self.stats.input_frames, self.sample_rate, self.name)
         if not len(block):
@@ -156,7 +153,7 @@ class SeparationStream:
 
     def close(self) -> np.ndarray:
         """Run the last chunks and return the rest of the output."""
-        assert not self.closed, "close called twice"
+        self._check_open("close")
         self.closed = True
         if self.stats.input_frames == 0:
             return np.zeros((self.num_spk, 0), np.float32)
@@ -169,6 +166,10 @@ class SeparationStream:
         return self._release(self._back(parts, last=True), final=True)
 
     # -- internals
+    def _check_open(self, method: str) -> None:
+        if self.closed:  # as a closed file does: ValueError, not a silent restart or an assert
+            raise ValueError(f"{method}() on a closed stream; start another with Separator.stream()")
+
     def _timed(self, fn: SeparateFn) -> SeparateFn:
         def run(chunks: Tensor) -> Tensor:
             start = time.perf_counter()

@@ -192,12 +192,31 @@ def apply_overrides(d: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     return d
 
 
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    """A recipe file: JSON for ``.json``, else TOML. A ``ValueError`` naming the file when it is
+    missing, unreadable or not a table of settings."""
+    path = Path(path)
+    kind = "JSON" if path.suffix == ".json" else "TOML"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text) if kind == "JSON" else tomllib.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+        raise ValueError(f"{path}: not valid {kind} ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe is a table of settings, not a {type(data).__name__}")
+    return data
+
+
 def load_recipe(name_or_path: str) -> dict[str, Any]:
     """A recipe shipped with the package (by name) or a TOML / JSON file."""
     path = Path(name_or_path)
     if path.suffix in (".toml", ".json") and path.exists():
-        text = path.read_text()
-        return json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        return read_recipe_file(path)
     shipped = resources.files("tisdiss_cli") / "recipes" / f"{name_or_path}.toml"
     if not shipped.is_file():
         names = sorted(
@@ -219,7 +238,7 @@ def resolve_config(
     source = recipe if config_file is None else config_file
     if source is None or (recipe is not None and config_file is not None):
         raise ValueError("give exactly one of --recipe NAME or --config FILE")
-    raw = load_recipe(source)
+    raw = load_recipe(source) if config_file is None else read_recipe_file(config_file)
     raw = apply_overrides(raw, overrides or [])
     if init_from:
         raw["init_from"] = init_from

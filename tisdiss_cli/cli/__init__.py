@@ -12,7 +12,7 @@ from .root import app as app
 
 
 def _register_commands() -> None:
-    from . import bench, evaluate, export, live, models, separate, train  # noqa: F401  (each registers on app)
+    from . import bench, evaluate, export, live, models, separate, serve, train  # noqa: F401  (each registers on app)
 
 
 class _OneLine(logging.Formatter):

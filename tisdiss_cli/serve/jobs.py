@@ -295,19 +295,24 @@ class JobManager:
             self.queue.clear()
             running = [j for j in self.jobs.values() if j.state is JobState.RUNNING]
             self._cond.notify_all()
-        for job in running:
-            job.ended.wait(max(0.0, deadline - self.clock()))
-        late = [j for j in running if not j.ended.is_set()]
-        for job in late:
-            job.cancel.set()
-        for job in late:  # stops at its next chunk
-            job.ended.wait(60.0)
-        self._stop_sweeping.set()
-        with self._cond:
-            self._cond.notify_all()
-        for worker in self._workers:
-            worker.join(5.0)
-        shutil.rmtree(self.root, ignore_errors=True)
+        late = running
+        try:  # a second Ctrl-C ends the waiting, not the clean-up
+            for job in running:
+                job.ended.wait(max(0.0, deadline - self.clock()))
+            late = [j for j in running if not j.ended.is_set()]
+            for job in late:
+                job.cancel.set()
+            for job in late:  # stops at its next chunk
+                job.ended.wait(60.0)
+            self._stop_sweeping.set()
+            with self._cond:
+                self._cond.notify_all()
+            for worker in self._workers:
+                worker.join(5.0)
+        finally:
+            for job in running:
+                job.cancel.set()
+            shutil.rmtree(self.root, ignore_errors=True)
         return len(running) - len(late), cancelled + len(late)
 
     # -- running

@@ -132,6 +132,15 @@ def short_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --------------------------------------------------------------------------- a real `tisdiss serve`
 
+SERVE_CACHE: Path | None = None  # one cache for every server of a test run
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _serve_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The servers' speed measurement after start (cached by model and device) is then made once."""
+    global SERVE_CACHE
+    SERVE_CACHE = tmp_path_factory.mktemp("serve-cache")
+
 
 @dataclass
 class Process:
@@ -156,7 +165,8 @@ class Process:
 def tisdiss_serve(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0) -> Iterator[Process]:
     """``tisdiss serve --port 0 ARGS`` as a child process, ready when it prints where it listens."""
     cmd = [sys.executable, "-m", "tisdiss_cli", "serve", "--port", "0", *args]
-    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    cache = {"TISDISS_CACHE_DIR": str(SERVE_CACHE)} if SERVE_CACHE is not None else {}
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **cache, **(env or {})}
     launched = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, env=full_env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     lines: list[str] = []

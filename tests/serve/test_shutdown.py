@@ -72,7 +72,7 @@ def _wait_running(url: str, job_id: str) -> None:
 
 def test_tisdiss_serve_starts_fast_and_sigterm_finishes_the_running_job(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    long = recording(tmp_path / "long.wav", 40.0, seed=2)  # 10 chunks of the bundled model's 4 s
+    long = recording(tmp_path / "long.wav", 16.0, seed=2)  # 5 chunks of the bundled model's 4 s
     args = ("--model", "tisdiss-small-8k", "--data-dir", str(data), "--grace", "60", "--threads", "1")
     with tisdiss_serve(*args) as server:
         busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
@@ -92,7 +92,7 @@ def test_tisdiss_serve_starts_fast_and_sigterm_finishes_the_running_job(tmp_path
 
 def test_ctrl_c_cancels_a_job_past_the_grace_period_and_exits_0(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    long = recording(tmp_path / "long.wav", 40.0, seed=3)
+    long = recording(tmp_path / "long.wav", 16.0, seed=3)
     with tisdiss_serve("--model", "tisdiss-small-8k", "--data-dir", str(data), "--grace", "0") as server:
         job = _post(server.url, long, preset="best")
         _wait_running(server.url, job["id"])

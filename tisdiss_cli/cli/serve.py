@@ -8,6 +8,7 @@ after SIGTERM / SIGHUP, as for ``tisdiss live``.
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -37,9 +38,9 @@ DEFAULTS = Limits()
 @app.command(epilog=EXAMPLES, cls=help.Command)
 def serve(
     host: str = typer.Option(
-        "127.0.0.1", "--host", help="Address to listen on; beyond loopback needs --token or --no-auth."
+        "127.0.0.1", "--host", metavar="HOST", help="Address to listen on; beyond loopback needs --token or --no-auth."
     ),
-    port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port (0: any free one)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, metavar="PORT", help="Port (0: any free one)."),
     model: str | None = typer.Option(
         None,
         "-m",
@@ -112,7 +113,8 @@ def serve(
         config = ServeConfig(host, port, model, device, precision, threads, token, no_auth, data_dir, limits=limits)
         warning = auth_warning(config)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--host" if "--host" in str(exc) else None) from None
+        hint = next((option for option in ("--host", "--token") if str(exc).startswith(option)), None)
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
     if warning is not None:
         err.print(f"warning: {escape(warning)}")
 
@@ -120,7 +122,7 @@ def serve(
         separator = started.separator
         err.print(
             f"model {escape(separator.loaded.name)} on {separator.device} in {escape(separator.precision.describe())}; "
-            f"started in {started.seconds:.1f} s"
+            f"ready {_process_age(started.seconds):.1f} s after start"
         )
         link = f"{started.url}?access_token=TOKEN" if config.token else started.url
         err.print(f"serving on {link} (API reference: {started.url}docs); Ctrl-C stops", highlight=False)
@@ -139,3 +141,13 @@ def serve(
     )
     if stopped.signal not in (None, "SIGINT"):
         raise typer.Exit(128 + signal.Signals[stopped.signal].value)
+
+
+def _process_age(fallback: float) -> float:
+    """Seconds since this process started (Linux's /proc), imports included; ``fallback`` elsewhere."""
+    try:
+        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return fallback

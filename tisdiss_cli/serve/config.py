@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 MB = 1_000_000
+TOKEN_CHARACTERS = re.compile(r"^[A-Za-z0-9._~+/=-]+$")  # what a bearer token and a cookie value can hold
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class ServeConfig:
     data_dir: Path | None = None  # where job folders go (a fresh folder inside it); None: the system temp folder
     measure_speed: bool = True  # measure this machine's RTF per preset once, after start (cached)
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not TOKEN_CHARACTERS.match(self.token):
+            raise ValueError("--token may hold letters, digits and -._~+/= only (e.g. python -m secrets)")
 
 
 def is_loopback(host: str) -> bool:

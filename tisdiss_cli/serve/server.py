@@ -140,8 +140,12 @@ def serve(config: ServeConfig, *, on_ready: Callable[[Ready], None] | None = Non
     start = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
-    separator = Separator(config.model, device=config.device, precision=config.precision)
-    sock = listen(config.host, config.port)
+    sock = listen(config.host, config.port)  # a taken port fails before the model loads
+    try:
+        separator = Separator(config.model, device=config.device, precision=config.precision)
+    except BaseException:
+        sock.close()
+        raise
     root = data_folder(config.data_dir)
     manager = JobManager(separator, config.limits, root)
     grace = config.limits.grace_seconds

@@ -148,6 +148,12 @@ class Process:
     url: str
     started: float  # seconds from launch to "serving on"
     lines: list[str]
+    started_cpu: float = 0.0  # CPU seconds it had used by then
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used so far (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_peak_mb(self) -> float:
         """The server's peak resident memory so far (VmHWM), in MB."""
@@ -187,7 +193,9 @@ def tisdiss_serve(*args: str, env: dict[str, str] | None = None, timeout: float 
     try:
         if not found.wait(timeout):
             raise AssertionError(f"tisdiss serve did not start in {timeout} s: {lines}")
-        yield Process(proc, url[0], time.perf_counter() - launched, lines)
+        process = Process(proc, url[0], time.perf_counter() - launched, lines)
+        process.started_cpu = process.cpu_seconds()
+        yield process
     finally:
         if proc.poll() is None:
             proc.kill()

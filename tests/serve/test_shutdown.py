@@ -75,10 +75,13 @@ def test_tisdiss_serve_starts_fast_and_sigterm_finishes_the_running_job(tmp_path
     long = recording(tmp_path / "long.wav", 16.0, seed=2)  # 5 chunks of the bundled model's 4 s
     args = ("--model", "tisdiss-small-8k", "--data-dir", str(data), "--grace", "60", "--threads", "1")
     with tisdiss_serve(*args) as server:
-        busy = os.getloadavg()[0] >= (os.cpu_count() or 1)
-        limit = STARTUP_LIMIT if not busy else 3 * STARTUP_LIMIT  # a saturated CPU slows the imports, not the code
-        assert server.started < limit, f"started in {server.started:.1f} s (load {os.getloadavg()[0]:.1f})"
-        print(f"tisdiss serve started in {server.started:.2f} s (load average {os.getloadavg()[0]:.1f})")
+        load = os.getloadavg()[0]
+        shown = f"started in {server.started:.2f} s, {server.started_cpu:.2f} CPU-s (load average {load:.1f})"
+        print(f"tisdiss serve {shown}")
+        if load < (os.cpu_count() or 1):
+            assert server.started < STARTUP_LIMIT, shown
+        else:  # on a saturated CPU the wall time measures the other processes; the CPU time is this one's
+            assert server.started_cpu < STARTUP_LIMIT, shown
         job = _post(server.url, long, preset="fast")
         queued = _post(server.url, EXAMPLE)
         _wait_running(server.url, job["id"])

@@ -262,7 +262,7 @@ def create_app(service: Service) -> FastAPI:
         if job.state is not JobState.DONE:
             _forget(job.id)
             if job.state is JobState.CANCELLED:
-                raise RequestError(503, "the server stopped before the recording was separated", retry_after=30)
+                raise RequestError(503, "the job was cancelled (deleted, or the server is stopping)", retry_after=30)
             raise RequestError(422 if job.client_error else 500, job.error or "separation failed")
         assert job.archive is not None
         return _file(

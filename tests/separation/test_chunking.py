@@ -130,9 +130,9 @@ def test_output_streams_with_bounded_buffers() -> None:
     emitted = 0
     for _ in range(200):
         emitted += sum(p.shape[1] for p in engine.push(torch.randn(97)))
-        assert len(engine.buf) <= plan.segment + 97 + plan.hop
-        assert engine.acc.shape[1] <= 2 * plan.segment
-    assert emitted > 200 * 97 - 2 * plan.segment
+        assert len(engine.buf) <= plan.segment_samples + 97 + plan.hop_samples
+        assert engine.acc.shape[1] <= 2 * plan.segment_samples
+    assert emitted > 200 * 97 - 2 * plan.segment_samples
     emitted += sum(p.shape[1] for p in engine.finish())
     assert emitted == 200 * 97
 

@@ -186,6 +186,6 @@ def test_segment_defaults_to_the_model_card(tiny_path: Path, tmp_path: Path) -> 
     model, _ = read_model(tiny_path)
     carded = save_checkpoint(model, tmp_path / "carded.safetensors", {**PRESET_META, "segment": 3.0})
     assert Separator(str(carded), device="cpu").segment_seconds == 3.0
-    assert Separator(str(carded), device="cpu").plan.segment == 3 * model.config.sample_rate
+    assert Separator(str(carded), device="cpu").plan.segment_samples == 3 * model.config.sample_rate
     assert Separator(str(carded), device="cpu", segment=0.5).segment_seconds == 0.5  # an explicit value wins
     assert Separator(str(tiny_path), device="cpu").segment_seconds == DEFAULT_SEGMENT  # no card value

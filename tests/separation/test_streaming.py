@@ -81,7 +81,7 @@ def test_stream_equals_separate_and_a_short_input_runs_whole(separator: Separato
 
 def test_stream_output_trails_the_input_by_one_segment(separator: Separator) -> None:
     stream = separator.stream(8000)
-    seg = separator.plan.segment
+    seg = separator.plan.segment_samples
     x = noise(1.0, 8000)[:, 0]
     emitted = 0
     for i in range(0, len(x), 400):

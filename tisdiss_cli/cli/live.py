@@ -155,7 +155,7 @@ def live(
     out.print(
         f"model {escape(separator.loaded.name)} on {separator.device}: n_sep={depth.n_sep}, n_re={depth.n_re}; "
         f"separating {escape(what)} at {source.sample_rate} Hz, latency about "
-        f"{separator.plan.segment / separator.sample_rate:.2f} s + compute; Ctrl-C stops"
+        f"{separator.plan.segment_samples / separator.sample_rate:.2f} s + compute; Ctrl-C stops"
     )
     stop = threading.Event()
     show_meter = not quiet and err.is_terminal

@@ -81,7 +81,7 @@ def _report(
         "wall_seconds": round(wall, 3),
         "rtf": round(wall / seconds, 4) if seconds else None,
         "chunks": stats.chunks,
-        "segment_seconds": round(separator.plan.segment / separator.sample_rate, 3),
+        "segment_seconds": round(separator.plan.segment_samples / separator.sample_rate, 3),
         "latency_max_seconds": round(stats.latency_max, 3),
         "latency_mean_seconds": round(stats.latency_mean, 3),
         "outputs": result.outputs,

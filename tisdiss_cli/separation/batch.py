@@ -8,7 +8,6 @@ happens; the :class:`BatchReport` it returns holds the summary the command print
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..audio.files import AudioError, OutputExistsError
 from ..model.depth import Depth
+from ..util.timing import Stopwatch
 from .outputs import OutputOptions
 from .separator import FileResult, ProgressFn, Separator
 
@@ -104,7 +104,7 @@ def separate_files(
     0-based audio stream of containers."""
     report = BatchReport(failed=list(problems))
     claimed: dict[Path, Path] = {}  # output -> the input that wrote it in this batch
-    t0 = time.perf_counter()
+    watch = Stopwatch(separator.device)
     for item in items:
         progress = observer.started(item.path)
         try:
@@ -135,5 +135,5 @@ def separate_files(
             observer.separated(result)
         finally:
             observer.finished(item.path)
-    report.wall = time.perf_counter() - t0
+    report.wall = watch.seconds()
     return report

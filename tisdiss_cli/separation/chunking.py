@@ -41,39 +41,42 @@ def check_segment(seconds: float) -> float:
 
 @dataclass(frozen=True)
 class ChunkPlan:
-    """How a long input is cut, in samples at the model's rate."""
+    """How a long input is cut, in samples at the model's rate (``from_seconds`` takes seconds)."""
 
-    segment: int  # samples per chunk
-    overlap: int  # samples shared by consecutive chunks (0 <= overlap < segment)
+    segment_samples: int  # samples per chunk
+    overlap_samples: int  # samples shared by consecutive chunks (0 <= overlap < segment)
     batch_size: int = 1  # chunks run through the network together
 
     def __post_init__(self) -> None:
-        if self.segment < 1:
-            raise ValueError(f"segment must be at least one sample, got {self.segment}")
-        if not 0 <= self.overlap < self.segment:
-            raise ValueError(f"overlap must be in [0, segment), got {self.overlap} for segment {self.segment}")
+        if self.segment_samples < 1:
+            raise ValueError(f"segment must be at least one sample, got {self.segment_samples}")
+        if not 0 <= self.overlap_samples < self.segment_samples:
+            raise ValueError(
+                f"overlap must be in [0, segment), got {self.overlap_samples} for segment {self.segment_samples}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
     @property
-    def hop(self) -> int:
-        return self.segment - self.overlap
+    def hop_samples(self) -> int:
+        return self.segment_samples - self.overlap_samples
 
     @classmethod
-    def from_seconds(cls, segment: float, overlap: float, sample_rate: int, batch_size: int = 1) -> ChunkPlan:
-        """segment in seconds, overlap as a fraction of the segment (0 <= overlap < 1)."""
-        check_segment(segment)
+    def from_seconds(cls, segment_seconds: float, overlap: float, sample_rate: int, batch_size: int = 1) -> ChunkPlan:
+        """Chunks of ``segment_seconds``; ``overlap`` as a fraction of a chunk (0 <= overlap < 1)."""
+        check_segment(segment_seconds)
         if not 0.0 <= overlap < 1.0:
             raise ValueError(f"overlap is a fraction in [0, 1), got {overlap}")
-        seg = max(1, int(round(segment * sample_rate)))
+        seg = max(1, int(round(segment_seconds * sample_rate)))
         return cls(seg, min(seg - 1, int(round(overlap * seg))), batch_size)
 
     def num_chunks(self, length: int) -> int:
         """Chunks the engine runs for an input of ``length`` samples (1 when it fits whole)."""
-        if length <= self.segment:
+        seg, hop = self.segment_samples, self.hop_samples
+        if length <= seg:
             return 1
-        regular = (length - self.segment) // self.hop + 1
-        return regular + int((regular - 1) * self.hop + self.segment < length)
+        regular = (length - seg) // hop + 1
+        return regular + int((regular - 1) * hop + seg < length)
 
 
 def window(segment: int, overlap: int) -> Tensor:
@@ -129,7 +132,7 @@ class OverlapAdd:
         """The chunk window, made when a second chunk needs it: a segment may be far longer than
         any input (``--segment 1e9``), and an input that fits runs whole without one."""
         if self._win is None:
-            self._win = window(self.plan.segment, self.plan.overlap)
+            self._win = window(self.plan.segment_samples, self.plan.overlap_samples)
         return self._win
 
     # -- input side
@@ -140,7 +143,7 @@ class OverlapAdd:
         self.buf = torch.cat((self.buf, block))
         self.available += len(block)
         out: list[Tensor] = []
-        seg, hop = self.plan.segment, self.plan.hop
+        seg, hop = self.plan.segment_samples, self.plan.hop_samples
         # Chunk 0 waits for more than one segment: an input of at most one segment runs whole.
         while self.next_start + seg <= self.available and (self.next_start > 0 or self.available > seg):
             self.pending.append(self.next_start)
@@ -156,7 +159,7 @@ class OverlapAdd:
         """Flush: run the remaining chunks and return the last output blocks."""
         assert not self.finished, "finish called twice"
         self.finished = True
-        length, seg = self.available, self.plan.segment
+        length, seg = self.available, self.plan.segment_samples
         if length == 0:
             return []
         if self.ran_chunks == 0 and not self.pending:
@@ -165,7 +168,7 @@ class OverlapAdd:
             if self.on_chunk:
                 self.on_chunk(length)
             return [whole]
-        last_end = (self.pending[-1] if self.pending else self.next_start - self.plan.hop) + seg
+        last_end = (self.pending[-1] if self.pending else self.next_start - self.plan.hop_samples) + seg
         if last_end < length:
             self.pending.append(length - seg)
         self._run_pending()
@@ -175,7 +178,7 @@ class OverlapAdd:
     def _run_pending(self) -> None:
         if not self.pending:
             return
-        seg = self.plan.segment
+        seg = self.plan.segment_samples
         chunks = torch.stack([self.buf[s - self.buf_start : s - self.buf_start + seg] for s in self.pending])
         sources = self.fn(chunks)  # [B, J, S]
         if sources.shape != (len(self.pending), self.num_spk, seg):
@@ -187,7 +190,7 @@ class OverlapAdd:
         self.pending = []
 
     def _add(self, start: int, est: Tensor) -> None:
-        seg = self.plan.segment
+        seg = self.plan.segment_samples
         lo = start - self.out_start
         assert lo >= 0, "chunk starts before already emitted output"
         covered = self.acc.shape[1]
@@ -212,7 +215,9 @@ class OverlapAdd:
             out.append(self.acc[:, :n] / self.wsum[:n])
             self.acc, self.wsum = self.acc[:, n:].clone(), self.wsum[n:].clone()
             self.out_start += n
-        keep_from = min(self.next_start, self.available - self.plan.segment, *(self.pending or [self.next_start]))
+        keep_from = min(
+            self.next_start, self.available - self.plan.segment_samples, *(self.pending or [self.next_start])
+        )
         drop = keep_from - self.buf_start
         if drop > 0:
             self.buf = self.buf[drop:].clone()

@@ -32,6 +32,7 @@ from ..audio.devices import SpeakerSink as SpeakerSink
 from ..audio.devices import import_sounddevice as import_sounddevice
 from ..audio.files import OutputFormat
 from ..model.depth import Depth
+from ..util.timing import Stopwatch
 from .outputs import OutputOptions, SpeakerFiles
 from .separator import Separator
 from .streaming import StreamStats
@@ -107,7 +108,7 @@ def run_live(
         if on_warning is not None:
             on_warning(message)
 
-    t0 = time.perf_counter()
+    watch = Stopwatch(separator.device)
     stream = separator.stream(
         source.sample_rate, channels=source.channels, n_sep=depth.n_sep, n_re=depth.n_re, name=source.name
     )
@@ -167,7 +168,7 @@ def run_live(
     return LiveResult(
         outputs,
         stream.stats.input_frames / source.sample_rate,
-        time.perf_counter() - t0,
+        watch.seconds(),
         stream.depth,
         stream.stats,
         source.overflows,

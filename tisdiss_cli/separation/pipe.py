@@ -6,7 +6,6 @@ or to one interleaved J-channel WAV stream (``sink``, e.g. standard output).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -14,6 +13,7 @@ from typing import BinaryIO
 from ..audio.files import AudioError
 from ..audio.pcm import PcmReader, StreamFormat, WavStreamWriter, raw_format, read_wav_header
 from ..model.depth import Depth
+from ..util.timing import Stopwatch
 from .outputs import OutputOptions, SpeakerFiles, claim
 from .separator import Separator
 from .streaming import StreamStats
@@ -62,7 +62,7 @@ def separate_pipe(
     with ``sink``, one interleaved WAV stream written to it. Raises :class:`~.audio.AudioError`,
     :class:`~.audio.OutputExistsError`, ``ValueError``, :class:`~tisdiss_cli.util.fileio.WriteError`
     or ``BrokenPipeError`` (the sink closed); part files are removed then."""
-    t0 = time.perf_counter()
+    watch = Stopwatch(separator.device)
     encoding = encoding if encoding is not None else PipeInput()
     options = options if options is not None else OutputOptions()
     fmt = encoding.read_format(source)
@@ -96,4 +96,4 @@ def separate_pipe(
             files.write(stream.close())
             outputs, clipped = [str(p) for p in files.commit()], files.clipped
     seconds = stream.stats.input_frames / fmt.sample_rate
-    return PipeResult(outputs, fmt, seconds, time.perf_counter() - t0, stream.stats, clipped, list(reader.warnings))
+    return PipeResult(outputs, fmt, seconds, watch.seconds(), stream.stats, clipped, list(reader.warnings))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from ..model.network import TISDiSS
 from ..model.precision import at_precision
 from ..util.device import pick_device
 from ..util.precision import PRECISIONS
+from ..util.timing import Stopwatch
 from ..zoo.load import LoadedModel, load_any
 from .adaptive import separate_adaptive
 from .calibration import Calibration, calibrate
@@ -161,7 +161,7 @@ class Separator:
 
     @property
     def segment(self) -> float:
-        """Deprecated: :attr:`segment_seconds` (``plan.segment`` is the same length in samples)."""
+        """Deprecated: :attr:`segment_seconds` (``plan.segment_samples`` is the same length in samples)."""
         warnings.warn("Separator.segment is deprecated; use segment_seconds", DeprecationWarning, stacklevel=2)
         return self.segment_seconds
 
@@ -200,7 +200,7 @@ class Separator:
             n_re,
             max_rtf=max_rtf,
             calibration=self.calibration,
-            keep_up=self.plan.hop / self.plan.segment if live else None,
+            keep_up=self.plan.hop_samples / self.plan.segment_samples if live else None,
         )
 
     def depth_for_rtf(self, max_rtf: float, n_sep: int | None = None) -> Depth:
@@ -273,6 +273,7 @@ class Separator:
             output_rate=output_rate,
             on_chunk=on_chunk,
             name=name,
+            device=self.device,
         )
 
     def separate(
@@ -354,7 +355,7 @@ class Separator:
     ) -> FileResult:
         """Separate one file block by block into one file per speaker; see :meth:`separate_file`.
         ``options`` (checked once by whoever made it) replaces fmt ... overwrite."""
-        t0 = time.perf_counter()
+        watch = Stopwatch(self.device)
         depth = self.depth(preset, n_sep, n_re)
         if options is None:
             options = OutputOptions(fmt, float_output, output_rate, channel, filename, overwrite)
@@ -384,7 +385,7 @@ class Separator:
             info.path,
             outputs,
             info.duration,
-            time.perf_counter() - t0,
+            watch.seconds(),
             depth,
             files.clipped,
             engine.stats.chunks,

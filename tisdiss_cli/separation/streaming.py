@@ -25,11 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from ..audio import files as audio
 from ..audio.arrays import samples_to_float32
 from ..model.depth import Depth
+from ..util.timing import Stopwatch
 from .chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn
 
 NetworkFactory = Callable[[Depth], SeparateFn]
@@ -95,6 +97,7 @@ class SeparationStream:
         clock: Clock = time.perf_counter,
         on_chunk: ChunkCallback | None = None,
         name: str | None = None,
+        device: torch.device | None = None,
     ) -> None:
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
@@ -104,6 +107,7 @@ class SeparationStream:
         self.model_rate, self.sample_rate = model_rate, sample_rate
         self.output_rate = self.sample_rate if output_rate is None else output_rate
         self.channels, self.channel, self.clock = channels, channel, clock
+        self.device = device if device is not None else torch.device("cpu")  # where chunk compute is timed
         self.name = name  # prefixes error messages ("meeting.wav: NaN or Inf samples near ...")
         self.stats = StreamStats()
         self._to_model = audio.resample_stream(self.sample_rate, model_rate, 1)
@@ -117,12 +121,12 @@ class SeparationStream:
     def latency_bound(self) -> float:
         """Seconds an output sample waits for the input, before compute: one segment (plus batching)."""
         plan = self.plan
-        return (plan.segment + (plan.batch_size - 1) * plan.hop) / self.model_rate
+        return (plan.segment_samples + (plan.batch_size - 1) * plan.hop_samples) / self.model_rate
 
     @property
     def hop_seconds(self) -> float:
         """New audio per chunk, in seconds: a chunk must run faster than this to keep up."""
-        return self.plan.hop / self.model_rate
+        return self.plan.hop_samples / self.model_rate
 
     def set_depth(self, depth: Depth) -> None:
         """Run later chunks at another depth (live separation steps down when it falls behind)."""
@@ -172,9 +176,9 @@ class SeparationStream:
 
     def _timed(self, fn: SeparateFn) -> SeparateFn:
         def run(chunks: Tensor) -> Tensor:
-            start = time.perf_counter()
+            watch = Stopwatch(self.device)
             out = fn(chunks)
-            seconds = time.perf_counter() - start
+            seconds = watch.seconds()
             self.stats.chunks += len(chunks)
             self.stats.compute_seconds += seconds
             self.stats.last_chunk_seconds = seconds / len(chunks)

@@ -19,6 +19,15 @@ read-only tmpfs for a read-only folder (mounted and unmounted here); otherwise t
 cases are skipped with a note and ``chmod 555`` makes a read-only folder. The last line is
 ``N cases: T tracebacks, W wrong exit codes, C silent corruptions, P partial files, I inputs
 modified``; the exit code is 1 when any of these counts is non-zero.
+
+One case per check: 17 near-duplicates of the first version were dropped to keep a run under 10
+minutes (each case is a fresh process, about 3 s of start-up). What covers them: 32-bit PCM and
+double WAV input (24-bit PCM, float), 11.025 and 44.1 kHz input (7 and 96 kHz; 44.1 kHz in
+sep-format-opus-44k), -inf and garbage FLAC (inf, garbage WAV), text on stdin (garbage on stdin),
+--segment -1 (0.01), --nre -1 and --nsep 33 (--nsep 0, --nre 33: the same two bounds), the
+default preset and precision (every other case), a .flac template with WAV output (the .mp3 one),
+bench without --json (bench-json), --nre -1 for bench (a,b), an empty file for live (garbage),
+and the bundled model's default run (its best-flac, example and stdin cases).
 """
 
 from __future__ import annotations
@@ -83,6 +92,7 @@ class Case:
     outputs: list[Out] = field(default_factory=list)
     out_dir: str | None = "out"  # where no audio beyond ``outputs`` may appear (None: not checked)
     needle: str | None = None  # an error's message must hold this (a path, an option, a reason)
+    message_on: str = "stderr"  # where the error's message is: stderr, or stdout (help for a bare command)
     stdin: Path | None = None
     stdin_bytes: bytes | None = None
     stdout: str = "pipe"  # pipe | file (saved as stdout.bin) | full (/dev/full)
@@ -451,7 +461,8 @@ class Matrix:
                 result.corruption = "; ".join(problems)
         # the message of an error
         if result.actual in (1, 2) and result.actual in case.expect:
-            result.message = judge_message(stderr, result.actual, case.needle)
+            said = stdout if case.message_on == "stdout" else stderr
+            result.message = judge_message(said, result.actual, case.needle)
         return result
 
 
@@ -461,11 +472,11 @@ def shlex_quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def judge_message(stderr: str, code: int, needle: str | None) -> str | None:
-    """None when the error is said on one line that names ``needle``."""
-    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+def judge_message(text: str, code: int, needle: str | None) -> str | None:
+    """None when the error is said (on stderr, unless the case says stdout) on one line that names ``needle``."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lines:
-        return "no message on stderr"
+        return "no message"
     if needle is None:
         return None
     if code == 2:  # Typer's usage-error box wraps one message over several lines
@@ -541,7 +552,7 @@ def build_inputs(folder: Path) -> Inputs:
     inp = Inputs()
     folder.mkdir(parents=True)
     m = mixture(0.6)
-    for subtype in ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"):
+    for subtype in ("PCM_U8", "PCM_16", "PCM_24", "FLOAT"):
         inp.add(subtype.lower(), write(folder / f"mix_{subtype.lower()}.wav", m, subtype=subtype))
     inp.add("flac", write(folder / "mix.flac", m, subtype="PCM_16"))
     inp.add("aiff", write(folder / "mix.aiff", m, subtype="PCM_16"))
@@ -551,7 +562,7 @@ def build_inputs(folder: Path) -> Inputs:
     inp.add("stereo16k", write(folder / "stereo16k.wav", mixture(0.6, 16000, 2), 16000, "PCM_24"))
     inp.add("ch12", write(folder / "ch12.wav", mixture(0.3, RATE, 12), subtype="PCM_16"))
     inp.add("ch64", write(folder / "ch64.wav", mixture(0.2, RATE, 64), subtype="PCM_16"))
-    for rate in (7000, 11025, 44100, 96000):
+    for rate in (7000, 44100, 96000):
         inp.add(f"r{rate}", write(folder / f"r{rate}.wav", mixture(0.3, rate), rate, "PCM_16"))
     inp.add("r1", write(folder / "r1hz.wav", mixture(8.0, 1), 1, "PCM_16"))
     inp.add("one", write(folder / "one_sample.wav", mixture(0.6)[:1], subtype="PCM_16"))
@@ -562,7 +573,7 @@ def build_inputs(folder: Path) -> Inputs:
     inp.add("long", write(folder / "long.wav", mixture(3.0), subtype="PCM_16"))
     inp.add("ten_s", write(folder / "ten_seconds.wav", mixture(10.0), subtype="PCM_16"))
     inp.add("bundled_mix", write(folder / "bundled_mix.wav", mixture(1.0, 16000), 16000, "PCM_16"))
-    for key, value in (("nan", np.nan), ("inf", np.inf), ("neginf", -np.inf)):
+    for key, value in (("nan", np.nan), ("inf", np.inf)):
         x = mixture(0.6).astype(np.float32)
         x[2000] = value
         inp.add(key, write(folder / f"{key}.wav", x, subtype="FLOAT"))
@@ -573,7 +584,7 @@ def build_inputs(folder: Path) -> Inputs:
     (folder / "empty.wav").write_bytes(b"")
     inp.files["empty"] = folder / "empty.wav"
     garbage = np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8).tobytes()
-    for name in ("garbage.wav", "garbage.flac", "garbage.mp3"):
+    for name in ("garbage.wav", "garbage.mp3"):
         (folder / name).write_bytes(garbage)
         inp.files[name.replace(".", "_")] = folder / name
     (folder / "text.wav").write_text("this is not audio\n")
@@ -690,15 +701,15 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
             **kw,
         )
 
-    # ---- input kinds
-    for key in ("pcm_u8", "pcm_16", "pcm_24", "pcm_32", "float", "double", "flac", "aiff", "ogg", "mp3"):
+    # ---- input kinds (near-duplicates trimmed: see the module docstring)
+    for key in ("pcm_u8", "pcm_16", "pcm_24", "float", "flac", "aiff", "ogg", "mp3"):
         if key in inp.files:
             tol = 1200 if key in ("mp3", "ogg") else 0
             sep(f"sep-input-{key}", key, out_kw={"tol": tol, "channels": 1})
     sep("sep-stereo-16k-24bit", "stereo16k", out_kw={"channels": 1})
     sep("sep-12-channels", "ch12")
     sep("sep-64-channels", "ch64")
-    for rate in (7000, 11025, 44100, 96000):
+    for rate in (7000, 96000):  # down and up to the model's rate; 44.1 kHz in sep-format-opus-44k
         sep(f"sep-rate-{rate}", f"r{rate}")
     sep("sep-rate-1hz", "r1", note="1 Hz: README says any rate")
     sep("sep-one-sample", "one")
@@ -727,7 +738,7 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-big-float-2e30", "big", out_kw={"allow_clipped": True})
     sep("sep-big-float-2e30-float", "big", ["--float"])
     sep("sep-truncated-wav", "truncated", stderr_check=has("warning"))
-    for key in ("nan", "inf", "neginf", "empty", "garbage_wav", "garbage_flac", "garbage_mp3", "text", "header_only"):
+    for key in ("nan", "inf", "empty", "garbage_wav", "garbage_mp3", "text", "header_only"):
         sep(f"sep-bad-{key}", key, expect=1, needle=inp[key].name)
     single("sep-missing-file", ["separate", "{case}/nope.wav", "-o", "{case}/out", *tiny], 1, needle="nope.wav")
     single(
@@ -968,9 +979,6 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-filename-empty", "pcm_16", ["--filename", ""], expect=2, needle="--filename")
     sep("sep-filename-wrong-ext", "pcm_16", ["--filename", "{stem}_{spk}.mp3"], expect=2, needle="--filename")
     sep(
-        "sep-filename-flac-ext-wav-format", "pcm_16", ["--filename", "{stem}_{spk}.flac"], expect=2, needle="--filename"
-    )
-    sep(
         "sep-filename-mp3-ext-mp3-format",
         "pcm_16",
         ["--filename", "{stem}_{spk}.mp3", "--format", "mp3"],
@@ -992,33 +1000,22 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-segment-short", "long", ["--segment", "0.1"], outputs=spk_outputs("long", lf))
     sep("sep-segment-1e9", "long", ["--segment", "1e9"], outputs=spk_outputs("long", lf))
     sep("sep-segment-too-small", "long", ["--segment", "0.01"], expect=2, needle="--segment")
-    sep("sep-segment-negative", "long", ["--segment", "-1"], expect=2, needle="--segment")
     sep("sep-segment-text", "long", ["--segment", "abc"], expect=2, needle="--segment")
     sep("sep-segment-nan", "long", ["--segment", "nan"], expect=2, needle="--segment")
-    sep(
-        "sep-segment-inf",
-        "long",
-        ["--segment", "inf"],
-        expect=(0, 2),
-        needle="--segment",
-        outputs=spk_outputs("long", lf),
-        note="whole input, or refused",
-    )
+    sep("sep-segment-inf", "long", ["--segment", "inf"], expect=2, needle="--segment")
     sep("sep-overlap-0.5", "long", ["--overlap", "0.5", "--segment", "0.5"], outputs=spk_outputs("long", lf))
     sep("sep-overlap-0", "long", ["--overlap", "0", "--segment", "0.5"], outputs=spk_outputs("long", lf))
     sep("sep-overlap-too-big", "long", ["--overlap", "0.95"], expect=2, needle="--overlap")
     sep("sep-batch-size-3", "long", ["--batch-size", "3", "--segment", "0.4"], outputs=spk_outputs("long", lf))
     sep("sep-batch-size-0", "long", ["--batch-size", "0"], expect=2, needle="--batch-size")
-    for preset in ("fast", "balanced", "best"):
+    for preset in ("fast", "best"):  # balanced is the default every other case runs
         sep(f"sep-preset-{preset}", "pcm_16", ["--preset", preset])
     sep("sep-preset-bogus", "pcm_16", ["--preset", "turbo"], expect=2, needle="--preset")
     sep("sep-nsep-1-nre-1", "pcm_16", ["--nsep", "1", "--nre", "1"])
     sep("sep-nre-0", "pcm_16", ["--nre", "0"])
     sep("sep-nre-beyond-card", "pcm_16", ["--nre", "5"], stderr_check=has("warning"))
     sep("sep-nsep-0", "pcm_16", ["--nsep", "0"], expect=2, needle="--nsep")
-    sep("sep-nsep-33", "pcm_16", ["--nsep", "33"], expect=2, needle="--nsep")
     sep("sep-nre-33", "pcm_16", ["--nre", "33"], expect=2, needle="--nre")
-    sep("sep-nre-negative", "pcm_16", ["--nre", "-1"], expect=2, needle="--nre")
     sep("sep-nre-text", "pcm_16", ["--nre", "two"], expect=2, needle="--nre")
     sep("sep-max-rtf-100", "pcm_16", ["--max-rtf", "100"])
     sep("sep-max-rtf-0", "pcm_16", ["--max-rtf", "0"], stderr_check=has("warning"))
@@ -1041,7 +1038,7 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-device-cuda", "pcm_16", ["--device", "cuda"], expect=0 if cuda else 1, needle="CUDA")
     sep("sep-device-cuda-99", "pcm_16", ["--device", "cuda:99"], expect=(1, 2), needle="cuda:99")
     sep("sep-device-mps", "pcm_16", ["--device", "mps"], expect=1, needle="MPS")
-    for prec in ("auto", "fp32", "bf16", "int8"):
+    for prec in ("fp32", "bf16", "int8"):  # auto is the default every other case runs
         sep(f"sep-precision-{prec}", "pcm_16", ["--precision", prec])
     sep("sep-precision-bogus", "pcm_16", ["--precision", "fp16"], expect=2, needle="--precision")
 
@@ -1053,9 +1050,6 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-model-wsj0-2mix-offline", "pcm_16", ["-m", "wsj0-2mix"], expect=1, needle="TISDISS_OFFLINE")
     bm, bf = inp["bundled_mix"], inp.frames["bundled_mix"]
     bundled = ["-m", "tisdiss-small-8k", "--threads", "1"]
-    single(
-        "sep-bundled", ["separate", str(bm), "-o", "{case}/out", *bundled], 0, outputs=spk_outputs("bundled_mix", bf)
-    )
     single(
         "sep-bundled-best-flac",
         ["separate", str(bm), "-o", "{case}/out", *bundled, "--preset", "best", "--format", "flac"],
@@ -1167,7 +1161,7 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
         outputs=spk_outputs("stdin", inp.frames["truncated"]),
         stderr_check=has("warning"),
     )
-    for key in ("garbage_wav", "text", "header_only", "empty"):
+    for key in ("garbage_wav", "header_only", "empty"):
         stdin_case(f"stdin-bad-{key}", key, [], 1, needle="stdin")
     stdin_case("stdin-nan", "nan", [], 1, needle="stdin")
     stdin_case("stdin-huge", "huge", [], 0, outputs=spk_outputs("stdin", fr, allow_clipped=True))
@@ -1528,7 +1522,6 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
 
     # ---- bench
     bench = ["bench", "-m", str(ckpt), "--seconds", "0.3", "--runs", "1", "--nre", "1", "--threads", "1"]
-    single("bench-ok", bench, 0, out_dir=None)
     single("bench-json", [*bench, "--json"], 0, out_dir=None, stdout_check=_json_any)
     single(
         "bench-random-tiny",
@@ -1543,7 +1536,6 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
         out_dir=None,
     )
     single("bench-nre-bogus", ["bench", "-m", str(ckpt), "--nre", "a,b"], 2, needle="--nre")
-    single("bench-nre-negative", ["bench", "-m", str(ckpt), "--nre", "-1"], 2, needle="--nre")
     single("bench-nre-33", ["bench", "-m", str(ckpt), "--nre", "33"], 2, needle="--nre")
     single("bench-seconds-0", ["bench", "-m", str(ckpt), "--seconds", "0"], 2, needle="--seconds")
     single("bench-runs-0", ["bench", "-m", str(ckpt), "--runs", "0"], 2, needle="--runs")
@@ -1826,23 +1818,26 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
         2,
         needle="bogus",
     )
+    # A corpus folder that is missing or holds no SPEAKER/UTT files is a file error (1), found when the
+    # data are indexed, as for `separate nope.wav` and `eval` of a test set missing a file; a bad
+    # recipe, --set or --config (the command line's own text) is a usage error (2).
     single(
         "train-data-missing",
         [*base, "--recipe", "tiny", "--data", "{case}/nodata", "--run", "{case}/r"],
-        2,
+        1,
         needle="nodata",
     )
     single(
         "train-data-empty",
         [*base, "--recipe", "tiny", "--data", str(inp["empty_dir"]), "--run", "{case}/r"],
-        2,
+        1,
         needle="empty_dir",
     )
     single(
         "train-set-unknown-key",
         [*base, "--recipe", "tiny", "--data", str(corpus), "--run", "{case}/r", "--set", "optim.nope=1"],
         2,
-        needle="optim.nope",
+        needle="optim: unknown key 'nope'",
     )
     single(
         "train-set-bad-value",
@@ -1939,7 +1934,6 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
         1,
         needle="nan.wav",
     )
-    single("live-from-file-empty", [*lv, "--from-file", str(inp["empty"]), "-o", "{case}/out"], 1, needle="empty.wav")
     single(
         "live-monitor-3",
         [*lv, "--from-file", str(inp["pcm_16"]), "--monitor", "3", "-o", "{case}/out"],
@@ -2009,7 +2003,8 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
 
     # ---- top level
     single("top-version", ["--version"], 0, out_dir=None)
-    single("top-no-command", [], (0, 2), out_dir=None)
+    # click's no_args_is_help: the help on stdout and exit 2 (a usage error), nothing on stderr
+    single("top-no-command", [], (0, 2), out_dir=None, message_on="stdout", needle="Usage:")
     single("top-unknown-command", ["split", "a.wav"], 2, needle="split")
     for command in ("separate", "eval", "export", "bench", "train", "live", "models"):
         single(f"help-{command}", [command, "--help"], 0, out_dir=None, stdout_check=has("Usage"))
@@ -2158,7 +2153,7 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
         ("separate int16 PCM", "ok", (x * 32767).astype(np.int16), (j, n)),
         ("separate int32 PCM", "ok", (x * 2**31).astype(np.int32), (j, n)),
         ("separate int8 PCM", "ok", (x * 127).astype(np.int8), (j, n)),
-        ("separate uint8 (README: refused; code: 8-bit WAV PCM)", "either", (x * 127 + 128).astype(np.uint8), None),
+        ("separate uint8 (8-bit WAV PCM, README)", "ok", (x * 127 + 128).astype(np.uint8), (j, n)),
         ("separate int64", "error", (x * 32767).astype(np.int64), None),
         ("separate bool", "error", x > 0, None),
         ("separate complex", "error", x.astype(np.complex64), None),
@@ -2192,7 +2187,8 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
     x8 = x[:8].copy()  # 8 s at 1 Hz
     call("separate rate 1 Hz", "either", lambda: sep.separate(x8, 1), (x8,), (j, 8))
     call("separate rate '8000' (str)", "error", lambda: sep.separate(x, "8000"), (x,))  # type: ignore[arg-type]
-    call("separate rate 8000.5", "either", lambda: sep.separate(x, 8000.5), (x,))  # type: ignore[arg-type]
+    call("separate rate 8e3 (a whole float)", "ok", lambda: sep.separate(x, 8e3), (x,), (j, n))  # type: ignore[arg-type]
+    call("separate rate 8000.5 (README: whole Hz)", "error", lambda: sep.separate(x, 8000.5), (x,))  # type: ignore[arg-type]
     call("separate rate nan", "error", lambda: sep.separate(x, float("nan")), (x,))  # type: ignore[arg-type]
     call("separate n_re 33", "error", lambda: sep.separate(x, RATE, n_re=33), (x,))
     call("separate n_sep 0", "error", lambda: sep.separate(x, RATE, n_sep=0), (x,))
@@ -2303,7 +2299,8 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
     call("stream inf block", "error", lambda: streamed([bad(x, 3, np.inf)]))
     call("stream wrong channel count", "error", lambda: streamed([st2], channels=1))
     call("stream 3-D block", "error", lambda: streamed([x.reshape(1, 1, -1)]))
-    call("stream uint8 block", "error", lambda: streamed([(x * 100 + 128).astype(np.uint8)]))
+    call("stream uint8 block (as separate)", "ok", lambda: streamed([(x * 100 + 128).astype(np.uint8)]), (), (j, n))
+    call("stream rate 8000.5", "error", lambda: sep.stream(8000.5))  # type: ignore[arg-type]
     call("stream rate 0", "error", lambda: sep.stream(0))
     call("stream channels 0", "error", lambda: sep.stream(RATE, channels=0))
     call("stream channel 2 of 1", "error", lambda: streamed([x], channel=1))
@@ -2394,9 +2391,19 @@ def run_api(mx: Matrix, ckpt: Path, timeout: float) -> list[Result]:
 # --------------------------------------------------------------------------- driver
 
 
-def run_units(mx: Matrix, units: list[list[Case]], jobs: int) -> list[Result]:
+def run_units(
+    mx: Matrix, units: list[list[Case]], jobs: int, first: Callable[[], list[Result]] | None = None
+) -> list[Result]:
+    """The units, ``jobs`` at a time; ``first`` (the API worker) takes the first slot, beside them."""
     results: list[Result] = []
     lock = threading.Lock()
+
+    def run_first() -> None:
+        assert first is not None
+        for res in first():
+            with lock:
+                results.append(res)
+                print(row(res), flush=True)
 
     def run_unit(unit: list[Case]) -> None:
         for case in unit:
@@ -2406,7 +2413,8 @@ def run_units(mx: Matrix, units: list[list[Case]], jobs: int) -> list[Result]:
                 print(row(res), flush=True)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        for fut in [pool.submit(run_unit, u) for u in units]:
+        futures = [pool.submit(run_first)] if first is not None else []
+        for fut in futures + [pool.submit(run_unit, u) for u in units]:
             fut.result()
     return results
 
@@ -2476,12 +2484,8 @@ def main() -> int:
             units = [u for u in units if u]
         n_cli = sum(len(u) for u in units)
         print(f"{n_cli} command-line cases in {len(units)} units, {args.jobs} at a time; temp folder {root}")
-        results = run_units(mx, units, args.jobs)
-        if not args.no_api and (not args.only or any("api" in s for s in args.only)):
-            api = run_api(mx, ckpt, timeout=300)
-            for r in api:
-                print(row(r))
-            results += api
+        with_api = not args.no_api and (not args.only or any("api" in s for s in args.only))
+        results = run_units(mx, units, args.jobs, (lambda: run_api(mx, ckpt, timeout=300)) if with_api else None)
         skipped = [r for r in results if r.skipped]
         unclear = [r for r in results if r.message and not r.skipped]
         for r in skipped:

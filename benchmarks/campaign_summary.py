@@ -43,11 +43,24 @@ def cpu_hours_at(samples: list[tuple[int, float]], step: int) -> float | None:
     return samples[i][1] / 3600
 
 
+def audio_settings_at_start(config: dict, events: list[dict]) -> tuple[float, float]:
+    """(batch size, crop seconds) the run started with: the final config, undone by its recorded changes."""
+    batch, crop = config["optim"]["batch_size"], config["data"]["mixing"]["segment_seconds"]
+    for event in reversed(events):
+        changes = event.get("changes", {}) if event["event"] == "config" else {}
+        batch = changes.get("optim.batch_size", [batch])[0]
+        crop = changes.get("data.mixing.segment_seconds", [crop])[0]
+    return batch, crop
+
+
 def summarise(run: Path, cpulog: Path | None, window: float) -> None:
     config = json.loads((run / "config.json").read_text())
     audio_per_step = config["optim"]["batch_size"] * config["data"]["mixing"]["segment_seconds"]
     samples = cpu_by_step(cpulog, run)
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    # config.json holds the settings at the end; a resume's "config" event records what it changed
+    batch, crop = audio_settings_at_start(config, events)
+    seen, last_step = 0.0, 0
     print(f"\n{run}  ({audio_per_step:g} s of mixtures per step at the end)")
     print("| epoch | step | CPU-h | mixtures (h) | train SI-SNR | valid SI-SNRi |")
     print("|---:|---:|---:|---:|---:|---:|")
@@ -57,11 +70,17 @@ def summarise(run: Path, cpulog: Path | None, window: float) -> None:
         finals = [v for k, v in event.items() if k.startswith("final")]  # "final{i}": the last output's loss
         if event["event"] == "train" and finals:
             train.append(-finals[0])
+        elif event["event"] == "config":
+            seen += (event["step"] - last_step) * batch * crop
+            last_step = event["step"]
+            changes = event.get("changes", {})
+            batch = changes.get("optim.batch_size", [batch, batch])[1]
+            crop = changes.get("data.mixing.segment_seconds", [crop, crop])[1]
         elif event["event"] == "epoch":
             cpu = cpu_hours_at(samples, event["step"])
             mean_train = sum(train) / len(train) if train else float("nan")
             cpu_text = f"{cpu:.2f}" if cpu is not None else "-"
-            hours = event["step"] * audio_per_step / 3600
+            hours = (seen + (event["step"] - last_step) * batch * crop) / 3600
             print(
                 f"| {event['epoch']} | {event['step']} | {cpu_text} | {hours:.2f} | {mean_train:.2f} | "
                 f"{event['valid_si_snri']:.2f} |"

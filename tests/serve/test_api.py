@@ -79,7 +79,10 @@ def test_bundled_model_presets_show_the_cards_quality(make_server, tiny_separato
 
     bundled = pytest.importorskip("tisdiss_cli.separation.separator").Separator("tisdiss-small-8k", device="cpu")
     shown = {p.name: p.quality for p in presets(bundled, {})}
-    assert shown == {"fast": 4.56, "balanced": 4.60, "best": 4.60}  # models/registry.toml, by_n_re
+    card = bundled.loaded.card
+    assert card.quality is not None
+    expected = {name: card.quality.by_n_re[depth.n_re] for name, depth in card.presets.items()}
+    assert shown == expected and len(expected) == 3  # models/registry.toml: presets and by_n_re
 
 
 def test_a_job_from_upload_to_downloads(make_server, tmp_path: Path) -> None:

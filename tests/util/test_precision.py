@@ -190,7 +190,8 @@ def test_tiny_random_model_reduced_precision_within_stated_si_snr(tiny: TISDiSS,
 
 
 # Measured on the shipped 6.26-dB weights (AMD EPYC, avx512_bf16): bf16 50.0 dB SI-SNR against fp32 on
-# the example (47.5 dB with the 4.60-dB ones on an AVX2 EPYC, 47.6 dB with the 4.26-dB ones). bf16 only rounds, so its floor holds whatever the weights.
+# the example (47.5 dB with the 4.60-dB ones on an AVX2 EPYC, 47.6 dB with the 4.26-dB ones).
+# bf16 only rounds, so its floor holds whatever the weights.
 # int8's sample-level distance is not a property of the code (81, 34.9, 30.1 dB across three
 # releases: the better the model separates, the more its output depends on the layers int8
 # changes), so int8 is held to the goal it is sold on below: the separation quality it keeps.

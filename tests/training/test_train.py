@@ -205,6 +205,24 @@ def test_init_from_resolves_like_any_model_spec(tmp_path: Path) -> None:
         train(config, tmp_path / "run")
 
 
+def test_resume_needs_the_run_not_the_init_from_weights(corpus: Path, tmp_path: Path) -> None:
+    """A run started --init-from a file resumes from its own last.pt after that file is gone."""
+    from tisdiss_cli.model.checkpoint import save_checkpoint
+    from tisdiss_cli.model.network import TISDiSS
+
+    overrides = ["optim.max_steps=4", "save_every_steps=100", "log_every_steps=1", "data.epoch_size=40"]
+    weights = save_checkpoint(TISDiSS(_config(corpus).model), tmp_path / "start.safetensors")
+    config = resolve_config("tiny", None, str(corpus), overrides, init_from=str(weights))
+    reference = tmp_path / "reference"
+    train(config, reference)
+    run = tmp_path / "run"
+    stop = threading.Event()
+    train(config, run, log=lambda e: stop.set() if e["event"] == "train" and e["step"] == 2 else None, stop=stop)
+    weights.unlink()
+    train(config, run, resume=True)
+    assert _losses(run) == _losses(reference)
+
+
 def test_premixed_training_reads_test_set_layouts(tmp_path: Path) -> None:
     """data.kind = "premixed" (the paper recipes) trains on wsj0-2mix style mix/ s1/ s2/ folders."""
     rng = np.random.default_rng(0)

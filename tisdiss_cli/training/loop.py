@@ -249,7 +249,8 @@ def _setup(config: TrainConfig, run_dir: Path, resume: bool, log: LogFn | None) 
         raise ValueError(f"precision must be fp32, bf16 or fp64, not {config.precision!r}")
     dtype = torch.float64 if config.precision == "fp64" else torch.float32
 
-    model = _initial_model(config).to(device=device, dtype=dtype)
+    # a resumed run's weights come from last.pt: its --init-from file may be gone by now
+    model = _initial_model(config, pretrained=not resume).to(device=device, dtype=dtype)
     model.set_checkpointing(config.checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=optim_cfg.betas, weight_decay=optim_cfg.weight_decay)
@@ -423,12 +424,12 @@ def _keep_best_epochs(model: TISDiSS, ckpt_dir: Path, state: TrainState, valid_l
     state.best = ranked[:keep]
 
 
-def _initial_model(config: TrainConfig) -> TISDiSS:
-    """The reference initialisation (seeded), or the weights of ``config.init_from``."""
+def _initial_model(config: TrainConfig, *, pretrained: bool = True) -> TISDiSS:
+    """The reference initialisation (seeded), then the weights of ``config.init_from`` if ``pretrained``."""
     torch.manual_seed(config.seed)
     model = TISDiSS(config.model)
     init_weights(model)
-    if not config.init_from:
+    if not (pretrained and config.init_from):
         return model
     loaded = load_any(config.init_from).model
     # Loop counts may differ (fine-tuning deeper); the architecture may not.

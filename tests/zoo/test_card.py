@@ -82,3 +82,19 @@ def test_in_memory_model_gets_default_presets() -> None:
     custom = LoadedModel.in_memory(model, "m", {"best": (1, 2)})
     assert custom.presets == {"best": Depth(1, 2)}
     assert torch.equal(next(custom.model.parameters()), next(model.parameters()))
+
+
+def test_registry_entry_card_takes_rate_and_speakers_from_the_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = tiny_model()
+    weights = save_checkpoint(model, tmp_path / "w.safetensors")
+    extra = tmp_path / "extra.toml"
+    extra.write_text(
+        f'[models.mislabelled]\nbundled = true\nfile = "{weights.name}"\nsample_rate = 44100\nnum_spk = 5\n'
+    )
+    monkeypatch.setenv("TISDISS_REGISTRY", str(extra))
+    with caplog.at_level("WARNING", logger="tisdiss_cli.zoo.load"):
+        card = load_any("mislabelled").card
+    assert (card.sample_rate, card.num_spk) == (model.config.sample_rate, model.config.num_spk)
+    assert "sample_rate = 44100" in caplog.text and "num_spk = 5" in caplog.text

@@ -78,15 +78,26 @@ class ModelCard:
 
     @classmethod
     def from_entry(
-        cls, entry: ModelEntry, presets: Mapping[str, Depth], trained: Depth, metadata: Mapping[str, Any]
+        cls,
+        entry: ModelEntry,
+        presets: Mapping[str, Depth],
+        trained: Depth,
+        metadata: Mapping[str, Any],
+        *,
+        sample_rate: int,
+        num_spk: int,
     ) -> ModelCard:
-        """The card of a registry model; ``metadata`` is its checkpoint's."""
+        """The card of a registry model; ``metadata`` is its checkpoint's.
+
+        The rate and speaker count come from the network's config, which is what separates; the
+        registry's copies only describe a model before it is downloaded.
+        """
         bundled = entry.bundled_path()
         return cls(
             presets=dict(presets),
             trained=trained,
-            sample_rate=entry.sample_rate or _int(metadata.get("sample_rate")) or 0,
-            num_spk=entry.num_spk or _int(metadata.get("num_spk")) or 0,
+            sample_rate=sample_rate,
+            num_spk=num_spk,
             segment_seconds=_seconds(entry.segment),
             quality=Quality.parse(entry.quality),
             summary=entry.summary,

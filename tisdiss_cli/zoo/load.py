@@ -207,8 +207,17 @@ def _loaded(model: TISDiSS, metadata: Mapping[str, Any], name: str, device: str,
 
 def _load_entry(entry: ModelEntry, device: str, progress: ProgressCallback | None) -> LoadedModel:
     model, metadata = read_model(download_model(entry.name, progress=progress))
+    config = model.config
+    for field_name, listed, actual in (
+        ("sample_rate", entry.sample_rate, config.sample_rate),
+        ("num_spk", entry.num_spk, config.num_spk),
+    ):
+        if listed is not None and listed != actual:
+            log.warning("registry entry %r lists %s = %s, its weights have %s", entry.name, field_name, listed, actual)
     presets = dict(entry.presets) or _presets_from(metadata, model)
-    card = ModelCard.from_entry(entry, presets, model.config.depth, metadata)
+    card = ModelCard.from_entry(
+        entry, presets, config.depth, metadata, sample_rate=config.sample_rate, num_spk=config.num_spk
+    )
     return LoadedModel(model.to(device).eval(), entry.name, card)
 
 

@@ -9,8 +9,9 @@
 # From the shipped weights, the bundled recipe (band split n_fft 256, utterance band norm, loss
 # l1+3, N_re 2, 4-s crops), bf16 autocast, a large batch. Phase 1 holds the rate constant for
 # three quarters of MINUTES; phase 2 resumes the run with a half-cosine decay planned over the
-# steps that phase 1's measured speed fits into the rest. The run folder (weights, metrics,
-# last.pt) and phase 1's last.pt (to continue at the constant rate) land in $OUT.
+# steps that phase 1's measured speed fits into the rest. The run folder (config, metrics, the
+# averaged model, last.pt, the 2 best epochs) and phase 1's last.pt (to continue at the constant
+# rate) land in $OUT: 7 files, under the 8 that come back.
 #
 # Environment: TISDISS_GPU_DEVICE (cuda), TISDISS_GPU_PRECISION (bf16), TISDISS_GPU_WORKERS (12),
 # TISDISS_GPU_INIT (the shipped weights), TISDISS_GPU_DATA (.train/speech8k), TISDISS_GPU_WHEELS
@@ -50,7 +51,7 @@ python3 -m tisdiss_cli train --recipe speech8k --data "$data" --run "$run" --ini
   --set data.mixing.segment_seconds=4.0 --set "data.valid_size=$valid" --set "data.num_workers=$workers" \
   --set "data.epoch_size=$((batch * 40))" --set "optim.batch_size=$batch" --set "optim.lr=$lr" \
   --set optim.warmup_steps=100 --set optim.plateau_patience=1000000 --set optim.early_stop=1000000 \
-  --set "device=$device" --set "precision=$precision" --set save_every_steps=50 --set keep_best=1 \
+  --set "device=$device" --set "precision=$precision" --set save_every_steps=50 --set keep_best=2 \
   --set "optim.max_minutes=$phase1"
 cp "$run/checkpoints/last.pt" "$out/constant-last.pt"
 

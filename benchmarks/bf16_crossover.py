@@ -19,16 +19,14 @@ from tisdiss_cli.evaluation.bench import random_model, time_forward
 from tisdiss_cli.model.config import ModelConfig, architecture
 from tisdiss_cli.model.precision import apply_precision
 
-BANDSPLIT = {"band_split": "bandsplit", "n_fft": 256, "hop_length": 128, "band_mask": True, "n_heads": 2}
+BANDSPLIT = ModelConfig(band_split="bandsplit", n_fft=256, hop_length=128, band_mask=True, n_heads=2)
 
 
 def layouts(widths: list[int]) -> list[tuple[str, ModelConfig]]:
     released = architecture("sep1x2-re1x6")
     rows = []
     for c in widths:
-        rows.append(
-            (f"band-split C={c}", ModelConfig(emb_dim=c, attention_dim=c, ffn_hidden_dim=(2 * c, 2 * c), **BANDSPLIT))
-        )
+        rows.append((f"band-split C={c}", BANDSPLIT.replace(emb_dim=c, attention_dim=c, ffn_hidden_dim=(2 * c, 2 * c))))
     for c in widths:
         ffn = tuple(h * c // released.emb_dim for h in released.ffn_hidden_dim)
         rows.append((f"standard C={c}", released.replace(emb_dim=c, attention_dim=c, ffn_hidden_dim=ffn)))

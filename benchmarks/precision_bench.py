@@ -31,14 +31,14 @@ from tisdiss_cli.evaluation.bench import random_model, time_forward
 from tisdiss_cli.evaluation.testset import load_testset, read_example
 from tisdiss_cli.model.network import TISDiSS
 from tisdiss_cli.model.precision import apply_precision
-from tisdiss_cli.util.precision import NATIVE_BF16_FLAGS, cpu_flags, native_cpu_bf16
+from tisdiss_cli.util.precision import NATIVE_BF16_FLAGS, Precision, cpu_flags, native_cpu_bf16
 from tisdiss_cli.util.runtime import tune_allocator
 from tisdiss_cli.zoo.load import load_any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BUNDLED = REPO / "models" / "weights" / "tisdiss-small-8k.safetensors"
-REDUCED = ("bf16", "int8")
+REDUCED: tuple[Precision, ...] = ("bf16", "int8")
 
 
 def cpu_description() -> dict[str, Any]:
@@ -76,7 +76,8 @@ def speed(args: argparse.Namespace, native: bool) -> list[dict[str, Any]]:
     settings.append(("bundled tisdiss-small-8k", bundled, 4.0, tuple(bundled.config.depth)))  # type: ignore[arg-type]
     rows = []
     for label, model, seconds, (n_sep, n_re) in settings:
-        for precision in ("fp32", *REDUCED):
+        all_precisions: tuple[Precision, ...] = ("fp32", *REDUCED)
+        for precision in all_precisions:
             row: dict[str, Any] = {"model": label, "seconds": seconds, "n_sep": n_sep, "n_re": n_re}
             row["precision"] = precision
             if precision == "bf16" and not native:

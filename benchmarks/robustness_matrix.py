@@ -52,6 +52,7 @@ import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -2175,15 +2176,15 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
     for name, expect, arr, shape in cases:
         silent = "silence" in name
         arrays = (arr,) if isinstance(arr, np.ndarray | torch.Tensor) else ()
-        call(name, expect, lambda a=arr: sep.separate(a, RATE), arrays, shape, allow_constant=silent)
-    call("separate python list", "either", lambda: sep.separate([0.1, -0.2, 0.3] * 100, RATE), shape=(j, 300))
+        call(name, expect, partial(sep.separate, arr, RATE), arrays, shape, allow_constant=silent)
+    call("separate python list", "either", lambda: sep.separate([0.1, -0.2, 0.3] * 100, RATE), shape=(j, 300))  # type: ignore[arg-type]
     for rate, expect, shape in (
         (7000, "ok", (j, n)),
         (96000, "ok", (j, n)),
         (0, "error", None),
         (-8000, "error", None),
     ):
-        call(f"separate rate {rate}", expect, lambda r=rate: sep.separate(x, r), (x,), shape)
+        call(f"separate rate {rate}", expect, partial(sep.separate, x, rate), (x,), shape)
     x8 = x[:8].copy()  # 8 s at 1 Hz
     call("separate rate 1 Hz", "either", lambda: sep.separate(x8, 1), (x8,), (j, 8))
     call("separate rate '8000' (str)", "error", lambda: sep.separate(x, "8000"), (x,))  # type: ignore[arg-type]
@@ -2474,11 +2475,11 @@ def main() -> int:
     os.environ.update({"OMP_NUM_THREADS": "1"})
     failed = True
     try:
-        inputs = build_inputs(mx.inputs)
+        built = build_inputs(mx.inputs)
         ckpt = build_tiny_checkpoint(root / "model")
         corpus = build_corpus(root / "corpus")
         testset = build_testset(root / "testset")
-        units = build_cases(mx, inputs, ckpt, corpus, testset)
+        units = build_cases(mx, built, ckpt, corpus, testset)
         if args.only:
             units = [[c for c in u if any(s in c.name for s in args.only)] for u in units]
             units = [u for u in units if u]

@@ -64,7 +64,7 @@ def score(backend: str, mix: np.ndarray, refs: np.ndarray, outputs: dict[int, np
     for est in outputs.values():
         metrics.si_snr(est, refs)
         values.extend(metrics.bss_sdr(est, refs, backend=backend, prepared=base.prepared)[0])  # type: ignore[arg-type]
-    return [float(v) for v in values]
+    return [float("nan") if v is None else float(v) for v in values]
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ def test_gpu_check_quick_on_cpu(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "gpu_check.json").read_text())
     if GOLDEN.exists():
         assert report["parity"]["ok"], report["parity"]
+        assert sorted(report["parity"]["max_abs_error"]) == ["nsep1_nre3", "nsep2_nre1"]  # --quick's two depths
         assert math.isfinite(report["precision_golden"]["bf16"])
     else:
         assert "skipped" in report["parity"]

@@ -19,6 +19,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.conftest import run_events
+from tisdiss_cli.model.checkpoint import read_checkpoint
 from tisdiss_cli.training.config import TrainConfig, apply_overrides, load_recipe, resolve_config
 from tisdiss_cli.training.loop import STOP_REQUESTED, train
 
@@ -47,6 +48,24 @@ def test_tiny_recipe_loss_falls(corpus: Path, tmp_path: Path) -> None:
     assert result.step == 50 and len(losses) == 50
     assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 3.0  # dB of SI-SNR
     assert (tmp_path / "run" / "model.safetensors").exists()
+    # 20 steps per epoch; the last, partial epoch (steps 41-50) is validated too
+    assert _validated_steps(tmp_path / "run") == [20, 40, 50]
+
+
+def _validated_steps(run: Path) -> list[int]:
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [e["step"] for e in events if e["event"] == "epoch"]
+
+
+def test_the_last_step_is_validated_and_can_be_the_model(corpus: Path, tmp_path: Path) -> None:
+    """max_steps at an epoch's end: that epoch is validated, so the final weights can be kept."""
+    run = tmp_path / "run"
+    train(_config(corpus, "optim.max_steps=10", "data.epoch_size=20", "keep_best=1"), run)
+    assert _validated_steps(run) == [10]
+    _, final, metadata = read_checkpoint(run / "model.safetensors")
+    assert metadata["averaged_epochs"] == [0]
+    last = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
+    assert all(torch.equal(final[k], last[k]) for k in final)
 
 
 @pytest.mark.slow

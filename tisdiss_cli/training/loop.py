@@ -155,7 +155,12 @@ def train(
             if stop_reason:
                 break
         if stop_reason:
-            run.save(clock)
+            if (done := finished(state, optim_cfg)) is not None and stop_reason == done[0]:
+                # the planned last step (max_steps), at an epoch's end or not: validate it like an
+                # epoch, so the final weights (the end of a decay) can be among the kept best
+                _end_epoch(run, config, clock)
+            else:
+                run.save(clock)
             break
 
         _end_epoch(run, config, clock)

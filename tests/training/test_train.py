@@ -52,9 +52,8 @@ def test_tiny_recipe_loss_falls(corpus: Path, tmp_path: Path) -> None:
     assert _validated_steps(tmp_path / "run") == [20, 40, 50]
 
 
-def _validated_steps(run: Path) -> list[int]:
-    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [e["step"] for e in events if e["event"] == "epoch"]
+def _validated_steps(run: Path) -> list[object]:
+    return [e["step"] for e in run_events(run, "epoch")]
 
 
 def test_the_last_step_is_validated_and_can_be_the_model(corpus: Path, tmp_path: Path) -> None:

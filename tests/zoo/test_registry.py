@@ -288,3 +288,23 @@ def test_espnet_folder_rule_prefers_the_averaged_model(tmp_path: Path) -> None:
     (folder / "1epoch.pth").unlink()
     assert espnet_files(folder)[1].name == "checkpoint.pth"
     assert espnet_files(tmp_path) is None
+
+
+def test_bundled_file_of_the_wrong_size_is_called_damaged_not_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = save_checkpoint(tiny_model(), tmp_path / "w.safetensors")
+    size = weights.stat().st_size
+    extra = tmp_path / "extra.toml"
+    extra.write_text(
+        f'[models.short]\nbundled = true\nfile = "{weights.name}"\nsize = {size + 48}\n'
+        '[models.gone]\nbundled = true\nfile = "nowhere.safetensors"\n'
+    )
+    monkeypatch.setenv("TISDISS_REGISTRY", str(extra))
+    with pytest.raises(
+        ModelNotFoundError,
+        match=rf"'short' is damaged: .*w\.safetensors is {size} bytes, the registry expects {size + 48}",
+    ):
+        download_model("short")
+    with pytest.raises(ModelNotFoundError, match=r"'gone' is not installed \(no nowhere\.safetensors in the package\)"):
+        download_model("gone")

@@ -261,6 +261,17 @@ def _load_default(device: str, progress: ProgressCallback | None) -> LoadedModel
 # --------------------------------------------------------------------------- filling the cache
 
 
+def _bundled_problem(entry: ModelEntry) -> str:
+    """Why a bundled entry's file cannot be used: missing, or not the size the registry records."""
+    path = entry.bundled_path()
+    if path is None or not path.is_file():
+        return f"bundled model {entry.name!r} is not installed (no {entry.file} in the package)"
+    return (
+        f"bundled model {entry.name!r} is damaged: {path} is {path.stat().st_size} bytes, "
+        f"the registry expects {entry.size}; reinstall tisdiss"
+    )
+
+
 def download_model(name: str, *, progress: ProgressCallback | None = None) -> Path:
     """Make registry model ``name`` available offline; returns its tisdiss checkpoint.
 
@@ -271,7 +282,7 @@ def download_model(name: str, *, progress: ProgressCallback | None = None) -> Pa
     ready = ready_checkpoint(entry)
     if entry.bundled:
         if ready is None:
-            raise ModelNotFoundError(f"bundled model {name!r} is not installed (no {entry.file} in the package)")
+            raise ModelNotFoundError(_bundled_problem(entry))
         return ready
     if ready is not None:
         return ready

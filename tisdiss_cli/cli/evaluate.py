@@ -236,12 +236,17 @@ def _check_scoring(
 
 def _print_report(console: Console, report: EvalReport, total: int, elapsed: float) -> None:
     """The scores per setting as a table, the gender groups, and where the time went."""
-    table = Table(
-        title=escape(
+    # a line of its own, not the table's title: a title is folded to the table's width, which
+    # breaks long paths where a reader would copy them
+    console.print(
+        escape(
             f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz, "
             f"{report.precision})"
-        )
+        ),
+        highlight=False,
+        soft_wrap=True,
     )
+    table = Table()
     pesq_title = f"PESQ-{report.pesq_mode.upper()}" if report.pesq_mode else "PESQ"
     titles = {"stoi": "STOI", "pesq": pesq_title}
     for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", *(titles[m] for m in report.metrics), "RTF"):
@@ -268,4 +273,5 @@ def _print_report(console: Console, report: EvalReport, total: int, elapsed: flo
         f"({per_metric:.2f} s per utterance for {len(report.settings)} setting(s) + mixture), "
         f"RTF over {report.rtf_utterances} utterance(s); total {elapsed:.1f} s",
         highlight=False,
+        soft_wrap=True,
     )

@@ -22,12 +22,19 @@ from .root import app
 models_app = typer.Typer(help="List, download and import models.", no_args_is_help=True, cls=help.Group)
 app.add_typer(models_app, name="models")
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _out() -> Console:
+    # made when a command runs, not at import: the app driven in-process (tests, notebooks) may
+    # see another terminal width (COLUMNS) by then
+    return Console()
+
+
+def _err() -> Console:
+    return Console(stderr=True)
 
 
 def _fail(exc: Exception | str) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    _err().print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -82,7 +89,7 @@ def list_models() -> None:
         name = s.name + (" (default)" if s.name == default else "")
         presets = "\n".join(_preset_lines(entry)) or "-"
         table.add_row(escape(name), params, rate, escape(presets), _state(s), _human(s.size))
-    console.print(table)
+    _out().print(table)
 
 
 @models_app.command("info", cls=help.Command)
@@ -123,10 +130,10 @@ def info(name: str = typer.Argument(..., help="Model name.")) -> None:
     grid.add_column(overflow="fold")
     for key, value in rows:
         grid.add_row(key, escape(value))
-    console.print(grid)
+    _out().print(grid)
     text = registry.card_text(entry) if entry is not None else None
     if text:
-        console.print(Markdown(text))
+        _out().print(Markdown(text))
 
 
 @models_app.command("download", cls=help.Command)
@@ -138,7 +145,7 @@ def download(name: str = typer.Argument(..., help="Registry model name.")) -> No
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=err_console,
+        console=_err(),
         transient=True,
     ) as progress:
         task = progress.add_task("download", total=None)
@@ -151,7 +158,7 @@ def download(name: str = typer.Argument(..., help="Registry model name.")) -> No
         except load.MODEL_ERRORS as exc:
             progress.stop()
             _fail(exc)
-    console.print(escape(f"{name}: ready at {path}"), highlight=False, soft_wrap=True)
+    _out().print(escape(f"{name}: ready at {path}"), highlight=False, soft_wrap=True)
 
 
 @models_app.command("import", cls=help.Command)
@@ -167,7 +174,7 @@ def import_(
         _fail(f"a model named {exc.name!r} is already imported; use --force to replace it")
     except load.MODEL_ERRORS as exc:
         _fail(exc)
-    console.print(escape(f"imported {path} as {name!r} ({stored})"), highlight=False, soft_wrap=True)
+    _out().print(escape(f"imported {path} as {name!r} ({stored})"), highlight=False, soft_wrap=True)
 
 
 @models_app.command("remove", cls=help.Command)
@@ -178,14 +185,14 @@ def remove(name: str = typer.Argument(..., help="Model name.")) -> None:
     except load.MODEL_ERRORS as exc:
         _fail(exc)
     message = f"{name}: removed {len(removed)} file(s)" if removed else f"{name}: nothing cached"
-    console.print(escape(message), highlight=False)
+    _out().print(escape(message), highlight=False)
 
 
 @models_app.command("path", cls=help.Command)
 def path(name: str | None = typer.Argument(None, help="Model name; without it, the cache folder.")) -> None:
     """Print the cache folder, or where a model's checkpoint is (or where to put its download)."""
     if name is None:
-        console.print(escape(str(cache_dir())), highlight=False, soft_wrap=True)
+        _out().print(escape(str(cache_dir())), highlight=False, soft_wrap=True)
         return
     try:
         statuses = {s.name: s for s in registry.model_status()}
@@ -203,4 +210,4 @@ def path(name: str | None = typer.Argument(None, help="Model name; without it, t
         target = bundled
     else:
         target = registry.checkpoint_path(name)
-    console.print(escape(str(target)), highlight=False, soft_wrap=True)
+    _out().print(escape(str(target)), highlight=False, soft_wrap=True)

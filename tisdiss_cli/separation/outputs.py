@@ -16,6 +16,7 @@ import numpy as np
 from ..audio import files as audio
 from ..audio.files import OutputExistsError, OutputFormat
 from ..util.fileio import live_writer, remove_stale_parts
+from ..util.signals import signals_deferred
 
 DEFAULT_FILENAME = "{stem}_spk{spk}.{ext}"
 OutputRate = Literal["input", "model"]
@@ -87,26 +88,34 @@ def claim(targets: list[Path], *, overwrite: bool, hint: str = "") -> None:
 
 
 class SpeakerFiles:
-    """One :class:`~.audio.AtomicWriter` per speaker; ``write([J, n])``, then :meth:`commit` (all or
-    none) or :meth:`discard`. As a context manager it discards whatever was not committed."""
+    """One :class:`~.audio.AtomicWriter` per speaker, as a context manager: entering it creates
+    their part files; ``write([J, n])``, then :meth:`commit` (all or none); leaving it discards
+    whatever was not committed."""
 
     def __init__(self, targets: list[Path], rate: int, options: OutputOptions, *, length: int | None = None) -> None:
+        self.targets, self.rate, self.options, self.length = targets, rate, options, length
         self.writers: list[audio.AtomicWriter] = []
+
+    def __enter__(self) -> SpeakerFiles:
+        # Created here, signals held back: a Ctrl-C between a part file's creation and its writer
+        # landing in self.writers, or before `with` had registered __exit__, would leave it behind.
         try:
-            for t in targets:
-                self.writers.append(
-                    audio.AtomicWriter(
-                        t,
-                        rate,
-                        length=length,
-                        fmt=options.fmt,
-                        float_output=options.float_output,
-                        overwrite=options.overwrite,
+            with signals_deferred():
+                for t in self.targets:
+                    self.writers.append(
+                        audio.AtomicWriter(
+                            t,
+                            self.rate,
+                            length=self.length,
+                            fmt=self.options.fmt,
+                            float_output=self.options.float_output,
+                            overwrite=self.options.overwrite,
+                        )
                     )
-                )
         except BaseException:
             self.discard()  # the part files of the speakers opened before the one that failed
             raise
+        return self
 
     def write(self, y: np.ndarray) -> None:
         for j, w in enumerate(self.writers):
@@ -124,9 +133,6 @@ class SpeakerFiles:
         """Output samples saturated at full scale, all speakers together."""
         return sum(w.clipped for w in self.writers)
 
-    def __enter__(self) -> SpeakerFiles:
-        return self
-
     def __exit__(self, *_: object) -> None:
         self.discard()
 
@@ -136,8 +142,11 @@ def commit_all(writers: list[audio.AtomicWriter]) -> list[Path]:
     ones this call committed are removed again, so an input never has half of its outputs."""
     done: list[Path] = []
     try:
-        for w in writers:
-            done.append(w.commit())
+        # a signal waits for the loop's end, so no commit is half done (linked, part file still
+        # there) when the handler below takes them all back
+        with signals_deferred():
+            for w in writers:
+                done.append(w.commit())
     except BaseException:
         for path in done:
             path.unlink(missing_ok=True)

@@ -21,6 +21,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from .signals import signals_deferred
+
 
 def _read_umask() -> int:
     mask = os.umask(0)
@@ -192,16 +194,20 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
     Whole-file writes (checkpoints, reports, configs) are few and go to small folders, so each
     one sweeps its folder for a dead writer's leftovers."""
     path = Path(path)
-    tmp = new_part_file(path, ".tmp", sweep_again=True)
+    tmp: Path | None = None
     try:
+        with signals_deferred():  # a signal raises once ``tmp`` is set, inside this try
+            tmp = new_part_file(path, ".tmp", sweep_again=True)
         write(tmp)
         os.chmod(tmp, FILE_MODE)  # in case ``write`` replaced the file
         os.replace(tmp, path)
     except OSError as exc:
-        remove_part_file(tmp)
+        if tmp is not None:
+            remove_part_file(tmp)
         raise (exc if isinstance(exc, WriteError) else WriteError(path, exc)) from None
     except BaseException:
-        remove_part_file(tmp)
+        if tmp is not None:
+            remove_part_file(tmp)
         raise
     return path
 

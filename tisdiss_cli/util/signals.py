@@ -5,12 +5,18 @@ and SIGHUP (a closed terminal) would end the process on the spot and leave part 
 The command line installs :func:`exit_on_signals`; the library never touches signal handlers.
 Commands whose work has a natural place to stop (``live``, ``train``) use
 :class:`StopOnFirstSignal` instead: the first signal asks the work to finish, a second aborts.
+
+A signal can arrive between any two bytecodes, also between creating a part file and handing it
+to the object that removes it again. Code that acquires such a resource does it inside
+:func:`signals_deferred`, which holds the exception back until the block ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 HANDLED = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -28,8 +34,38 @@ class Terminated(SystemExit):
         return signal.Signals(self.signum).name
 
 
+_deferring = 0  # signals_deferred() blocks open in the main thread (the one signal handlers run in)
+_pending: list[int] = []  # signals that arrived inside them
+
+
 def _raise(signum: int, frame: FrameType | None) -> None:
+    if _deferring:
+        _pending.append(signum)
+        return
     raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Within the block, a termination signal does not raise :class:`Terminated` at once: the
+    first one that arrived is raised when the outermost such block ends, normally or not.
+
+    For the few lines that create something (a part file) and register it with its owner, so
+    that the exception never falls between the two. Only the main thread defers: signals are
+    raised nowhere else."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending:
+            signum = _pending[0]
+            _pending.clear()
+            raise Terminated(signum)
 
 
 def exit_on_signals(signals: tuple[signal.Signals, ...] = HANDLED) -> None:

@@ -1,12 +1,14 @@
 """Summarise training runs for a model card: validation curve against CPU-hours and audio seen.
 
-Reads each run folder's ``config.json`` and ``metrics.jsonl``, and optionally a CPU log of lines
-``UNIX_TIME RUN_FOLDER CPU_SECONDS STEP`` (sampled from /proc while the runs train, so CPU-hours
-are measured, not wall time x cores). Prints, per validation epoch: step, CPU-hours, hours of
-mixtures seen, mean training SI-SNR of the epoch's logged steps, validation SI-SNRi; then the
-slope in dB per CPU-hour over the last ``--window`` CPU-hours.
+Reads each run folder's ``config.json`` and ``metrics.jsonl``. CPU-hours are measured, not wall
+time x cores: the training process's CPU time that each event records (``cpu_seconds``, over all
+invocations), or, with ``--cpulog``, a log of lines ``UNIX_TIME RUN_FOLDER CPU_SECONDS STEP``
+sampled from /proc while the runs train (for runs from before ``cpu_seconds`` was recorded).
+Prints, per validation epoch: step, CPU-hours, hours of mixtures seen, mean training SI-SNR of
+the epoch's logged steps, validation SI-SNRi; then the slope in dB per CPU-hour over the last
+``--window`` CPU-hours.
 
-    python benchmarks/campaign_summary.py RUN [RUN ...] --cpulog CPULOG.txt
+    python benchmarks/campaign_summary.py RUN [RUN ...] [--cpulog CPULOG.txt]
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ def cpu_by_step(cpulog: Path | None, run: Path) -> list[tuple[int, float]]:
     return samples
 
 
+def recorded_cpu_by_step(events: list[dict]) -> list[tuple[int, float]]:
+    """(step, CPU seconds) from the events' own ``cpu_seconds``; a step logged twice (a resume
+    repeats the steps after its last save) keeps its last value."""
+    by_step = {e["step"]: e["cpu_seconds"] for e in events if "cpu_seconds" in e}
+    return sorted(by_step.items())
+
+
 def cpu_hours_at(samples: list[tuple[int, float]], step: int) -> float | None:
     if not samples:
         return None
@@ -56,8 +65,8 @@ def audio_settings_at_start(config: dict, events: list[dict]) -> tuple[float, fl
 def summarise(run: Path, cpulog: Path | None, window: float) -> None:
     config = json.loads((run / "config.json").read_text())
     audio_per_step = config["optim"]["batch_size"] * config["data"]["mixing"]["segment_seconds"]
-    samples = cpu_by_step(cpulog, run)
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    samples = cpu_by_step(cpulog, run) if cpulog is not None else recorded_cpu_by_step(events)
     # config.json holds the settings at the end; a resume's "config" event records what it changed
     batch, crop = audio_settings_at_start(config, events)
     seen, last_step = 0.0, 0

@@ -139,8 +139,15 @@ def test_a_requested_stop_saves_the_step_and_resume_is_exact(corpus: Path, tmp_p
     assert (run / "model.safetensors").exists()
     assert run_events(run, "done")[-1]["reason"] == STOP_REQUESTED
 
+    saved_cpu = float(torch.load(run / "checkpoints" / "last.pt", weights_only=True)["cpu_seconds"])
+    assert saved_cpu > 0
     train(_config(corpus, *overrides), run, resume=True)
     assert _losses(run) == _losses(reference)  # bit-identical on CPU: nothing lost, nothing repeated
+    # the run's CPU time goes on from what the stopped invocation saved, as its wall time does
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    cpu = [e["cpu_seconds"] for e in events if "cpu_seconds" in e]  # train and epoch events, in order
+    assert len(cpu) == 9 and cpu == sorted(cpu)
+    assert min(e["cpu_seconds"] for e in run_events(run, "train") if e["step"] > 3) > saved_cpu
 
 
 def test_sigterm_stops_the_cli_after_the_step_and_keeps_it(corpus: Path, tmp_path: Path) -> None:

@@ -101,7 +101,7 @@ def train(
     if isinstance(run, TrainResult):  # a resumed run that had already finished
         return run
     optim_cfg, state, record = config.optim, run.state, run.record
-    clock = RunClock(state.train_seconds)
+    clock = RunClock(state.train_seconds, state.cpu_seconds)
     stop_reason = ""
     bad_streak = 0
     while state.epoch < optim_cfg.epochs and not stop_reason:
@@ -145,6 +145,7 @@ def train(
                         "grad_norm": grad_norm,
                         "sec_per_step": per_step,
                         "train_seconds": clock.total(),
+                        "cpu_seconds": clock.cpu_total(),
                         **stats,
                     }
                 )
@@ -317,6 +318,7 @@ def _end_epoch(run: _Run, config: TrainConfig, clock: RunClock) -> None:
             "lr_scale": run.state.plateau.scale,
             "skipped": run.state.skipped,
             "train_seconds": clock.total(),
+            "cpu_seconds": clock.cpu_total(),
         }
     )
     run.state.epoch += 1
@@ -367,17 +369,24 @@ class RunLog:
 
 
 class RunClock:
-    """Wall time of the run: over all invocations (resumes included) and of this one."""
+    """Wall time of the run, over all invocations (resumes included) and of this one; and the
+    run's CPU time, so that its cost is measured where it is spent (the process's threads; not
+    DataLoader workers, which are processes of their own)."""
 
-    def __init__(self, before: float) -> None:
+    def __init__(self, before: float, cpu_before: float = 0.0) -> None:
         self.before = before  # seconds spent by earlier invocations
+        self.cpu_before = cpu_before  # CPU seconds spent by earlier invocations
         self.started = time.perf_counter()
+        self.cpu_started = time.process_time()
 
     def this_invocation(self) -> float:
         return time.perf_counter() - self.started
 
     def total(self) -> float:
         return self.before + self.this_invocation()
+
+    def cpu_total(self) -> float:
+        return self.cpu_before + time.process_time() - self.cpu_started
 
 
 def _stop_requested(stop: threading.Event | None, ddp: Dist, device: torch.device) -> bool:
@@ -400,6 +409,7 @@ def _save(
 ) -> None:
     if ddp.main:
         state.train_seconds = clock.total()
+        state.cpu_seconds = clock.cpu_total()
         save_state(path, model, optimizer, state)
 
 

@@ -11,6 +11,7 @@ breaks a run folder. Its keys::
     skipped              steps skipped for a non-finite loss or gradient
     best                 [(valid loss, epoch)] of the kept epoch checkpoints
     train_seconds        wall time of the run over all invocations (absent in early runs)
+    cpu_seconds          CPU time of the training process over all invocations (absent in runs saved before it was kept)
     rng                  {"python": random.getstate(), "torch": torch.get_rng_state()}
 """
 
@@ -39,6 +40,7 @@ class TrainState:
     best: list[tuple[float, int]] = field(default_factory=list)
     plateau: Plateau = field(default_factory=Plateau)
     train_seconds: float = 0.0  # at the last save (or resume)
+    cpu_seconds: float = 0.0  # the same, in CPU time of the training process
 
 
 def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: TrainState) -> None:
@@ -53,6 +55,7 @@ def save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
         "skipped": state.skipped,
         "best": state.best,
         "train_seconds": state.train_seconds,
+        "cpu_seconds": state.cpu_seconds,
         # Data are a pure function of (seed, epoch, index); these cover anything else random.
         "rng": {"python": random.getstate(), "torch": torch.get_rng_state()},
     }
@@ -76,4 +79,5 @@ def load_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimi
         best=[(float(loss), int(epoch)) for loss, epoch in data["best"]],
         plateau=Plateau(**data["plateau"]),
         train_seconds=float(data.get("train_seconds", 0.0)),
+        cpu_seconds=float(data.get("cpu_seconds", 0.0)),
     )

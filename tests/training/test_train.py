@@ -218,6 +218,9 @@ def test_recipes_and_overrides() -> None:
         assert load_recipe(name)
     with pytest.raises(ValueError, match="unknown recipe"):
         load_recipe("nope")
+    with pytest.raises(ValueError, match="unknown key 'optim.lrr'|unknown key 'lrr'"):
+        resolve_config("tiny", None, None, ["optim.lrr=1"])
+    assert apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=x"]) == {"a": {"b": 2}, "c": "x"}
 
 
 def test_the_speech8k_recipe_trains_the_bundled_model() -> None:
@@ -226,9 +229,6 @@ def test_the_speech8k_recipe_trains_the_bundled_model() -> None:
     recipe = resolve_config("speech8k", None, "corpus", [])
     assert recipe.model == shipped
     assert recipe.loss == "l1+3" and recipe.optim.schedule == "wsd" and recipe.data.valid_size >= 200
-    with pytest.raises(ValueError, match="unknown key 'optim.lrr'|unknown key 'lrr'"):
-        resolve_config("tiny", None, None, ["optim.lrr=1"])
-    assert apply_overrides({"a": {"b": 1}}, ["a.b=2", "c=x"]) == {"a": {"b": 2}, "c": "x"}
 
 
 def test_init_from_resolves_like_any_model_spec(tmp_path: Path) -> None:

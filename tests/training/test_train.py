@@ -22,6 +22,7 @@ from tests.conftest import run_events
 from tisdiss_cli.model.checkpoint import read_checkpoint
 from tisdiss_cli.training.config import TrainConfig, apply_overrides, load_recipe, resolve_config
 from tisdiss_cli.training.loop import STOP_REQUESTED, train
+from tisdiss_cli.zoo.load import load_model
 
 RATE = 8000
 
@@ -59,10 +60,15 @@ def _validated_steps(run: Path) -> list[object]:
 def test_the_last_step_is_validated_and_can_be_the_model(corpus: Path, tmp_path: Path) -> None:
     """max_steps at an epoch's end: that epoch is validated, so the final weights can be kept."""
     run = tmp_path / "run"
-    train(_config(corpus, "optim.max_steps=10", "data.epoch_size=20", "keep_best=1"), run)
+    config = _config(
+        corpus, "optim.max_steps=10", "data.epoch_size=20", "keep_best=1", "data.mixing.segment_seconds=0.75"
+    )
+    train(config, run)
     assert _validated_steps(run) == [10]
     _, final, metadata = read_checkpoint(run / "model.safetensors")
     assert metadata["averaged_epochs"] == [0]
+    # loaded by path, it separates in chunks of its training crop, not the separator's default
+    assert load_model(run / "model.safetensors").segment_seconds == 0.75
     last = torch.load(run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)["model"]
     assert all(torch.equal(final[k], last[k]) for k in final)
 

@@ -606,6 +606,7 @@ def write_final_model(model: TISDiSS, run_dir: Path, config: TrainConfig, best: 
         "averaged_epochs": [e for _, e in best][: len(paths)],
         "valid_loss": [loss for loss, _ in best][: len(paths)],
         "description": config.description,
+        "segment": config.data.mixing.segment_seconds,  # separate in chunks of the length it was trained on
         "train_config": config.to_dict(),
     }
     return save_checkpoint(averaged, run_dir / "model.safetensors", metadata)

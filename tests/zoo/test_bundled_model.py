@@ -24,8 +24,8 @@ EXAMPLE = REPO / "models" / "examples" / "two_speakers.wav"
 # "best" preset; recorded with the shipped weights (see models/cards/tisdiss-small-8k.md).
 # The network is run in float32 directly (no `auto` choice), so the pins hold on any CPU.
 RECORDED = {
-    "5703-47212-0000_p0_-0.6576_7800-283478-0000_p0_0.6576": 10.8083,
-    "1263-138246-0000_p0_0.6191_so-030230060_p0_-0.6191": 12.9057,
+    "5703-47212-0000_p0_-0.6576_7800-283478-0000_p0_0.6576": 10.7976,
+    "1263-138246-0000_p0_0.6191_so-030230060_p0_-0.6191": 12.4511,
 }
 
 _register_commands()

@@ -118,6 +118,23 @@ EXTRA_METRICS = typer.Option(
 )
 
 
+CONVERSATIONS = typer.Option(
+    False,
+    "--conversations",
+    help="Score long recordings (devconv layout) through the engine `tisdiss separate` uses, with its "
+    "defaults: whole-file SI-SNRi / SDRi, single-talker seconds in the wrong file, leakage, swaps, absent talkers.",
+)
+TRACKER = typer.Option(
+    "overlap",
+    "--tracker",
+    metavar="voice|overlap",
+    help="With --conversations: how talkers are followed across chunks (as in `tisdiss separate`).",
+)
+PRESET_EVAL = typer.Option(
+    "balanced", "--preset", metavar="fast|balanced|best", help="With --conversations: the preset (as `separate`)."
+)
+
+
 @app.command(name="eval", cls=help.Command)
 def eval_command(
     testset: Path = TESTSET,
@@ -136,9 +153,15 @@ def eval_command(
     sdr: bool = SDR,
     sdr_backend: str = SDR_BACKEND,
     extra_metrics: str | None = EXTRA_METRICS,
+    conversations: bool = CONVERSATIONS,
+    tracker: str = TRACKER,
+    preset: str = PRESET_EVAL,
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i), optionally STOI and PESQ) and speed against N_re,
     from one pass per utterance."""
+    if conversations:
+        _eval_conversations(testset, model, limit, device, precision, json_out, sdr, tracker, preset)
+        return
     from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
     from ..evaluation.testset import TestSetError, load_testset
@@ -275,3 +298,77 @@ def _print_report(console: Console, report: EvalReport, total: int, elapsed: flo
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _eval_conversations(
+    testset: Path,
+    model: str | None,
+    limit: int | None,
+    device: str,
+    precision: str,
+    json_out: Path | None,
+    sdr: bool,
+    tracker: str,
+    preset: str,
+) -> None:
+    """`tisdiss eval --conversations`: the conversation benchmark, printed as tables."""
+    import json
+
+    from ..evaluation.conversations import evaluate_conversations
+    from ..evaluation.testset import TestSetError
+    from ..separation.separator import Separator
+    from ..zoo.load import MODEL_ERRORS
+
+    _check_outputs(**{"--json": json_out})
+    start = time.perf_counter()
+    try:
+        separator = Separator(model, device=device, preset=preset, precision=precision, tracker=tracker)
+        report = evaluate_conversations(separator, testset, limit=limit, with_sdr=sdr)
+    except (TestSetError, *MODEL_ERRORS, ValueError, OSError) as exc:
+        _fail(str(exc))
+    console = Console()
+    console.print(
+        escape(
+            f"{report.model} on {report.testset} ({len(report.rows)} recordings, {report.sample_rate} Hz), "
+            f"preset {report.preset} {report.depth}, segment {report.segment_seconds:g} s, "
+            f"overlap {report.overlap:g}, {report.precision}, tracker {report.tracker}"
+        ),
+        highlight=False,
+        soft_wrap=True,
+    )
+    table = Table()
+    columns = ("recording", "pair", "talkers", "SI-SNRi band", "SDRi band", "SI-SNRi full", "wrong", "leak dB")
+    for name in (*columns, "swapped+merged", "absent dB"):
+        table.add_column(name, justify="left" if name in ("recording", "pair") else "right")
+    for r in report.rows:
+        table.add_row(
+            r.id,
+            r.pair,
+            "–" if r.talkers_found is None else str(r.talkers_found),
+            _fmt(r.si_snri),
+            _fmt(r.sdri),
+            _fmt(r.si_snri_full),
+            f"{r.wrong_windows}/{r.single_windows}",
+            _fmt(r.leakage_db, 1),
+            f"{r.swapped_windows}+{r.merged_windows}/{r.overlap_windows}",
+            _fmt(r.absent_db, 1),
+        )
+    console.print(table)
+    for p in report.pairs:
+        wrong = "–" if p.wrong_share is None else f"{100 * p.wrong_share:.1f} %"
+        console.print(
+            f"{p.pair} ({p.recordings}): SI-SNRi {_fmt(p.si_snri)} dB, wrong file {wrong}, "
+            f"leakage {_fmt(p.leakage_db, 1)} dB"
+            + (f", absent talker {_fmt(p.absent_db, 1)} dB" if p.absent_db is not None else ""),
+            highlight=False,
+        )
+    share = report.wrong_share
+    console.print(
+        f"mean SI-SNRi over {len(report.conversations)} conversations {_fmt(report.mean_si_snri)} dB, "
+        f"single-talker seconds in the wrong file {'–' if share is None else f'{100 * share:.1f} %'}; "
+        f"total {time.perf_counter() - start:.1f} s",
+        highlight=False,
+    )
+    if json_out is not None:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2))
+        console.print(f"wrote {escape(str(json_out))}", highlight=False)

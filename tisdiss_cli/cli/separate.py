@@ -22,7 +22,7 @@ from ..separation.batch import BatchReport, separate_files
 from ..separation.chunking import check_segment
 from ..separation.outputs import DEFAULT_FILENAME, OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
 from ..separation.pipe import PipeInput
-from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, FileResult, ProgressFn, Separator
+from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, TRACKERS, FileResult, ProgressFn, Separator
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import help
@@ -96,6 +96,14 @@ OVERLAP = typer.Option(
     metavar="FRACTION",
     help="Overlap of consecutive chunks, fraction of --segment.",
 )
+TRACKER = typer.Option(
+    "overlap",
+    "--tracker",
+    metavar="voice|overlap",
+    help="voice: each talker in one file from start to end, a lone talker in one file; "
+    "overlap: chunks aligned on their overlap only (the outputs before the tracker).",
+    callback=one_of(TRACKERS),
+)
 BATCH_SIZE = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU).")
 FORMAT = typer.Option(
     "wav",
@@ -163,6 +171,7 @@ def separate(
     adaptive_threshold: float = ADAPTIVE_THRESHOLD,
     segment: float | None = SEGMENT,
     overlap: float = OVERLAP,
+    tracker: str = TRACKER,
     batch_size: int = BATCH_SIZE,
     fmt: str = FORMAT,
     float_output: bool = FLOAT,
@@ -224,6 +233,7 @@ def separate(
             adaptive_threshold=adaptive_threshold if adaptive else None,
             match_level=match_level,
             precision=precision,
+            tracker=tracker,
         )
         choice = separator.choose_depth(preset, nsep, nre, max_rtf)
     except (*MODEL_ERRORS, ValueError, OSError) as exc:
@@ -330,6 +340,8 @@ class _Printer:
     def separated(self, result: FileResult) -> None:
         shown = escape(str(result.input))
         self.out.print(f"{shown} -> {', '.join(escape(str(p)) for p in result.outputs)}")
+        if result.talkers is not None:
+            self.out.print(f"  {escape(result.talkers.describe())}")
         for warning in result.warnings + clip_warning(result.clipped):
             self.err.print(f"{shown}: warning: {escape(warning)}")
 

@@ -84,6 +84,12 @@ class BatchReport:
             "rtf": round(self.wall / audio_s, 4) if audio_s else None,
             "adaptive_mean_n_re": round(float(np.mean(used)), 3) if used else None,
             "outputs": [str(p) for r in self.results for p in r.outputs],
+            "tracker": separator.tracker,
+            "talkers": [
+                {"input": str(r.input), "talkers": r.talkers.talkers, "active_seconds": r.talkers.active_seconds}
+                for r in self.results
+                if r.talkers is not None
+            ],
             "errors": self.failed,
         }
 

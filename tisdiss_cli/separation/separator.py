@@ -41,6 +41,10 @@ from .outputs import commit_all as commit_all
 from .outputs import output_stem as output_stem
 from .outputs import stays_inside as stays_inside
 from .streaming import SeparationStream
+from .talkers import OfflineTalkerStage, OnlineTalkerStage, TalkerStage, voice_embedder
+from .tracking import TalkerSummary, TrackerConfig
+
+TRACKERS = ("voice", "overlap")  # voice: talkers tracked by voice; overlap: chunks aligned on their overlap only
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).
 # One forward on a segment of 1 / 1.5 / 2 / 4 s: RTF 6.4 / - / 5.9 / 10.1 (one thread,
@@ -70,6 +74,7 @@ class FileResult:
     clipped: int = 0  # output samples saturated at full scale (PCM only)
     chunks: int = 0
     warnings: list[str] = field(default_factory=list)
+    talkers: TalkerSummary | None = None  # what the voice tracker found (None: tracker off)
 
 
 def resolve_model(spec: object, device: torch.device) -> LoadedModel:
@@ -125,6 +130,9 @@ class Separator:
     than fp32 on this device for this model's width, else fp32; :mod:`tisdiss_cli.util.precision`)
     | "fp32" | "bf16" | "int8". What was chosen, and a warning for emulated
     bf16, is in ``self.precision``.
+    tracker: "overlap" (the default: chunks aligned on their overlap only) | "voice" (talkers
+    tracked by voice across the whole recording: each talker's file holds that talker from start
+    to end, a lone talker stays in one file; :mod:`~.tracking`; not yet the default, see the README).
     """
 
     def __init__(
@@ -139,8 +147,13 @@ class Separator:
         adaptive_threshold: float | None = None,
         match_level: bool = True,
         precision: str = "auto",
+        tracker: str = "overlap",
     ) -> None:
         self.device = pick_device(device)
+        if tracker not in TRACKERS:
+            raise ValueError(f"unknown tracker {tracker!r}; choose from {', '.join(TRACKERS)}")
+        self.tracker = tracker
+        self.last_talkers: TalkerSummary | None = None  # what the tracker found in the last separate()
         if precision not in PRECISIONS:  # before the model loads
             raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
         self.match_level = match_level
@@ -156,6 +169,7 @@ class Separator:
             segment = self.loaded.segment_seconds or DEFAULT_SEGMENT
         self.segment_seconds = segment  # the chunk length; self.plan has it in samples
         self.plan = ChunkPlan.from_seconds(segment, overlap, self.sample_rate, batch_size)
+        self.tracker_config = TrackerConfig(max_talkers=self.num_spk)
         self.preset = preset
         self.depth()  # validates the preset name now
 
@@ -256,8 +270,10 @@ class Separator:
         total: int | None = None,
         progress: ProgressFn | None = None,
         name: str | None = None,
+        online: bool = False,
     ) -> SeparationStream:
-        """The engine every front-end feeds; ``progress`` is told (model-rate samples done, ``total``)."""
+        """The engine every front-end feeds; ``progress`` is told (model-rate samples done, ``total``).
+        ``online``: the tracker decides as the input arrives (streams), else once it has all of it."""
         on_chunk = None
         if progress is not None and total is not None:
             on_chunk = lambda end: progress(min(end, total), total)  # noqa: E731
@@ -274,7 +290,14 @@ class Separator:
             on_chunk=on_chunk,
             name=name,
             device=self.device,
+            talkers=self._talker_stage(online),
         )
+
+    def _talker_stage(self, online: bool) -> TalkerStage | None:
+        if self.tracker != "voice":
+            return None
+        stage = OnlineTalkerStage if online else OfflineTalkerStage
+        return stage(self.num_spk, self.sample_rate, self.tracker_config, voice_embedder())
 
     def separate(
         self,
@@ -298,7 +321,9 @@ class Separator:
         rate = check_sample_rate(sample_rate)
         total = audio.resampled_length(len(x), rate, self.sample_rate)
         stream = self._stream(self.depth(preset, n_sep, n_re), rate, rate, total=total, progress=progress)
-        return np.concatenate((stream.feed(x), stream.close()), axis=1)
+        out = np.concatenate((stream.feed(x), stream.close()), axis=1)
+        self.last_talkers = stream.talker_summary
+        return out
 
     def stream(
         self,
@@ -319,7 +344,7 @@ class Separator:
         rate = check_sample_rate(sample_rate)
         out_rate = rate if output_rate == "input" else self.sample_rate
         return self._stream(
-            self.depth(preset, n_sep, n_re), rate, out_rate, channels=channels, channel=channel, name=name
+            self.depth(preset, n_sep, n_re), rate, out_rate, channels=channels, channel=channel, name=name, online=True
         )
 
     def output_paths(
@@ -379,7 +404,8 @@ class Separator:
         with SpeakerFiles(targets, out_rate, options, length=length) as files:
             for frames in audio.read_frames(info):
                 files.write(engine.feed(frames))
-            files.write(engine.close())
+            for block in engine.close_blocks():
+                files.write(block)
             outputs = files.commit()
         result = FileResult(
             info.path,
@@ -390,6 +416,7 @@ class Separator:
             files.clipped,
             engine.stats.chunks,
         )
+        result.talkers = engine.talker_summary
         truncated = info.truncation()
         if truncated is not None:
             result.warnings.append(truncated)

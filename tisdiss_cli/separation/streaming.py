@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,8 @@ from ..audio.arrays import samples_to_float32
 from ..model.depth import Depth
 from ..util.timing import Stopwatch
 from .chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn
+from .talkers import OnlineTalkerStage, TalkerStage
+from .tracking import TalkerSummary
 
 NetworkFactory = Callable[[Depth], SeparateFn]
 Clock = Callable[[], float]
@@ -98,6 +100,7 @@ class SeparationStream:
         on_chunk: ChunkCallback | None = None,
         name: str | None = None,
         device: torch.device | None = None,
+        talkers: TalkerStage | None = None,
     ) -> None:
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
@@ -113,6 +116,7 @@ class SeparationStream:
         self._to_model = audio.resample_stream(self.sample_rate, model_rate, 1)
         self._to_output = audio.resample_stream(model_rate, self.output_rate, num_spk)
         self.engine = OverlapAdd(self._timed(network(depth)), plan, num_spk, on_chunk=on_chunk)
+        self.talkers = talkers  # None: the outputs as stitched (speakers aligned on chunk overlaps only)
         self._held = np.zeros((0, num_spk), np.float32)  # output beyond what the input so far justifies
         self._arrivals: deque[tuple[int, float]] = deque()  # (input frames received by then, time)
         self.closed = False
@@ -121,7 +125,14 @@ class SeparationStream:
     def latency_bound(self) -> float:
         """Seconds an output sample waits for the input, before compute: one segment (plus batching)."""
         plan = self.plan
-        return (plan.segment_samples + (plan.batch_size - 1) * plan.hop_samples) / self.model_rate
+        chunks = (plan.segment_samples + (plan.batch_size - 1) * plan.hop_samples) / self.model_rate
+        tracking = self.talkers.latency_seconds if isinstance(self.talkers, OnlineTalkerStage) else 0.0
+        return chunks + tracking
+
+    @property
+    def talker_summary(self) -> TalkerSummary | None:
+        """What the voice tracker found, once the stream is closed (None without a tracker)."""
+        return self.talkers.summary if self.talkers is not None else None
 
     @property
     def hop_seconds(self) -> float:
@@ -152,22 +163,35 @@ class SeparationStream:
                     f"{prefix}samples of up to {float(np.abs(block).max()):.3g} overflow float32 when resampled "
                     f"to {self.model_rate} Hz; scale the input down"
                 )
-        parts = self.engine.push(mono) if len(mono) else []
+        parts = self._tracked(self.engine.push(mono) if len(mono) else [])
         return self._release(self._back(parts, last=False), final=False)
 
     def close(self) -> np.ndarray:
         """Run the last chunks and return the rest of the output."""
+        return np.concatenate(list(self.close_blocks()), axis=1)
+
+    def close_blocks(self) -> Iterator[np.ndarray]:
+        """:meth:`close` in blocks ``[J, n]``: a file's tracked tracks are rendered piece by piece."""
         self._check_open("close")
         self.closed = True
         if self.stats.input_frames == 0:
-            return np.zeros((self.num_spk, 0), np.float32)
+            yield np.zeros((self.num_spk, 0), np.float32)
+            return
         parts: list[Tensor] = []
         if self._to_model is not None:
             tail = self._to_model.resample_chunk(np.zeros(0, np.float32), last=True)
             if len(tail):
                 parts += self.engine.push(tail)
         parts += self.engine.finish()
-        return self._release(self._back(parts, last=True), final=True)
+        if self.talkers is None:
+            yield self._release(self._back(self._arrays(parts), last=True), final=True)
+            return
+        pending = self.talkers.push(np.concatenate(self._arrays(parts), axis=1)) if parts else []
+        for piece in self.talkers.finish():
+            if pending:
+                yield self._release(self._back(pending, last=False), final=False)
+            pending = [piece]
+        yield self._release(self._back(pending, last=True), final=True)
 
     # -- internals
     def _check_open(self, method: str) -> None:
@@ -186,9 +210,20 @@ class SeparationStream:
 
         return run
 
-    def _back(self, parts: list[Tensor], *, last: bool) -> np.ndarray:
-        """Model-rate blocks -> ``[n, J]`` at the output rate."""
-        y = np.concatenate([p.T.numpy() for p in parts]) if parts else np.zeros((0, self.num_spk), np.float32)
+    @staticmethod
+    def _arrays(parts: list[Tensor]) -> list[np.ndarray]:
+        return [p.numpy() for p in parts]
+
+    def _tracked(self, parts: list[Tensor]) -> list[np.ndarray]:
+        """The stitched outputs, through the tracker when there is one."""
+        if self.talkers is None or not parts:
+            return self._arrays(parts)
+        return self.talkers.push(np.concatenate(self._arrays(parts), axis=1))
+
+    def _back(self, parts: list[np.ndarray], *, last: bool) -> np.ndarray:
+        """Model-rate blocks ``[J, n]`` -> ``[n, J]`` at the output rate."""
+        y = np.concatenate([p.T for p in parts]) if parts else np.zeros((0, self.num_spk), np.float32)
+        y = y.astype(np.float32, copy=False)
         if self._to_output is not None and (len(y) or last):
             y = self._to_output.resample_chunk(np.ascontiguousarray(y), last=last)
         return y

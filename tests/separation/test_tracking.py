@@ -1,0 +1,143 @@
+"""The voice tracker on synthetic turn-taking: tones stand in for voices and a band-energy
+vector for the voice encoder, so what is tested is the tracking, not the encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tisdiss_cli.separation.talkers import OfflineTalkerStage, OnlineTalkerStage
+from tisdiss_cli.separation.tracking import TrackerConfig, analyse, find_talkers, spherical_kmeans
+
+RATE = 8000
+BANDS = np.linspace(0, RATE / 2, 17)
+
+
+def band_voice(waves: np.ndarray, rate: int) -> np.ndarray:
+    """A stand-in voice encoder: the unit vector of energies in 16 bands."""
+    spectrum = np.abs(np.fft.rfft(waves, axis=-1)) ** 2
+    freqs = np.fft.rfftfreq(waves.shape[-1], 1 / rate)
+    bands = np.stack(
+        [spectrum[:, (freqs >= lo) & (freqs < hi)].sum(-1) for lo, hi in zip(BANDS[:-1], BANDS[1:], strict=True)], 1
+    )
+    return bands / np.maximum(np.linalg.norm(bands, axis=1, keepdims=True), 1e-12)
+
+
+def talker(freq: float, spans: list[tuple[float, float]], seconds: float) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    x = np.zeros_like(t)
+    for lo, hi in spans:
+        on = (t >= lo) & (t < hi)
+        x[on] = 0.3 * np.sin(2 * np.pi * freq * t[on]) + 0.1 * np.sin(2 * np.pi * 2.1 * freq * t[on])
+    return x
+
+
+def network_like(a: np.ndarray, b: np.ndarray, seed: int) -> np.ndarray:
+    """What a chunked two-output network gives: each 2-s chunk in a random order, and where one
+    talker speaks alone a random share of them in each output."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((2, len(a)))
+    block = 2 * RATE
+    for s in range(0, len(a), block):
+        sl = slice(s, s + block)
+        if not b[sl].any() or not a[sl].any():
+            lone = a[sl] + b[sl]
+            share = rng.uniform(0.3, 0.7)
+            out[:, sl] = share * lone, (1 - share) * lone
+        else:
+            out[:, sl] = (a[sl], b[sl]) if rng.random() < 0.5 else (b[sl], a[sl])
+    return out
+
+
+def snr(estimate: np.ndarray, reference: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(reference**2) / max(np.sum((estimate - reference) ** 2), 1e-30)))
+
+
+def run_offline(outputs: np.ndarray, config: TrackerConfig) -> tuple[np.ndarray, OfflineTalkerStage]:
+    stage = OfflineTalkerStage(2, RATE, config, band_voice)
+    assert stage.push(outputs[:, : RATE * 3]) == [] and stage.push(outputs[:, RATE * 3 :]) == []
+    return np.concatenate(list(stage.finish()), axis=1), stage
+
+
+def test_turns_return_to_their_talker_after_a_long_silence() -> None:
+    # a: 0-3 s, then silent for 6 s (longer than any chunk), back at 12-15 s; b: 2.5-9 s, overlapping a
+    seconds = 16.0
+    a = talker(220.0, [(0.0, 3.0), (12.0, 15.0)], seconds)
+    b = talker(1300.0, [(2.5, 9.0), (14.5, 16.0)], seconds)
+    y, stage = run_offline(network_like(a, b, seed=1), TrackerConfig())
+    assert stage.summary is not None and stage.summary.talkers == 2
+    assert snr(y[0], a) > 15 and snr(y[1], b) > 15  # spk1 is a: the first to speak
+    assert stage.summary.active_seconds == pytest.approx([6.0, 8.0], abs=1.0)
+
+
+def test_a_lone_talker_is_whole_in_one_file_and_the_other_is_silent() -> None:
+    a = talker(300.0, [(0.0, 4.0), (5.0, 9.0)], 10.0)
+    y, stage = run_offline(network_like(a, np.zeros_like(a), seed=2), TrackerConfig())
+    assert stage.summary is not None and stage.summary.talkers == 1
+    np.testing.assert_allclose(y[0], a, atol=1e-6)  # both outputs summed back
+    assert not y[1].any()
+
+
+def test_silence_gives_silence_and_no_talker() -> None:
+    y, stage = run_offline(np.zeros((2, RATE * 4)), TrackerConfig())
+    assert stage.summary is not None and stage.summary.talkers == 0
+    assert y.shape == (2, RATE * 4) and not y.any()
+
+
+def test_unchanged_assignment_leaves_the_outputs_untouched() -> None:
+    a = talker(220.0, [(0.0, 6.0)], 6.0)
+    b = talker(1300.0, [(0.0, 6.0)], 6.0)
+    y, _ = run_offline(np.stack([a, b]), TrackerConfig())
+    np.testing.assert_allclose(y, np.stack([a, b]), atol=1e-6)
+
+
+def test_two_talkers_need_a_real_split() -> None:
+    rng = np.random.default_rng(0)
+    one = rng.normal(size=(60, 8)) * 0.05 + np.eye(8)[0]
+    one /= np.linalg.norm(one, axis=1, keepdims=True)
+    two = np.concatenate([one[:30], rng.normal(size=(30, 8)) * 0.05 + np.eye(8)[1]])
+    two /= np.linalg.norm(two, axis=1, keepdims=True)
+    config = TrackerConfig()
+    for vectors, talkers in ((one, 1), (two, 2)):
+        centroids = spherical_kmeans(vectors, 2)
+        gain = (vectors @ centroids.T).max(1).mean() - (vectors @ (vectors.mean(0) / np.linalg.norm(vectors.mean(0))))
+        assert (gain.mean() >= config.split_gain) == (talkers == 2)
+
+
+def test_online_matches_offline_once_both_talkers_have_spoken() -> None:
+    seconds = 14.0
+    a = talker(220.0, [(0.0, 3.0), (7.0, 10.0)], seconds)
+    b = talker(1300.0, [(2.8, 6.0), (10.0, 14.0)], seconds)
+    outputs = network_like(a, b, seed=3)
+    offline, _ = run_offline(outputs, TrackerConfig())
+    stage = OnlineTalkerStage(2, RATE, TrackerConfig(), band_voice)
+    pieces = [p for s in range(0, outputs.shape[1], 1234) for p in stage.push(outputs[:, s : s + 1234])]
+    pieces += list(stage.finish())
+    online = np.concatenate(pieces, axis=1)
+    assert online.shape == offline.shape
+    known = round(4.0 * RATE)  # b first speaks at 2.8 s: from the next blocks on, both know both talkers
+    np.testing.assert_allclose(online[:, known:], offline[:, known:], atol=1e-6)
+    assert snr(online[0], a) > 10 and snr(online[1], b) > 10
+    assert stage.summary is not None and stage.summary.talkers == 2
+    assert stage.latency_seconds < 2.0
+
+
+def test_online_output_trails_its_input_by_the_stated_latency() -> None:
+    a = talker(220.0, [(0.0, 8.0)], 8.0)
+    stage = OnlineTalkerStage(2, RATE, TrackerConfig(), band_voice)
+    fed = emitted = 0
+    for s in range(0, len(a), 400):
+        block = np.stack([a[s : s + 400], np.zeros(400)])
+        fed += block.shape[1]
+        emitted += sum(p.shape[1] for p in stage.push(block))
+        assert fed - emitted <= stage.latency_seconds * RATE + 400
+
+
+def test_analysis_of_a_long_recording_is_done_in_batches_with_the_same_result() -> None:
+    a = talker(220.0, [(0.0, 40.0)], 40.0)
+    outputs = np.stack([a, 0.5 * a])
+    whole = analyse(outputs, RATE, TrackerConfig(), band_voice)
+    assert len(whole) == 80
+    parts = analyse(outputs[:, : 20 * RATE], RATE, TrackerConfig(), band_voice)
+    np.testing.assert_allclose(whole.mix_voice[:30], parts.mix_voice[:30])
+    assert find_talkers(whole, TrackerConfig()).shape[0] == 1

@@ -1,0 +1,305 @@
+"""The conversation benchmark: long recordings scored through the engine ``tisdiss separate`` uses.
+
+Each mixture goes through :meth:`Separator.separate` with the separator's own settings (chunking,
+stitching, voice tracking, depth, precision), as ``tisdiss separate`` would run it, and is scored
+whole. Metrics per recording (``docs`` in the README's Evaluation section):
+
+- ``si_snri`` / ``sdri``: whole-file improvement in the model's band (everything resampled to the
+  model's rate) and ``*_full`` at the input's rate, under the best assignment of outputs to talkers;
+- ``wrong``: of the 1-s windows where exactly one talker speaks, those where that talker's output
+  holds less of the window's energy than the other output (the talker is in the wrong file);
+- ``leakage_db``: over those windows, the other output's energy relative to the talker's own (dB);
+- ``swapped``: of the 1-s windows where both talk within ``OVERLAP_DB`` of each other, those whose
+  best assignment (by correlation) differs from the file's; ``merged``: those where one output
+  holds both talkers (the other is 20 dB below it);
+- ``absent_db``: for a recording with a silent reference (that talker is absent), the level of the
+  absent talker's output relative to the present one's (``SILENT_DB`` when it is all zeros), and
+  ``present_si_snr``, the SI-SNR of the louder output against the talker (the mixture is the
+  talker there, so an improvement would mean nothing).
+
+A talker is active in a window above ``ACTIVE_SHARE`` of the louder talker's energy there (and
+the window is not silence: above ``SILENCE_SHARE`` of the loudest window).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import soxr
+
+from ..separation.separator import Separator
+from .metrics import bss_sdr, mixture_baseline, si_snr_matrix
+from .testset import TestSet, TestSetError, load_testset, read_example
+
+WINDOW_SECONDS = 1.0
+ACTIVE_SHARE = 1e-3
+SILENCE_SHARE = 1e-4
+OVERLAP_DB = 10.0
+MERGED_SHARE = 1e-2  # an output this far (20 dB) below the other in an overlapped window: talkers merged
+SILENT_DB = -200.0  # the level reported for an output of zeros
+PAIR_TYPES = ("FF", "FM", "MM", "solo")
+
+
+@dataclass
+class ConversationResult:
+    id: str
+    pair: str  # FF / FM / MM (from metadata.tsv), solo (one reference silent), or "" when unknown
+    seconds: float
+    talkers_found: int | None
+    si_snri: float | None  # model's band; None for a solo file (one talker: see absent_db)
+    sdri: float | None
+    si_snri_full: float | None  # input's rate
+    sdri_full: float | None
+    single_windows: int
+    wrong_windows: int
+    leakage_db: float | None
+    overlap_windows: int
+    swapped_windows: int
+    merged_windows: int  # overlapped windows where one output holds both talkers (counted apart from swaps)
+    absent_db: float | None  # solo: the absent talker's output against the present one's
+    present_si_snr: float | None = None  # solo: SI-SNR of the louder output against the talker, model's band
+
+
+@dataclass
+class PairSummary:
+    pair: str
+    recordings: int
+    si_snri: float | None
+    wrong_share: float | None
+    leakage_db: float | None
+    absent_db: float | None
+
+
+@dataclass
+class ConversationReport:
+    model: str
+    testset: str
+    sample_rate: int
+    model_rate: int
+    preset: str
+    depth: tuple[int, int]
+    segment_seconds: float
+    overlap: float
+    precision: str
+    tracker: str
+    rows: list[ConversationResult] = field(default_factory=list)
+    pairs: list[PairSummary] = field(default_factory=list)
+
+    @property
+    def conversations(self) -> list[ConversationResult]:
+        return [r for r in self.rows if r.si_snri is not None]
+
+    @property
+    def mean_si_snri(self) -> float | None:
+        values = [r.si_snri for r in self.conversations if r.si_snri is not None]
+        return float(np.mean(values)) if values else None
+
+    @property
+    def wrong_share(self) -> float | None:
+        single = sum(r.single_windows for r in self.rows)
+        return sum(r.wrong_windows for r in self.rows) / single if single else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(mean_si_snri=self.mean_si_snri, wrong_share=self.wrong_share)
+        return out
+
+
+def pair_types(testset: TestSet) -> dict[str, str]:
+    """Recording id -> FF / FM / MM from ``metadata.tsv`` (columns name, s1_gender, s2_gender);
+    a row with one gender only is ``solo``."""
+    path = testset.root / "metadata.tsv"
+    if testset.layout == "list" or not path.is_file():
+        return {}
+    lines = path.read_text().splitlines()
+    header = lines[0].split("\t") if lines else []
+    if not {"name", "s1_gender", "s2_gender"} <= set(header):
+        return {}
+    name, g1, g2 = (header.index(c) for c in ("name", "s1_gender", "s2_gender"))
+    out = {}
+    for line in lines[1:]:
+        fields = line.split("\t")
+        if len(fields) <= max(name, g1, g2):
+            continue
+        genders = sorted(g.strip().upper() for g in (fields[g1], fields[g2]) if g.strip())
+        out[fields[name]] = "".join(genders) if len(genders) == 2 else "solo"
+    return out
+
+
+def _energy_db(x: np.ndarray) -> float:
+    energy = float(np.sum(np.asarray(x, np.float64) ** 2))
+    return 10 * np.log10(energy) if energy > 0 else SILENT_DB
+
+
+def _best_assignment(est: np.ndarray, ref: np.ndarray) -> tuple[int, ...]:
+    """``perm`` with ``est[perm[k]]`` matched to ``ref[k]``, by the best mean SI-SNR."""
+    pair = si_snr_matrix(est, ref)
+    cols = np.arange(ref.shape[0])
+    return max(itertools.permutations(range(est.shape[0]), ref.shape[0]), key=lambda p: pair[list(p), cols].mean())
+
+
+def window_counts(est: np.ndarray, ref: np.ndarray, perm: Sequence[int], rate: int) -> dict[str, Any]:
+    """The 1-s window metrics of one recording (model's band): see the module docstring."""
+    width = round(WINDOW_SECONDS * rate)
+    n = est.shape[1] // width
+    ref_e = (ref[:, : n * width].reshape(ref.shape[0], n, width) ** 2).sum(-1)  # [K, n]
+    est_e = (est[:, : n * width].reshape(est.shape[0], n, width) ** 2).sum(-1)
+    loud = ref_e.max(0)
+    speech = loud > SILENCE_SHARE * loud.max(initial=0.0)
+    active = (ref_e > ACTIVE_SHARE * loud) & speech
+    single = active.sum(0) == 1
+    both = (ref_e[:2] > 10 ** (-OVERLAP_DB / 10) * loud).all(0) & speech
+    wrong = 0
+    own_total = other_total = 0.0
+    for w in np.flatnonzero(single):
+        k = int(np.flatnonzero(active[:, w])[0])
+        own = est_e[perm[k], w]
+        other = sum(est_e[j, w] for j in range(est.shape[0]) if j != perm[k])
+        wrong += int(other > own)
+        own_total, other_total = own_total + own, other_total + other
+    leak = None
+    if own_total > 0:
+        leak = 10 * np.log10(other_total / own_total) if other_total > 0 else SILENT_DB
+    swapped = merged = 0
+    for w in np.flatnonzero(both):
+        sl = slice(w * width, (w + 1) * width)
+        if est_e[:, w].min() < MERGED_SHARE * est_e[:, w].max():  # both talkers in one file: not a swap
+            merged += 1
+            continue
+        corr = ref[:2, sl] @ est[:, sl].T  # [K, J]
+        local = max(itertools.permutations(range(est.shape[0]), 2), key=lambda p: corr[0, p[0]] + corr[1, p[1]])
+        swapped += int(tuple(local) != tuple(perm[:2]))
+    return {
+        "single_windows": int(single.sum()),
+        "wrong_windows": wrong,
+        "leakage_db": leak,
+        "overlap_windows": int(both.sum()),
+        "swapped_windows": swapped,
+        "merged_windows": merged,
+    }
+
+
+def _to_rate(x: np.ndarray, rate: int, target: int) -> np.ndarray:
+    if rate == target:
+        return x
+    return np.asarray(soxr.resample(np.ascontiguousarray(x.T), rate, target), np.float64).T.reshape(x.shape[0], -1)
+
+
+def score_recording(
+    est: np.ndarray, refs: np.ndarray, mix: np.ndarray, rate: int, model_rate: int, *, with_sdr: bool = True
+) -> dict[str, Any]:
+    """Every metric of one recording: ``est [J, L]``, ``refs [K, L]``, ``mix [L]`` at ``rate``."""
+    present = [k for k in range(refs.shape[0]) if np.any(refs[k])]
+    band = {name: _to_rate(x, rate, model_rate) for name, x in (("est", est), ("refs", refs), ("mix", mix[None]))}
+    length = min(band["est"].shape[1], band["refs"].shape[1], band["mix"].shape[1])
+    b_est, b_refs, b_mix = (band[k][:, :length] for k in ("est", "refs", "mix"))
+    out: dict[str, Any] = dict.fromkeys(("si_snri", "sdri", "si_snri_full", "sdri_full", "absent_db", "present_si_snr"))
+    if len(present) < refs.shape[0]:  # a talker is absent: how quiet is that talker's output?
+        levels = [_energy_db(e) for e in b_est]
+        loud = int(np.argmax(levels))
+        others = [levels[j] for j in range(len(levels)) if j != loud]
+        out["absent_db"] = float(max(others) - levels[loud]) if levels[loud] > SILENT_DB else 0.0
+        if present:
+            k = present[0]
+            pair = si_snr_matrix(b_est[loud][None], b_refs[k][None])[0, 0]
+            out["present_si_snr"] = float(pair)
+        perm = tuple([loud] + [j for j in range(est.shape[0]) if j != loud])
+        order = present + [k for k in range(refs.shape[0]) if k not in present]
+        perm = tuple(perm[order.index(k)] for k in range(refs.shape[0]))
+    else:
+        perm = _best_assignment(b_est, b_refs)
+        for suffix, (e, r, m) in (("", (b_est, b_refs, b_mix[0])), ("_full", (est, refs, mix))):
+            aligned = np.asarray(e)[list(perm)]
+            snr = np.diag(si_snr_matrix(aligned, r))
+            baseline = mixture_baseline(m, r, with_sdr=with_sdr)
+            out["si_snri" + suffix] = float(snr.mean() - baseline.si_snr)
+            if with_sdr and baseline.sdr is not None:
+                sdr, _ = bss_sdr(aligned, r, compute_permutation=False, prepared=baseline.prepared)
+                out["sdri" + suffix] = float(sdr.mean() - baseline.sdr)
+    out.update(window_counts(b_est, b_refs, perm, model_rate))
+    return out
+
+
+def summarise_pairs(rows: Sequence[ConversationResult]) -> list[PairSummary]:
+    summaries = []
+    for pair in (*PAIR_TYPES, ""):
+        mine = [r for r in rows if r.pair == pair]
+        if not mine:
+            continue
+        snr = [r.si_snri for r in mine if r.si_snri is not None]
+        single = sum(r.single_windows for r in mine)
+        leaks = [r.leakage_db for r in mine if r.leakage_db is not None and r.leakage_db > SILENT_DB]
+        absent = [r.absent_db for r in mine if r.absent_db is not None]
+        summaries.append(
+            PairSummary(
+                pair or "unknown",
+                len(mine),
+                float(np.mean(snr)) if snr else None,
+                sum(r.wrong_windows for r in mine) / single if single else None,
+                float(np.mean(leaks)) if leaks else (SILENT_DB if mine else None),
+                max(absent) if absent else None,
+            )
+        )
+    return summaries
+
+
+def evaluate_conversations(
+    separator: Separator,
+    testset: TestSet | str | os.PathLike,
+    *,
+    limit: int | None = None,
+    with_sdr: bool = True,
+    progress: Callable[[int, int, ConversationResult], None] | None = None,
+) -> ConversationReport:
+    """Separate every recording of ``testset`` as ``tisdiss separate`` would with ``separator``'s
+    settings, and score it (see the module docstring)."""
+    tset = testset if isinstance(testset, TestSet) else load_testset(testset)
+    if limit:
+        tset = tset.head(limit)
+    if tset.num_refs < 2:
+        raise TestSetError(f"{tset.root}: a conversation set needs s1 and s2 references")
+    pairs = pair_types(tset)
+    depth = separator.depth()
+    report = ConversationReport(
+        model=separator.loaded.name,
+        testset=str(tset.root),
+        sample_rate=0,
+        model_rate=separator.sample_rate,
+        preset=separator.preset,
+        depth=(depth.n_sep, depth.n_re),
+        segment_seconds=separator.segment_seconds,
+        overlap=separator.plan.overlap_samples / separator.plan.segment_samples,
+        precision=separator.precision.name,
+        tracker=separator.tracker,
+    )
+    for i, utt in enumerate(tset.utterances):
+        example = read_example(utt)
+        report.sample_rate = example.sample_rate
+        est = separator.separate(example.mix.astype(np.float32), example.sample_rate)
+        found = separator.last_talkers
+        scores = score_recording(
+            est.astype(np.float64),
+            example.refs,
+            example.mix,
+            example.sample_rate,
+            separator.sample_rate,
+            with_sdr=with_sdr,
+        )
+        pair = pairs.get(utt.id, "solo" if scores["absent_db"] is not None else "")
+        row = ConversationResult(
+            id=utt.id,
+            pair=pair,
+            seconds=len(example.mix) / example.sample_rate,
+            talkers_found=found.talkers if found is not None else None,
+            **scores,
+        )
+        report.rows.append(row)
+        if progress is not None:
+            progress(i + 1, len(tset), row)
+    report.pairs = summarise_pairs(report.rows)
+    return report

@@ -1,0 +1,173 @@
+"""The tracker as a stage of the engine: network outputs in, one track per talker out.
+
+:class:`OfflineTalkerStage` (files and arrays) spools the stitched outputs to a temporary file,
+then tracks the whole recording at once (:func:`~.tracking.track_offline`) and renders it piece
+by piece: two passes over the network's outputs, not over the network, with memory flat in the
+length of the file. :class:`OnlineTalkerStage` (standard input, live capture) decides each block
+as soon as its voices are known, with the talkers found so far, and trails its input by
+``latency_seconds``. Both analyse the same blocks with the same contexts; they differ only in
+the talkers (the whole recording's, or those found so far) and in the loudest block (the file's,
+or the loudest so far).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+import soxr
+import torch
+
+from ..zoo.voice import load_voice_encoder
+from .tracking import (
+    Analysis,
+    EmbedFn,
+    OnlineTalkers,
+    TalkerSummary,
+    TrackerConfig,
+    analyse_blocks,
+    decide_block,
+    render,
+    rendered,
+    track_offline,
+)
+
+RENDER_PIECE_SECONDS = 10.0  # the offline stage renders this much at a time
+
+
+def voice_embedder() -> EmbedFn:
+    """The pretrained voice encoder as an :data:`~.tracking.EmbedFn` (loaded once per process)."""
+    encoder = load_voice_encoder()
+    native = encoder.config.sample_rate
+
+    def embed(waves: np.ndarray, rate: int) -> np.ndarray:
+        x = np.asarray(waves, dtype=np.float64)
+        peak = np.abs(x).max(axis=-1, keepdims=True)
+        x = np.ascontiguousarray(x / np.maximum(peak, 1.0), dtype=np.float32)  # float input may be at any level
+        if native % rate:  # not a whole fraction of the encoder's rate: resample to it
+            x = np.stack([soxr.resample(w, rate, native) for w in x]).astype(np.float32)
+            rate = native
+        with torch.inference_mode():
+            return encoder.embed(torch.from_numpy(x), rate).numpy().astype(np.float64)
+
+    return embed
+
+
+class TalkerStage(Protocol):
+    summary: TalkerSummary | None
+
+    def push(self, outputs: np.ndarray) -> list[np.ndarray]: ...
+
+    def finish(self) -> Iterator[np.ndarray]: ...
+
+
+class OfflineTalkerStage:
+    """Spool ``[J, n]`` blocks; at :meth:`finish`, track the whole recording and yield ``[K, m]``."""
+
+    def __init__(self, num_out: int, rate: int, config: TrackerConfig, embed: EmbedFn) -> None:
+        self.num_out, self.rate, self.config, self.embed = num_out, rate, config, embed
+        self._spool = tempfile.TemporaryFile(prefix="tisdiss-spool-")  # noqa: SIM115 (closed by finish)
+        self.frames = 0
+        self.summary: TalkerSummary | None = None
+
+    def push(self, outputs: np.ndarray) -> list[np.ndarray]:
+        self._spool.write(np.ascontiguousarray(outputs.T, dtype=np.float32).tobytes())
+        self.frames += outputs.shape[1]
+        return []
+
+    def finish(self) -> Iterator[np.ndarray]:
+        try:
+            if self.frames == 0:
+                self.summary = TalkerSummary(0, [0.0] * self.config.max_talkers)
+                return
+            self._spool.flush()
+            frames = np.memmap(self._spool, np.float32, "r", shape=(self.frames, self.num_out))
+            outputs = frames.T  # [J, N], a view: nothing is read until a piece is
+            matrices, self.summary = track_offline(outputs, self.rate, self.config, self.embed)
+            yield from rendered(outputs, matrices, self.rate, self.config, round(RENDER_PIECE_SECONDS * self.rate))
+        finally:
+            self._spool.close()
+
+
+class OnlineTalkerStage:
+    """Decide each block once its contexts have arrived; emit what no later block can change."""
+
+    def __init__(self, num_out: int, rate: int, config: TrackerConfig, embed: EmbedFn) -> None:
+        self.num_out, self.rate, self.config, self.embed = num_out, rate, config, embed
+        self.block = round(config.block_seconds * rate)
+        self.fade = round(config.fade_seconds * rate)
+        context = max(round(config.talker_seconds * rate), round(config.voice_seconds * rate))
+        self.keep_blocks = -(-context // self.block) + 1  # blocks of history a context or a fade may read
+        self.lookahead = context - context // 2  # samples after a block's centre its contexts read
+        self.buffer = np.zeros((num_out, 0), np.float32)
+        self.buffer_start = 0  # absolute sample of buffer[:, 0] (a block border)
+        self.available = 0
+        self.emitted = 0
+        self.talkers = OnlineTalkers(config)
+        self.loudest = 0.0
+        self.matrices: list[np.ndarray] = []  # decided blocks from matrices_start on
+        self.matrices_start = 0
+        self.previous = np.zeros((config.max_talkers, num_out))
+        self.previous[0, :] = 1.0
+        self.speech_seconds = np.zeros(config.max_talkers)
+        self.summary: TalkerSummary | None = None
+
+    @property
+    def latency_seconds(self) -> float:
+        """How far the output trails the stage's input: a block, its contexts, half a fade."""
+        return (self.block // 2 + self.lookahead + self.fade) / self.rate
+
+    def push(self, outputs: np.ndarray) -> list[np.ndarray]:
+        self.buffer = np.concatenate((self.buffer, outputs.astype(np.float32)), axis=1)
+        self.available += outputs.shape[1]
+        decided = self.matrices_start + len(self.matrices)
+        while decided * self.block + self.block // 2 + self.lookahead <= self.available:
+            self._decide(decided)
+            decided += 1
+        return self._emit(decided * self.block - (self.fade - self.fade // 2))
+
+    def finish(self) -> Iterator[np.ndarray]:
+        total = -(-self.available // self.block)
+        for b in range(self.matrices_start + len(self.matrices), total):
+            self._decide(b)
+        yield from self._emit(self.available)
+        self.summary = TalkerSummary(len(self.talkers.sums), [float(s) for s in self.speech_seconds])
+
+    def _decide(self, b: int) -> None:
+        first = b - self.buffer_start // self.block
+        part: Analysis = analyse_blocks(self.buffer, first, 1, self.rate, self.config, self.embed)
+        energy = float(part.mix_energy[0])
+        self.loudest = max(self.loudest, energy)
+        if energy >= self.loudest * 10 ** (self.config.loud_db / 10) and energy > 0:
+            self.talkers.observe(part.mix_voice[0])
+        matrix = decide_block(part, 0, self.talkers.centroids, self.loudest, self.config)
+        if matrix is not None and energy > self.loudest * 10 ** (self.config.silence_db / 10):
+            self.speech_seconds += (matrix.max(axis=1) > 0) * self.config.block_seconds
+        self.previous = self.previous if matrix is None else matrix
+        self.matrices.append(self.previous)
+
+    def _emit(self, upto: int) -> list[np.ndarray]:
+        upto = min(upto, self.available)
+        if upto <= self.emitted:
+            return []
+        matrices = np.stack(self.matrices)
+        offset = self.matrices_start * self.block  # render() counts samples from the first matrix
+        local = self.buffer[:, offset - self.buffer_start :]
+        piece = render(local, matrices, self.emitted - offset, upto - offset, self.rate, self.config)
+        self.emitted = upto
+        self._forget()
+        return [piece]
+
+    def _forget(self) -> None:
+        """Drop history no context, fade or unemitted sample can read any more."""
+        keep_from = max(0, (self.emitted // self.block - self.keep_blocks) * self.block)
+        drop = keep_from - self.buffer_start
+        if drop > 0:
+            self.buffer = self.buffer[:, drop:]
+            self.buffer_start = keep_from
+        drop_matrices = keep_from // self.block - self.matrices_start
+        if drop_matrices > 0:
+            self.matrices = self.matrices[drop_matrices:]
+            self.matrices_start += drop_matrices

@@ -9,7 +9,8 @@ card beside it (small.onnx.json) gives the sample rate. The whole file goes thro
 one call, so memory grows with its length: fine for short files with a small model. For long
 recordings, cut them into chunks and re-align the speakers between chunks, as `tisdiss separate`
 does. Like `tisdiss separate`, the sources are scaled so that together they carry the mixture's
-energy (the network's own level is arbitrary). The input must be at the model's rate.
+energy, with its polarity (the network's own level and sign are arbitrary). The input must be at
+the model's rate.
 Outputs: <stem>_spk1.wav, <stem>_spk2.wav, ... as 32-bit float WAV.
 """
 
@@ -36,7 +37,8 @@ def separate(session: ort.InferenceSession, mixture: np.ndarray, min_samples: in
     if not np.any(mixture):
         return np.zeros_like(sources)
     if energy > 0:
-        sources = sources * np.sqrt(np.sum(mixture.astype(np.float64) ** 2) / energy)
+        polarity = -1.0 if float(np.sum(sources.sum(0).astype(np.float64) * mixture)) < 0 else 1.0
+        sources = sources * polarity * np.sqrt(np.sum(mixture.astype(np.float64) ** 2) / energy)
     return sources.astype(np.float32)
 
 

@@ -78,15 +78,19 @@ def test_huge_float_input_is_separated_at_its_own_scale(tiny_checkpoint: Path) -
 def test_huge_float_wav_is_never_turned_into_nan_or_a_constant(tiny_checkpoint: Path, tmp_path: Path) -> None:
     path = noise(tmp_path / "huge.wav", peak=3e38)
     out = tmp_path / "out"
-    result = invoke("separate", str(path), "-o", str(out), "-m", str(tiny_checkpoint), "--precision", "fp32")
+    overlap = ("--precision", "fp32", "--tracker", "overlap")  # each network output in its own file
+    result = invoke("separate", str(path), "-o", str(out), "-m", str(tiny_checkpoint), *overlap)
     assert result.exit_code == 0, result.output
     assert f"{path}: warning: " in result.stderr and "samples clipped at full scale" in result.stderr
     for j in (1, 2):
         y = sf.read(out / f"huge_spk{j}.wav")[0]
         assert np.isfinite(y).all() and (y > 0.5).any() and (y < -0.5).any()  # saturated, no longer constant -1.0
-    floats = invoke(
-        "separate", str(path), "-o", str(tmp_path / "f"), "-m", str(tiny_checkpoint), "--float", "--precision", "fp32"
-    )
+    tracked = invoke("separate", str(path), "-o", str(tmp_path / "t"), "-m", str(tiny_checkpoint), *overlap[:2])
+    assert tracked.exit_code == 0, tracked.output  # the voice tracker (the default) on the same input
+    ys = [sf.read(tmp_path / "t" / f"huge_spk{j}.wav")[0] for j in (1, 2)]
+    assert all(np.isfinite(y).all() for y in ys)
+    assert any((y > 0.5).any() and (y < -0.5).any() for y in ys)  # a talker's file saturated, not constant
+    floats = invoke("separate", str(path), "-o", str(tmp_path / "f"), "-m", str(tiny_checkpoint), "--float", *overlap)
     if floats.exit_code == 0:  # finite, at the input's scale
         for j in (1, 2):
             y = sf.read(tmp_path / "f" / f"huge_spk{j}.wav")[0]
@@ -256,12 +260,13 @@ def test_a_full_disk_says_no_space_left(
 ) -> None:
     path = noise(tmp_path / "long.wav", seconds=10.0, subtype="PCM_16")
     out = full_disk / "o"
+    overlap = ("--tracker", "overlap")  # speaker 1's file is written first (the tracker's spool: test_talkers.py)
     if extra == ["stdin"]:
         with path.open("rb") as stdin:
-            proc = tisdiss("separate", "-", "-o", str(out), "-m", str(tiny_checkpoint), stdin=stdin)
+            proc = tisdiss("separate", "-", "-o", str(out), "-m", str(tiny_checkpoint), *overlap, stdin=stdin)
         name = "stdin"
     else:
-        proc = tisdiss("separate", str(path), "-o", str(out), "-m", str(tiny_checkpoint), *extra)
+        proc = tisdiss("separate", str(path), "-o", str(out), "-m", str(tiny_checkpoint), *extra, *overlap)
         name = "long"
     stderr = proc.stderr.decode()
     assert proc.returncode == 1, stderr

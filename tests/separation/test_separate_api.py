@@ -39,7 +39,7 @@ def speechy(n: int, rate: int, seed: int = 0) -> np.ndarray:
 
 
 def test_presets_and_overrides(tiny_path: Path) -> None:
-    sep = Separator(tiny_path, device="cpu", preset="balanced", match_level=False)
+    sep = Separator(tiny_path, device="cpu", preset="balanced", match_level=False, tracker="overlap")
     assert sep.depth() == (2, 1)
     assert sep.depth("best") == (2, 3)
     assert sep.depth("fast", n_re=0) == (1, 0)
@@ -156,10 +156,12 @@ def test_outputs_are_matched_to_the_input_level(tiny_path: Path) -> None:
     x = speechy(6000, 8000)
     raw = Separator(tiny_path, device="cpu", segment=100.0, match_level=False).separate(x, 8000)
     matched = Separator(tiny_path, device="cpu", segment=100.0).separate(x, 8000)
-    # one gain for the whole (single-chunk) file: same waveforms, the mixture's total energy
+    # one gain for the whole (single-chunk) file: same waveforms, the mixture's total energy and polarity
     gain = float(np.sqrt((x.astype(np.float64) ** 2).sum() / (raw.astype(np.float64) ** 2).sum()))
     assert abs(gain - 1.0) > 0.05  # the random tiny model's own level is off, so this tests something
-    np.testing.assert_allclose(matched, gain * raw, rtol=1e-4, atol=1e-7)
+    polarity = np.sign(float(raw.astype(np.float64).sum(0) @ x.astype(np.float64)))
+    np.testing.assert_allclose(matched, polarity * gain * raw, rtol=1e-4, atol=1e-7)
+    assert float(matched.astype(np.float64).sum(0) @ x.astype(np.float64)) > 0  # they add back up to the input
     # chunked: every chunk is matched, so the whole file lands near the input's energy too
     chunked = Separator(tiny_path, device="cpu", segment=0.25, overlap=0.25).separate(
         speechy(8000 * 3, 8000, seed=2), 8000
@@ -177,6 +179,9 @@ def test_match_level_keeps_silence_and_relative_levels() -> None:
     torch.testing.assert_close(out[0].pow(2).sum(), mixture[0].pow(2).sum())
     torch.testing.assert_close(out[0, 0] / out[0, 1], sources[0, 0] / sources[0, 1])
     assert torch.equal(out[1], torch.zeros(2, 100))  # nothing to scale: no NaN
+    inverted = match_level(-sources, mixture)  # a network that returns the talkers upside down
+    torch.testing.assert_close(inverted, out)
+    assert float((out[0].sum(0) * mixture[0]).sum()) > 0 or float((sources[0].sum(0) * mixture[0]).sum()) == 0
 
 
 def test_segment_defaults_to_the_model_card(tiny_path: Path, tmp_path: Path) -> None:

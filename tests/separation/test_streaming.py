@@ -29,9 +29,15 @@ SEGMENT = 0.25  # seconds: a few chunks in a second of audio
 PRECISION = "fp32"
 
 
+# This module holds the chunk engine to being blind to how the input is cut, so the voice tracker is
+# off here: its online form (streams) and offline form (files) differ by design, within the bound
+# that tests/separation/test_tracking.py and test_one_engine.py hold.
+TRACKER = "overlap"
+
+
 @pytest.fixture(scope="module")
 def separator(tiny_checkpoint: Path) -> Separator:
-    return Separator(tiny_checkpoint, device="cpu", segment=SEGMENT, precision=PRECISION)
+    return Separator(tiny_checkpoint, device="cpu", segment=SEGMENT, precision=PRECISION, tracker=TRACKER)
 
 
 def noise(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -90,6 +96,19 @@ def test_stream_output_trails_the_input_by_one_segment(separator: Separator) -> 
         assert emitted == (max(0, fed - seg) if fed > seg else 0)
     assert emitted + stream.close().shape[1] == len(x)
     assert stream.latency_bound == pytest.approx(SEGMENT)
+
+
+def test_tracked_stream_trails_the_input_by_its_stated_bound(tiny_checkpoint: Path) -> None:
+    tracked = Separator(tiny_checkpoint, device="cpu", segment=SEGMENT, precision=PRECISION)  # voice: the default
+    stream = tracked.stream(8000)
+    x = noise(4.0, 8000)[:, 0]
+    emitted = fed = 0
+    for i in range(0, len(x), 400):
+        emitted += stream.feed(x[i : i + 400]).shape[1]
+        fed = min(len(x), i + 400)
+        assert fed - emitted <= stream.latency_bound * 8000 + 400
+    assert fed - emitted > SEGMENT * 8000  # the tracker's look-ahead is on top of the chunks'
+    assert emitted + stream.close().shape[1] == len(x)
 
 
 def test_stream_rejects_bad_blocks(separator: Separator) -> None:
@@ -182,6 +201,7 @@ def test_wav_stream_writer_pipe_and_seekable() -> None:
 
 def cli(model: Path, *args: str, data: bytes) -> object:
     command = ["separate", "-", "-m", str(model), "--segment", str(SEGMENT), "--precision", PRECISION, *args]
+    command += ["--tracker", TRACKER]
     return runner.invoke(app, command, input=data)
 
 
@@ -275,7 +295,7 @@ def test_stdin_option_conflicts(tiny_checkpoint: Path, tmp_path: Path) -> None:
 def test_a_real_pipe_in_and_out(separator: Separator, tiny_checkpoint: Path, tmp_path: Path) -> None:
     x = noise(0.6, 8000)
     cmd = [sys.executable, "-m", "tisdiss_cli", "separate", "-", "--stdout", "-m", str(tiny_checkpoint)]
-    cmd += ["--segment", str(SEGMENT), "--threads", "1", "--precision", PRECISION]
+    cmd += ["--segment", str(SEGMENT), "--threads", "1", "--precision", PRECISION, "--tracker", TRACKER]
     proc = subprocess.run(cmd, cwd=REPO, input=pipe_wav(x, 8000), capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr.decode()
     assert struct.unpack("<I", proc.stdout[40:44])[0] == 0xFFFFFFFF  # a pipe cannot be rewound: length unknown

@@ -56,7 +56,7 @@ def snr(estimate: np.ndarray, reference: np.ndarray) -> float:
 def run_offline(outputs: np.ndarray, config: TrackerConfig) -> tuple[np.ndarray, OfflineTalkerStage]:
     stage = OfflineTalkerStage(2, RATE, config, band_voice)
     assert stage.push(outputs[:, : RATE * 3]) == [] and stage.push(outputs[:, RATE * 3 :]) == []
-    return np.concatenate(list(stage.finish()), axis=1), stage
+    return np.concatenate(list(stage.finish(None, single_pass=False)), axis=1), stage
 
 
 def test_turns_return_to_their_talker_after_a_long_silence() -> None:
@@ -112,12 +112,13 @@ def test_online_matches_offline_once_both_talkers_have_spoken() -> None:
     offline, _ = run_offline(outputs, TrackerConfig())
     stage = OnlineTalkerStage(2, RATE, TrackerConfig(), band_voice)
     pieces = [p for s in range(0, outputs.shape[1], 1234) for p in stage.push(outputs[:, s : s + 1234])]
-    pieces += list(stage.finish())
+    pieces += list(stage.finish(None, single_pass=False))
     online = np.concatenate(pieces, axis=1)
     assert online.shape == offline.shape
     known = round(4.0 * RATE)  # b first speaks at 2.8 s: from the next blocks on, both know both talkers
-    np.testing.assert_allclose(online[:, known:], offline[:, known:], atol=1e-6)
-    assert snr(online[0], a) > 10 and snr(online[1], b) > 10
+    same = np.isclose(online[:, known:], offline[:, known:], atol=1e-6).all(axis=0)
+    assert same.mean() > 0.95  # the online bound: a greedy choice where the file path looks ahead
+    assert snr(online[0], a) > 15 and snr(online[1], b) > 15
     assert stage.summary is not None and stage.summary.talkers == 2
     assert stage.latency_seconds < 2.0
 

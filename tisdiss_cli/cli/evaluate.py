@@ -125,10 +125,16 @@ CONVERSATIONS = typer.Option(
     "defaults: whole-file SI-SNRi / SDRi, single-talker seconds in the wrong file, leakage, swaps, absent talkers.",
 )
 TRACKER = typer.Option(
-    "overlap",
+    "voice",
     "--tracker",
     metavar="voice|overlap",
     help="With --conversations: how talkers are followed across chunks (as in `tisdiss separate`).",
+)
+SEGMENT_EVAL = typer.Option(
+    None, "--segment", min=0.05, metavar="SECONDS", help="With --conversations: chunk length (as `separate`)."
+)
+OVERLAP_EVAL = typer.Option(
+    None, "--overlap", min=0.0, max=0.9, metavar="FRACTION", help="With --conversations: chunk overlap (as `separate`)."
 )
 PRESET_EVAL = typer.Option(
     "balanced", "--preset", metavar="fast|balanced|best", help="With --conversations: the preset (as `separate`)."
@@ -156,11 +162,14 @@ def eval_command(
     conversations: bool = CONVERSATIONS,
     tracker: str = TRACKER,
     preset: str = PRESET_EVAL,
+    segment: float | None = SEGMENT_EVAL,
+    overlap: float | None = OVERLAP_EVAL,
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i), optionally STOI and PESQ) and speed against N_re,
     from one pass per utterance."""
     if conversations:
-        _eval_conversations(testset, model, limit, device, precision, json_out, sdr, tracker, preset)
+        chunks = {"segment": segment, **({"overlap": overlap} if overlap is not None else {})}
+        _eval_conversations(testset, model, limit, device, precision, json_out, sdr, tracker, preset, chunks)
         return
     from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
@@ -310,6 +319,7 @@ def _eval_conversations(
     sdr: bool,
     tracker: str,
     preset: str,
+    chunks: dict[str, float | None],
 ) -> None:
     """`tisdiss eval --conversations`: the conversation benchmark, printed as tables."""
     import json
@@ -322,7 +332,14 @@ def _eval_conversations(
     _check_outputs(**{"--json": json_out})
     start = time.perf_counter()
     try:
-        separator = Separator(model, device=device, preset=preset, precision=precision, tracker=tracker)
+        separator = Separator(
+            model,
+            device=device,
+            preset=preset,
+            precision=precision,
+            tracker=tracker,
+            **chunks,  # type: ignore[arg-type]
+        )
         report = evaluate_conversations(separator, testset, limit=limit, with_sdr=sdr)
     except (TestSetError, *MODEL_ERRORS, ValueError, OSError) as exc:
         _fail(str(exc))

@@ -97,7 +97,7 @@ OVERLAP = typer.Option(
     help="Overlap of consecutive chunks, fraction of --segment.",
 )
 TRACKER = typer.Option(
-    "overlap",
+    "voice",
     "--tracker",
     metavar="voice|overlap",
     help="voice: each talker in one file from start to end, a lone talker in one file; "

@@ -10,8 +10,8 @@ whole. Metrics per recording (``docs`` in the README's Evaluation section):
   holds less of the window's energy than the other output (the talker is in the wrong file);
 - ``leakage_db``: over those windows, the other output's energy relative to the talker's own (dB);
 - ``swapped``: of the 1-s windows where both talk within ``OVERLAP_DB`` of each other, those whose
-  best assignment (by correlation) differs from the file's; ``merged``: those where one output
-  holds both talkers (the other is 20 dB below it);
+  best assignment (each output's projection on each talker, either sign) differs from the file's;
+  ``merged``: those where one output holds both talkers (the other is 20 dB below it);
 - ``absent_db``: for a recording with a silent reference (that talker is absent), the level of the
   absent talker's output relative to the present one's (``SILENT_DB`` when it is all zeros), and
   ``present_si_snr``, the SI-SNR of the louder output against the talker (the mixture is the
@@ -172,7 +172,8 @@ def window_counts(est: np.ndarray, ref: np.ndarray, perm: Sequence[int], rate: i
             merged += 1
             continue
         corr = ref[:2, sl] @ est[:, sl].T  # [K, J]
-        local = max(itertools.permutations(range(est.shape[0]), 2), key=lambda p: corr[0, p[0]] + corr[1, p[1]])
+        share = corr**2 / np.maximum(est_e[:, w], 1e-30)  # energy of each output along each talker (any sign)
+        local = max(itertools.permutations(range(est.shape[0]), 2), key=lambda p: share[0, p[0]] + share[1, p[1]])
         swapped += int(tuple(local) != tuple(perm[:2]))
     return {
         "single_windows": int(single.sum()),

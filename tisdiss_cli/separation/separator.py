@@ -103,15 +103,20 @@ def headroom(chunks: Tensor) -> Tensor:
 
 
 def match_level(sources: Tensor, mixture: Tensor) -> Tensor:
-    """Scale ``[B, J, S]`` sources so that their summed energy equals the ``[B, S]`` mixture's.
+    """Scale ``[B, J, S]`` sources so that their summed energy equals the ``[B, S]`` mixture's, with
+    the mixture's polarity.
 
-    The training losses are scale-invariant, so a network's output level is arbitrary (an
-    undertrained one can be 20x too loud and clip). One gain per mixture keeps the speakers'
-    relative levels, and every SI-SNR and SDR unchanged.
+    The training losses are scale-invariant, and sign-invariant too, so a network's output level
+    and sign are arbitrary (an undertrained one can be 20x too loud and clip; the bundled model
+    returns every talker inverted). One gain per mixture, negative when the sources sum to the
+    mixture upside down, keeps the speakers' relative levels and every SI-SNR and SDR unchanged,
+    and makes the tracks add back up to the recording (a talker's file summed from both outputs
+    too).
     """
     source_energy = sources.pow(2).sum(dim=(-2, -1))
     gain = (mixture.pow(2).sum(-1) / source_energy.clamp_min(torch.finfo(sources.dtype).tiny)).sqrt()
-    return sources * torch.where(source_energy > 0, gain, 1.0)[:, None, None]
+    polarity = torch.where((sources.sum(-2) * mixture).sum(-1) < 0, -1.0, 1.0)
+    return sources * torch.where(source_energy > 0, gain * polarity, 1.0)[:, None, None]
 
 
 class Separator:
@@ -130,9 +135,9 @@ class Separator:
     than fp32 on this device for this model's width, else fp32; :mod:`tisdiss_cli.util.precision`)
     | "fp32" | "bf16" | "int8". What was chosen, and a warning for emulated
     bf16, is in ``self.precision``.
-    tracker: "overlap" (the default: chunks aligned on their overlap only) | "voice" (talkers
-    tracked by voice across the whole recording: each talker's file holds that talker from start
-    to end, a lone talker stays in one file; :mod:`~.tracking`; not yet the default, see the README).
+    tracker: "voice" (the default: talkers tracked by voice across the whole recording, so each
+    talker's file holds that talker from start to end and a lone talker stays in one file;
+    :mod:`~.tracking`) | "overlap" (chunks aligned on their overlap only, as before the tracker).
     """
 
     def __init__(
@@ -147,7 +152,7 @@ class Separator:
         adaptive_threshold: float | None = None,
         match_level: bool = True,
         precision: str = "auto",
-        tracker: str = "overlap",
+        tracker: str = "voice",
     ) -> None:
         self.device = pick_device(device)
         if tracker not in TRACKERS:

@@ -186,8 +186,9 @@ class SeparationStream:
         if self.talkers is None:
             yield self._release(self._back(self._arrays(parts), last=True), final=True)
             return
-        pending = self.talkers.push(np.concatenate(self._arrays(parts), axis=1)) if parts else []
-        for piece in self.talkers.finish():
+        last = np.concatenate(self._arrays(parts), axis=1) if parts else None
+        pending: list[np.ndarray] = []
+        for piece in self.talkers.finish(last, single_pass=self.engine.ran_chunks <= 1):
             if pending:
                 yield self._release(self._back(pending, last=False), final=False)
             pending = [piece]

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Iterator
-from typing import Protocol
+from typing import IO, Protocol
 
 import numpy as np
 import soxr
 import torch
 
+from ..util.fileio import WriteError
 from ..zoo.voice import load_voice_encoder
 from .tracking import (
     Analysis,
@@ -27,14 +28,63 @@ from .tracking import (
     OnlineTalkers,
     TalkerSummary,
     TrackerConfig,
+    activity,
     analyse_blocks,
-    decide_block,
     render,
     rendered,
     track_offline,
 )
 
 RENDER_PIECE_SECONDS = 10.0  # the offline stage renders this much at a time
+SPOOL_MEMORY_SECONDS = 600.0  # outputs up to this long stay in memory; longer ones go to a temporary file
+
+
+class Spool:
+    """The network's outputs ``[J, n]`` blocks kept for a second pass: in memory up to
+    ``memory_frames``, then in a temporary file (memory stays flat in the recording's length).
+    A failed write raises :class:`~tisdiss_cli.util.fileio.WriteError` naming the file."""
+
+    def __init__(self, num_out: int, memory_frames: int) -> None:
+        self.num_out, self.memory_frames = num_out, memory_frames
+        self.blocks: list[np.ndarray] = []
+        self.frames = 0
+        self.file: IO[bytes] | None = None
+
+    def append(self, outputs: np.ndarray) -> None:
+        frames = np.ascontiguousarray(outputs.T, dtype=np.float32)  # [n, J]
+        if self.file is None and self.frames + len(frames) > self.memory_frames:
+            self.file = tempfile.TemporaryFile(prefix="tisdiss-spool-")  # noqa: SIM115 (closed by close())
+            for block in self.blocks:
+                self._write(block)
+            self.blocks = []
+        if self.file is None:
+            self.blocks.append(frames)
+        else:
+            self._write(frames)
+        self.frames += len(frames)
+
+    def _write(self, frames: np.ndarray) -> None:
+        assert self.file is not None
+        try:
+            self.file.write(frames.tobytes())
+        except OSError as exc:
+            raise WriteError(f"the voice tracker's temporary file in {tempfile.gettempdir()}", exc) from None
+
+    def outputs(self) -> np.ndarray:
+        """``[J, N]``: an array, or a view of the file (read piece by piece as it is indexed)."""
+        if self.file is None:
+            if not self.blocks:
+                return np.zeros((self.num_out, 0), np.float32)
+            return np.concatenate(self.blocks).T
+        try:
+            self.file.flush()
+        except OSError as exc:
+            raise WriteError(f"the voice tracker's temporary file in {tempfile.gettempdir()}", exc) from None
+        return np.memmap(self.file, np.float32, "r", shape=(self.frames, self.num_out)).T
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def voice_embedder() -> EmbedFn:
@@ -60,7 +110,10 @@ class TalkerStage(Protocol):
 
     def push(self, outputs: np.ndarray) -> list[np.ndarray]: ...
 
-    def finish(self) -> Iterator[np.ndarray]: ...
+    def finish(self, last: np.ndarray | None, *, single_pass: bool) -> Iterator[np.ndarray]:
+        """The rest, after the network's ``last`` outputs; ``single_pass``: the network ran once,
+        over the whole input."""
+        ...
 
 
 class OfflineTalkerStage:
@@ -68,24 +121,26 @@ class OfflineTalkerStage:
 
     def __init__(self, num_out: int, rate: int, config: TrackerConfig, embed: EmbedFn) -> None:
         self.num_out, self.rate, self.config, self.embed = num_out, rate, config, embed
-        self._spool = tempfile.TemporaryFile(prefix="tisdiss-spool-")  # noqa: SIM115 (closed by finish)
-        self.frames = 0
+        self._spool = Spool(num_out, round(SPOOL_MEMORY_SECONDS * rate))
         self.summary: TalkerSummary | None = None
 
+    @property
+    def frames(self) -> int:
+        return self._spool.frames
+
     def push(self, outputs: np.ndarray) -> list[np.ndarray]:
-        self._spool.write(np.ascontiguousarray(outputs.T, dtype=np.float32).tobytes())
-        self.frames += outputs.shape[1]
+        self._spool.append(outputs)
         return []
 
-    def finish(self) -> Iterator[np.ndarray]:
+    def finish(self, last: np.ndarray | None, *, single_pass: bool) -> Iterator[np.ndarray]:
         try:
+            if last is not None:
+                self.push(last)
             if self.frames == 0:
                 self.summary = TalkerSummary(0, [0.0] * self.config.max_talkers)
                 return
-            self._spool.flush()
-            frames = np.memmap(self._spool, np.float32, "r", shape=(self.frames, self.num_out))
-            outputs = frames.T  # [J, N], a view: nothing is read until a piece is
-            matrices, self.summary = track_offline(outputs, self.rate, self.config, self.embed)
+            outputs = self._spool.outputs()
+            matrices, self.summary = track_offline(outputs, self.rate, self.config, self.embed, single_pass=single_pass)
             yield from rendered(outputs, matrices, self.rate, self.config, round(RENDER_PIECE_SECONDS * self.rate))
         finally:
             self._spool.close()
@@ -106,11 +161,8 @@ class OnlineTalkerStage:
         self.available = 0
         self.emitted = 0
         self.talkers = OnlineTalkers(config)
-        self.loudest = 0.0
         self.matrices: list[np.ndarray] = []  # decided blocks from matrices_start on
         self.matrices_start = 0
-        self.previous = np.zeros((config.max_talkers, num_out))
-        self.previous[0, :] = 1.0
         self.speech_seconds = np.zeros(config.max_talkers)
         self.summary: TalkerSummary | None = None
 
@@ -128,7 +180,14 @@ class OnlineTalkerStage:
             decided += 1
         return self._emit(decided * self.block - (self.fade - self.fade // 2))
 
-    def finish(self) -> Iterator[np.ndarray]:
+    def finish(self, last: np.ndarray | None, *, single_pass: bool) -> Iterator[np.ndarray]:
+        if single_pass and self.available == 0 and last is not None:  # one network pass: as a file is
+            matrices, self.summary = track_offline(last, self.rate, self.config, self.embed, single_pass=True)
+            self.available = self.emitted = last.shape[1]
+            yield render(last, matrices, 0, last.shape[1], self.rate, self.config)
+            return
+        if last is not None:
+            yield from self.push(last)
         total = -(-self.available // self.block)
         for b in range(self.matrices_start + len(self.matrices), total):
             self._decide(b)
@@ -138,15 +197,10 @@ class OnlineTalkerStage:
     def _decide(self, b: int) -> None:
         first = b - self.buffer_start // self.block
         part: Analysis = analyse_blocks(self.buffer, first, 1, self.rate, self.config, self.embed)
-        energy = float(part.mix_energy[0])
-        self.loudest = max(self.loudest, energy)
-        if energy >= self.loudest * 10 ** (self.config.loud_db / 10) and energy > 0:
-            self.talkers.observe(part.mix_voice[0])
-        matrix = decide_block(part, 0, self.talkers.centroids, self.loudest, self.config)
-        if matrix is not None and energy > self.loudest * 10 ** (self.config.silence_db / 10):
-            self.speech_seconds += (matrix.max(axis=1) > 0) * self.config.block_seconds
-        self.previous = self.previous if matrix is None else matrix
-        self.matrices.append(self.previous)
+        matrix = self.talkers.decide(part)
+        active = activity(part, self.config, self.talkers.loudest)[0]
+        self.speech_seconds += (matrix * active[None, :]).max(axis=1) * self.config.block_seconds
+        self.matrices.append(matrix)
 
     def _emit(self, upto: int) -> list[np.ndarray]:
         upto = min(upto, self.available)

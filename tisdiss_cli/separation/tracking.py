@@ -3,28 +3,41 @@
 The network separates each chunk on its own, and its outputs carry no identity: at a turn
 change, or across a pause longer than the chunk overlap, the stitched outputs may swap talkers,
 and a lone talker is spread over both. The tracker re-decides the assignment every
-``block_seconds`` from voices (``models/cards/voice-ge2e.md`` names the encoder):
+``block_seconds`` (``models/cards/voice-ge2e.md`` names the voice encoder):
 
-1. *Analysis* (:func:`analyse`). For each block, the level of the mixture (the outputs' sum) and
-   of each output, the mixture's voice over ``talker_seconds`` and each output's voice over
-   ``voice_seconds``, both centred on the block.
-2. *Talkers* (:func:`find_talkers`). The recording's talkers are centroids of the mixture's voices
-   in its loud blocks: turn-taking speech is one talker most of the time, so those voices
-   gather around each talker. Two talkers are kept only when splitting the voices in two raises
-   their mean similarity to their centroid by ``split_gain`` (chosen on devconv): a lone
-   talker's voices do not split. Files use the whole recording (offline); streams grow the
+1. *Analysis* (:func:`analyse`). Per block: the level of the mixture (the outputs' sum) and of
+   each output; the mixture's voice over ``talker_seconds`` and each output's voice over
+   ``voice_seconds``, centred on the block; and the *coherence* of the two loudest outputs (the
+   correlation of their magnitude spectrograms). A lone talker that the network spread over both
+   outputs gives coherent outputs (the same harmonics, split); two talkers give incoherent ones.
+   Measured on devconv and dev2mix: median 0.68 where one talks, 0.15 where both do.
+2. *Talkers* (:func:`find_talkers`). The voices that can be trusted to be one talker each are
+   pooled: the mixture's voice where one talks (coherent outputs, or one output alone), and each
+   output's voice where two talk. Their spherical 2-means centroids are the talkers when the
+   split raises the mean similarity by ``split_gain``; otherwise there is one talker, unless the
+   outputs are mostly incoherent where both are active (talkers who always overlap), and then
+   the outputs' voices are split. Files use the whole recording (offline); streams grow the
    talkers as they go (:class:`OnlineTalkers`).
-3. *Assignment* (:func:`decide`). Where both outputs are active and their voices are nearest to
-   different talkers, each output goes to its talker. Otherwise one talker speaks: the one
-   nearest to the mixture's voice gets both outputs summed, and the other file silence. That is
-   what keeps a lone talker whole. A pause keeps the previous block's assignment.
+3. *Assignment* (:func:`decide`). Each block is in one state: each output to its own talker (one
+   state per order) or both outputs summed into one talker (one state per talker; the other file
+   is silent: that keeps a lone talker whole). A state scores the similarity of each active
+   output's voice to its talker; summing is favoured where the outputs are coherent and where
+   only one output is active. Changing state costs ``switch_cost``, or ``free_switch_cost`` next
+   to a block where an output falls silent (where a turn changes or chunks may not have been
+   aligned); the best sequence is found by Viterbi. Streams take the best next state given the
+   last one. A recording the network separated in one pass (no chunks to align) keeps the
+   network's order, and is only summed into one file when it has one talker.
 4. *Rendering* (:func:`render`). Each block's assignment is a 0/1 matrix ``[talkers, outputs]``;
    the matrices are smoothed by a ``fade_seconds`` moving average across block borders, so an
    unchanged assignment leaves the outputs untouched and a change is a short cross-fade.
+
+The thresholds and costs were chosen on devconv and dev2mix (``tisdiss eval --conversations``),
+with the bundled model; the README gives the figures.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -43,8 +56,15 @@ class TrackerConfig:
     active_db: float = -20.0  # an output within this of the louder output is active ...
     silence_db: float = -40.0  # ... unless it is this far below the loudest block: a pause
     split_gain: float = 0.035  # two talkers only if splitting raises the voices' mean similarity this much
-    distinct_outputs: float = 0.65  # outputs less similar than this (median) where both are active: two talkers
-    new_talker: float = 0.6  # online: a loud voice less similar than this to every talker is a new one
+    two_voices: float = 0.3  # outputs less coherent than this, both active: two talkers (their voices pooled)
+    always_overlapping: float = 0.35  # median coherence below this where both are active: two talkers
+    merge_coherence: float = 0.45  # summing is favoured above this coherence, disfavoured below ...
+    merge_weight: float = 0.02  # ... by this much per 0.15 of coherence
+    lone_bonus: float = 0.05  # summing is favoured this much where only one output is active
+    silent_similarity: float = 0.6  # what an inactive output contributes to a state's score
+    switch_cost: float = 0.3  # changing the assignment between two blocks where both outputs speak
+    free_switch_cost: float = 0.2  # ... and next to a block where an output is silent
+    new_talker: float = 0.6  # online: a voice less similar than this to every talker is a new one
     fade_seconds: float = 0.04  # cross-fade where the assignment changes
     max_talkers: int = 2  # files written
 
@@ -57,6 +77,7 @@ class Analysis:
     out_energy: np.ndarray  # [nb, J] mean square of each output
     mix_voice: np.ndarray  # [nb, D]
     out_voice: np.ndarray  # [nb, J, D]
+    coherence: np.ndarray  # [nb] spectral correlation of the two loudest outputs (1 for a single output)
 
     def __len__(self) -> int:
         return len(self.mix_energy)
@@ -66,7 +87,7 @@ class Analysis:
         return cls(
             *(
                 np.concatenate([getattr(p, f) for p in parts])
-                for f in ("mix_energy", "out_energy", "mix_voice", "out_voice")
+                for f in ("mix_energy", "out_energy", "mix_voice", "out_voice", "coherence")
             )
         )
 
@@ -81,6 +102,25 @@ def _context(signal: np.ndarray, centre: int, width: int) -> np.ndarray:
     piece = signal[..., max(lo, 0) : min(hi, signal.shape[-1])]
     pad = [(0, 0)] * (signal.ndim - 1) + [(max(0, -lo), max(0, hi - signal.shape[-1]))]
     return np.pad(piece, pad)
+
+
+def coherence(outputs: np.ndarray, rate: int) -> float:
+    """Correlation of the magnitude spectrograms (32-ms Hann frames, half overlapping) of the two
+    loudest rows of ``outputs [J, n]``: near 1 when they hold the same voice split in two, near 0
+    for two voices."""
+    if outputs.shape[0] < 2:
+        return 1.0
+    loudest = np.argsort((outputs**2).sum(1))[-2:]
+    size = 1 << max(4, round(np.log2(0.032 * rate)))
+    if outputs.shape[1] < size:
+        return 1.0
+    window = np.hanning(size + 1)[:-1]
+    starts = range(0, outputs.shape[1] - size + 1, size // 2)
+    frames = np.stack([outputs[loudest][:, s : s + size] * window for s in starts], axis=1)  # [2, T, size]
+    spectra = np.abs(np.fft.rfft(frames, axis=-1))
+    a, b = (x - x.mean() for x in spectra)
+    denominator = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denominator) if denominator > 0 else 1.0
 
 
 def analyse_blocks(
@@ -99,7 +139,8 @@ def analyse_blocks(
     mix_voice = embed(np.stack([_context(mix, c, talker_width) for c in centres]), rate)
     pieces = np.stack([_context(outputs, c, voice_width) for c in centres])  # [count, J, width]
     out_voice = embed(pieces.reshape(-1, voice_width), rate).reshape(count, outputs.shape[0], -1)
-    return Analysis(mix_energy, out_energy, mix_voice, out_voice)
+    coherent = np.array([coherence(outputs[:, s : s + block], rate) for s in starts])
+    return Analysis(mix_energy, out_energy, mix_voice, out_voice, coherent)
 
 
 def analyse(outputs: np.ndarray, rate: int, config: TrackerConfig, embed: EmbedFn) -> Analysis:
@@ -115,7 +156,8 @@ def analyse(outputs: np.ndarray, rate: int, config: TrackerConfig, embed: EmbedF
         parts.append(analyse_blocks(window, first - lo, count, rate, config, embed))
     if not parts:
         num_out = outputs.shape[0]
-        return Analysis(np.zeros(0), np.zeros((0, num_out)), np.zeros((0, 0)), np.zeros((0, num_out, 0)))
+        empty = np.zeros(0)
+        return Analysis(empty, np.zeros((0, num_out)), np.zeros((0, 0)), np.zeros((0, num_out, 0)), empty)
     return Analysis.concat(parts)
 
 
@@ -147,12 +189,30 @@ def spherical_kmeans(vectors: np.ndarray, k: int, *, restarts: int = 8, iteratio
     return best
 
 
+def activity(analysis: Analysis, config: TrackerConfig, loudest: float) -> np.ndarray:
+    """``[nb, J]``: outputs within ``active_db`` of the louder one and above the pause level."""
+    energy = analysis.out_energy
+    louder = energy.max(axis=1, keepdims=True) * 10 ** (config.active_db / 10)
+    return (energy >= louder) & (energy > loudest * 10 ** (config.silence_db / 10)) & (energy > 0)
+
+
+def trusted_voices(analysis: Analysis, config: TrackerConfig, loudest: float) -> np.ndarray:
+    """``[n, D]``: each loud block's voices that should be one talker each (see the module docstring)."""
+    loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
+    both = activity(analysis, config, loudest).all(axis=1)
+    two = loud & both & (analysis.coherence < config.two_voices)
+    one = loud & ~two
+    return np.concatenate([analysis.mix_voice[one], analysis.out_voice[two].reshape(-1, analysis.out_voice.shape[-1])])
+
+
 def find_talkers(analysis: Analysis, config: TrackerConfig) -> np.ndarray:
     """Centroids ``[K, D]``, ``0 <= K <= max_talkers``, in order of first appearance."""
     if len(analysis) == 0 or analysis.mix_energy.max() <= 0:
         return np.zeros((0, analysis.mix_voice.shape[-1]))
-    loud = analysis.mix_energy >= analysis.mix_energy.max() * 10 ** (config.loud_db / 10)
-    voices = analysis.mix_voice[loud]
+    loudest = float(analysis.mix_energy.max())
+    voices = trusted_voices(analysis, config, loudest)
+    if len(voices) == 0:
+        return np.zeros((0, analysis.mix_voice.shape[-1]))
     centroids = normalise(voices.mean(0))[None]
     for k in range(2, config.max_talkers + 1):
         if len(voices) < k:
@@ -162,58 +222,96 @@ def find_talkers(analysis: Analysis, config: TrackerConfig) -> np.ndarray:
         if gain < config.split_gain:
             break
         centroids = split
-    if len(centroids) == 1 and config.max_talkers >= 2:  # talkers who always overlap share the mixture's voice
-        both = _both_active(analysis, config)
-        pairs = np.einsum("bd,bd->b", analysis.out_voice[both, 0], analysis.out_voice[both, 1])
-        if len(pairs) and np.median(pairs) < config.distinct_outputs:
-            voices = analysis.out_voice[both].reshape(-1, analysis.out_voice.shape[-1])
-            centroids = spherical_kmeans(voices, 2)
-    first_seen = [int(np.argmax((voices @ centroids.T).argmax(1) == k)) for k in range(len(centroids))]
-    return centroids[np.argsort(first_seen, kind="stable")]
+    if len(centroids) == 1 and config.max_talkers >= 2:  # talkers who always overlap share one voice mixed
+        loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
+        both = loud & activity(analysis, config, loudest).all(axis=1)
+        if both.sum() >= 2 and np.median(analysis.coherence[both]) < config.always_overlapping:
+            centroids = spherical_kmeans(analysis.out_voice[both].reshape(-1, analysis.out_voice.shape[-1]), 2)
+    order = _first_appearance(analysis, centroids, loudest, config)
+    return centroids[order]
 
 
-def _both_active(analysis: Analysis, config: TrackerConfig) -> np.ndarray:
-    """``[nb]`` loud blocks where every output is within ``active_db`` of the louder."""
-    energy = analysis.out_energy
-    loud = analysis.mix_energy >= analysis.mix_energy.max() * 10 ** (config.loud_db / 10)
-    return loud & (energy.min(1) >= energy.max(1) * 10 ** (config.active_db / 10))
+def _first_appearance(analysis: Analysis, centroids: np.ndarray, loudest: float, config: TrackerConfig) -> np.ndarray:
+    loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
+    first = []
+    for k in range(len(centroids)):
+        nearest = (analysis.out_voice[loud] @ centroids.T).argmax(-1) == k  # [n, J]
+        hits = np.flatnonzero(nearest.any(axis=1))
+        first.append(int(hits[0]) if len(hits) else len(analysis))
+    return np.argsort(first, kind="stable")
 
 
-def decide_block(
-    analysis: Analysis, b: int, centroids: np.ndarray, loudest: float, config: TrackerConfig
-) -> np.ndarray | None:
-    """Block ``b``'s assignment ``[max_talkers, J]`` (0/1), or None in a pause (keep the last one)."""
-    energy = analysis.out_energy[b]
-    active = (energy >= energy.max() * 10 ** (config.active_db / 10)) & (
-        energy > loudest * 10 ** (config.silence_db / 10)
-    )
-    if not active.any() or len(centroids) == 0:
-        return None
-    matrix = np.zeros((config.max_talkers, len(energy)))
-    if len(centroids) >= 2 and active.sum() >= 2:
-        sims = analysis.out_voice[b] @ centroids.T  # [J, K]
-        nearest = sims.argmax(1)
-        if len(set(nearest[active].tolist())) == active.sum():  # every active output a different talker
-            for j in np.flatnonzero(active):
-                matrix[nearest[j], j] = 1.0
-            for j in np.flatnonzero(~active):  # a quiet output rides with the talker nearest to it
-                matrix[nearest[j], j] = 1.0
-            return matrix
-    matrix[int((analysis.mix_voice[b] @ centroids.T).argmax()), :] = 1.0
-    return matrix
+def states(talkers: int, outputs: int, max_talkers: int) -> np.ndarray:
+    """Every assignment ``[S, max_talkers, outputs]`` (0/1): each output to its own talker, in every
+    order (when there are enough talkers), then all outputs summed into each talker."""
+    found = []
+    if talkers >= outputs:
+        for order in itertools.permutations(range(talkers), outputs):
+            matrix = np.zeros((max_talkers, outputs))
+            matrix[list(order), range(outputs)] = 1.0
+            found.append(matrix)
+    for k in range(talkers):
+        matrix = np.zeros((max_talkers, outputs))
+        matrix[k, :] = 1.0
+        found.append(matrix)
+    return np.stack(found)
+
+
+def state_scores(
+    analysis: Analysis,
+    b: int,
+    centroids: np.ndarray,
+    candidates: np.ndarray,
+    active: np.ndarray,
+    config: TrackerConfig,
+) -> np.ndarray:
+    """``[S]``: how well each candidate assignment fits block ``b`` (0 for all in a pause)."""
+    if not active.any():
+        return np.zeros(len(candidates))
+    sims = analysis.out_voice[b] @ centroids.T  # [J, K]
+    owner = candidates[:, : len(centroids)].argmax(axis=1)  # [S, J]: each output's talker
+    per_output = np.where(active, sims[np.arange(sims.shape[0]), owner], config.silent_similarity)
+    scores = per_output.sum(axis=1)
+    summed = candidates.sum(axis=2).max(axis=1) == candidates.shape[2]  # [S]: one talker has every output
+    if active.all():
+        scores += summed * config.merge_weight * (analysis.coherence[b] - config.merge_coherence) / 0.15
+    else:
+        scores += summed * config.lone_bonus
+    return scores
 
 
 def decide(analysis: Analysis, centroids: np.ndarray, config: TrackerConfig, num_out: int) -> np.ndarray:
-    """Every block's assignment ``[nb, max_talkers, J]``; pauses keep the one before (the first
-    talker's at the start)."""
-    loudest = float(analysis.mix_energy.max(initial=0.0))
-    previous = np.zeros((config.max_talkers, num_out))
-    previous[0, :] = 1.0
-    matrices = np.zeros((len(analysis), config.max_talkers, num_out))
-    for b in range(len(analysis)):
-        matrix = decide_block(analysis, b, centroids, loudest, config)
-        previous = matrices[b] = previous if matrix is None else matrix
-    return matrices
+    """Every block's assignment ``[nb, max_talkers, J]`` (the Viterbi path; see the module docstring)."""
+    nb = len(analysis)
+    if len(centroids) == 0 or nb == 0:
+        out = np.zeros((nb, config.max_talkers, num_out))
+        out[:, :num_out, :] = np.eye(min(config.max_talkers, num_out), num_out)
+        return out
+    candidates = states(len(centroids), num_out, config.max_talkers)
+    loudest = float(analysis.mix_energy.max())
+    active = activity(analysis, config, loudest)
+    scores = np.stack([state_scores(analysis, b, centroids, candidates, active[b], config) for b in range(nb)])
+    n = len(candidates)
+    total, back = scores[0].copy(), np.zeros((nb, n), dtype=int)
+    for b in range(1, nb):
+        cost = config.free_switch_cost if not (active[b].all() and active[b - 1].all()) else config.switch_cost
+        moves = total[:, None] - cost * (1 - np.eye(n))
+        back[b], total = moves.argmax(0), moves.max(0) + scores[b]
+    path = [int(total.argmax())]
+    for b in range(nb - 1, 0, -1):
+        path.append(int(back[b][path[-1]]))
+    return candidates[path[::-1]]
+
+
+def one_pass(num_blocks: int, talkers: int, config: TrackerConfig, num_out: int) -> np.ndarray:
+    """The assignment of a recording the network separated whole: the network's order, or
+    everything in the first file when there is one talker."""
+    matrix = np.zeros((config.max_talkers, num_out))
+    if talkers == 1:
+        matrix[0, :] = 1.0
+    else:
+        matrix[: min(config.max_talkers, num_out), :] = np.eye(min(config.max_talkers, num_out), num_out)
+    return np.repeat(matrix[None], num_blocks, axis=0)
 
 
 def gains(matrices: np.ndarray, start: int, stop: int, block: int, fade: int) -> np.ndarray:
@@ -258,20 +356,22 @@ class TalkerSummary:
 
     @classmethod
     def of(cls, analysis: Analysis, matrices: np.ndarray, talkers: int, config: TrackerConfig) -> TalkerSummary:
-        loudest = float(analysis.mix_energy.max(initial=0.0))
-        speech = analysis.mix_energy > loudest * 10 ** (config.silence_db / 10)
-        owns = matrices.max(axis=2) > 0  # [nb, K]
-        seconds = (owns & speech[:, None]).sum(0) * config.block_seconds
-        return cls(talkers, [float(s) for s in seconds])
+        active = activity(analysis, config, float(analysis.mix_energy.max(initial=0.0)))  # [nb, J]
+        speaks = (matrices * active[:, None, :]).max(axis=2) > 0  # [nb, K]: a file gets an active output
+        return cls(talkers, [float(s) for s in speaks.sum(0) * config.block_seconds])
 
 
 def track_offline(
-    outputs: np.ndarray, rate: int, config: TrackerConfig, embed: EmbedFn
+    outputs: np.ndarray, rate: int, config: TrackerConfig, embed: EmbedFn, *, single_pass: bool = False
 ) -> tuple[np.ndarray, TalkerSummary]:
-    """The assignment matrices ``[nb, K, J]`` of a whole recording and what was found."""
+    """The assignment matrices ``[nb, K, J]`` of a whole recording and what was found;
+    ``single_pass``: the network separated it whole (see the module docstring)."""
     analysis = analyse(outputs, rate, config, embed)
     centroids = find_talkers(analysis, config)
-    matrices = decide(analysis, centroids, config, outputs.shape[0])
+    if single_pass:
+        matrices = one_pass(len(analysis), len(centroids), config, outputs.shape[0])
+    else:
+        matrices = decide(analysis, centroids, config, outputs.shape[0])
     return matrices, TalkerSummary.of(analysis, matrices, len(centroids), config)
 
 
@@ -285,15 +385,43 @@ def rendered(
 
 @dataclass
 class OnlineTalkers:
-    """Talkers found so far in a stream: a loud block's voice less similar than ``new_talker`` to
-    every talker starts a new one (up to ``max_talkers``); else it joins its nearest talker's mean."""
+    """Talkers found so far in a stream, from the trusted voices of each block as it comes
+    (:func:`trusted_voices`): a voice less similar than ``new_talker`` to every talker starts a new
+    one (up to ``max_talkers``); else it joins its nearest talker's mean. Each block then takes the
+    best assignment given the last one (:meth:`decide`)."""
 
     config: TrackerConfig
     sums: list[np.ndarray] = field(default_factory=list)
+    loudest: float = 0.0
+    last: np.ndarray | None = None  # the previous block's assignment
+    both_before: bool = False  # both outputs were active in the previous block
 
     @property
     def centroids(self) -> np.ndarray:
         return np.stack([normalise(s) for s in self.sums]) if self.sums else np.zeros((0, 0))
+
+    def decide(self, block: Analysis) -> np.ndarray:
+        """The assignment ``[max_talkers, J]`` of the one block in ``block``."""
+        num_out = block.out_energy.shape[1]
+        self.loudest = max(self.loudest, float(block.mix_energy[0]))
+        if self.loudest > 0:
+            for voice in trusted_voices(block, self.config, self.loudest):
+                self.observe(voice)
+        if self.last is None:
+            self.last = one_pass(1, 0, self.config, num_out)[0]
+        if not self.sums:
+            return self.last
+        centroids = self.centroids
+        candidates = states(len(centroids), num_out, self.config.max_talkers)
+        active = activity(block, self.config, self.loudest)[0]
+        scores = state_scores(block, 0, centroids, candidates, active, self.config)
+        if active.any():
+            both = active.all() and self.both_before
+            cost = self.config.switch_cost if both else self.config.free_switch_cost
+            moved = np.array([not np.array_equal(c, self.last) for c in candidates])
+            self.last = candidates[int(np.argmax(scores - cost * moved))]
+        self.both_before = bool(active.all())
+        return self.last
 
     def observe(self, voice: np.ndarray) -> None:
         if not self.sums:

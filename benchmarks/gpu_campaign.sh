@@ -35,10 +35,10 @@ export PYTHONUNBUFFERED=1
 
 if compgen -G "$wheels/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$wheels"/*.whl
-  export PYTHONPATH="/tmp/site:$PWD"
-else
-  export PYTHONPATH="$PWD"
 fi
+# The bare tree has no installed package: `tisdiss_models` is the models/ folder (pyproject's package-dir).
+mkdir -p /tmp/site && ln -sfn "$PWD/models" /tmp/site/tisdiss_models
+export PYTHONPATH="/tmp/site:$PWD"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 

@@ -57,7 +57,14 @@ def child(args: argparse.Namespace) -> None:
         torch.manual_seed(0)
         model = TISDiSS(ARCHITECTURES[args.config])
         init_weights(model)
-    sep = Separator(model, device=args.device, segment=args.segment, overlap=args.overlap, batch_size=args.batch_size)
+    sep = Separator(
+        model,
+        device=args.device,
+        segment=args.segment,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+        tracker=args.tracker,
+    )
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         res = sep.process_file(args.input, out, preset=args.preset)
@@ -93,6 +100,7 @@ def main() -> None:
     p.add_argument("--segment", type=float, default=None, help="chunk seconds (default: the model card's)")
     p.add_argument("--overlap", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--tracker", default="voice", help="voice (the default, as `separate`) or overlap")
     p.add_argument("--no-tune-allocator", action="store_true", help="keep glibc's default malloc settings")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -132,6 +140,7 @@ def main() -> None:
                 cmd += ["--model", args.model] if args.model else []
                 cmd += ["--threads", str(args.threads)] if args.threads else []
                 cmd += ["--no-tune-allocator"] if args.no_tune_allocator else []
+                cmd += ["--tracker", args.tracker]
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode:
                     print(f"{minutes:g} min {preset}: failed\n{done.stderr}", file=sys.stderr)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from pathlib import Path
 
+import numpy as np
+import soundfile as sf
+from typer.testing import CliRunner
+
+from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.evaluation.conversations import SILENT_DB, score_recording, window_counts
+
+_register_commands()
 
 RATE = 8000
 
@@ -57,3 +65,53 @@ def test_overlapped_windows_count_swaps() -> None:
     est[:, 2 * RATE :] = est[::-1, 2 * RATE :]
     counts = window_counts(est, np.stack([a, b]), (0, 1), RATE)
     assert counts["overlap_windows"] == 4 and counts["swapped_windows"] == 2
+
+
+def write_conversations(root: Path, rate: int = 16000) -> Path:
+    """A devconv-style set: two turn-taking recordings (one FM, one FF) and a lone talker."""
+    rng = np.random.default_rng(4)
+    t = np.arange(int(6.0 * rate)) / rate
+    rows = ["name\tseconds\ts1_speaker\ts1_gender\ts2_speaker\ts2_gender\toverlap_of_speech"]
+    for name, genders, solo in (("fm", ("F", "M"), False), ("ff", ("F", "F"), False), ("one", ("M", ""), True)):
+        a = 0.3 * np.sin(2 * np.pi * 200 * t) * (t < 3.2) + 0.01 * rng.standard_normal(t.size) * (t < 3.2)
+        b = 0.2 * np.sin(2 * np.pi * 520 * t) * (t > 2.8) + 0.01 * rng.standard_normal(t.size) * (t > 2.8)
+        if solo:
+            a, b = a + 0.3 * np.sin(2 * np.pi * 200 * t) * (t >= 3.2), np.zeros_like(t)
+        for folder, x in (("mix", a + b), ("s1", a), ("s2", b)):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            sf.write(root / folder / f"{name}.flac", x, rate, subtype="PCM_24")
+        rows.append(f"{name}\t6.00\tA\t{genders[0]}\t{'B' if genders[1] else ''}\t{genders[1]}\t0.05")
+    (root / "metadata.tsv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_eval_scores_a_conversation_set_through_the_engine(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    root = write_conversations(tmp_path / "conv")
+    out = tmp_path / "conv.json"
+    result = CliRunner().invoke(
+        app, ["eval", str(root), "-m", str(tiny_checkpoint), "--precision", "fp32", "--json", str(out)],
+        env={"COLUMNS": "200"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "mean SI-SNRi over 2 conversations" in result.output and "tracker voice" in result.output
+    report = json.loads(out.read_text())
+    rows = {r["id"]: r for r in report["rows"]}
+    assert {rows["fm"]["pair"], rows["ff"]["pair"], rows["one"]["pair"]} == {"FM", "FF", "solo"}
+    assert rows["one"]["si_snri"] is None and rows["one"]["absent_db"] is not None  # scored by quietness
+    assert all(rows[k]["si_snri"] is not None and np.isfinite(rows[k]["si_snri_full"]) for k in ("fm", "ff"))
+    assert "NaN" not in out.read_text()
+    assert [p["pair"] for p in report["pairs"]] == ["FF", "FM", "solo"]
+    utterances = CliRunner().invoke(
+        app, ["eval", str(root), "-m", str(tiny_checkpoint), "--precision", "fp32", "--utterances", "--no-sdr"]
+    )
+    assert "mean SI-SNRi over" not in utterances.output  # the per-utterance depth sweep instead
+
+
+def test_a_set_with_more_talkers_than_outputs_is_refused_in_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    root = write_conversations(tmp_path / "meet")
+    (root / "s3").mkdir()
+    for f in (root / "s1").iterdir():
+        sf.write(root / "s3" / f.name, np.zeros(sf.info(f).frames), 16000, subtype="PCM_24")
+    result = CliRunner().invoke(app, ["eval", str(root), "-m", str(tiny_checkpoint), "--conversations"])
+    assert result.exit_code == 1
+    assert "3 talkers per recording" in result.output and "Traceback" not in result.output

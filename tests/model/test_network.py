@@ -173,3 +173,14 @@ def test_activation_checkpointing_gives_the_same_gradients() -> None:
     plain, recomputed = grads(False), grads(True)
     for key in plain:
         torch.testing.assert_close(recomputed[key], plain[key], rtol=1e-9, atol=1e-12)
+
+
+def test_attention_in_slices_equals_one_call() -> None:
+    """What a CUDA device runs for batches its attention kernels cannot launch at once."""
+    from tisdiss_cli.model.layers import batched_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(37, 4, 9, 8) for _ in range(3))
+    whole = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    for size in (1, 5, 36, 37, 100):
+        torch.testing.assert_close(batched_attention(q, k, v, size), whole, rtol=1e-6, atol=1e-6)

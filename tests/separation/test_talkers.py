@@ -26,7 +26,12 @@ def test_spool_keeps_short_recordings_in_memory_and_long_ones_in_a_file(tmp_path
     for b in blocks:
         long.append(b)
     assert long.file is not None and long.blocks == []  # spilled: memory no longer grows
-    np.testing.assert_array_equal(np.asarray(long.outputs()), np.concatenate(blocks, axis=1))
+    reader = long.outputs()
+    everything = np.concatenate(blocks, axis=1)
+    assert reader.shape == everything.shape
+    np.testing.assert_array_equal(reader[:, :], everything)
+    np.testing.assert_array_equal(reader[:, 299:1002], everything[:, 299:1002])  # across the blocks' borders
+    np.testing.assert_array_equal(reader[:, 1200:5000], everything[:, 1200:])  # clipped at the end, as arrays are
     long.close()
     assert Spool(2, 10).outputs().shape == (2, 0)
 

@@ -20,6 +20,7 @@ from .device import device_option
 from .precision import PRECISION_OPTION
 from .progress import audio_progress
 from .root import app
+from .tracker import tracker_option
 
 if TYPE_CHECKING:
     from ..evaluation.evaluate import EvalReport, SettingResult
@@ -119,17 +120,15 @@ EXTRA_METRICS = typer.Option(
 
 
 CONVERSATIONS = typer.Option(
-    False,
-    "--conversations",
-    help="Score long recordings (devconv layout) through the engine `tisdiss separate` uses, with its "
-    "defaults: whole-file SI-SNRi / SDRi, single-talker seconds in the wrong file, leakage, swaps, absent talkers.",
+    None,
+    "--conversations/--utterances",
+    help="Score long recordings through the engine `tisdiss separate` uses, with its defaults (whole-file "
+    "SI-SNRi / SDRi, single-talker seconds in the wrong file, leakage, swaps, absent talkers), or each "
+    "utterance whole at every N_re [default: conversations for a devconv-style set, whose metadata.tsv has "
+    "an overlap_of_speech column].",
+    show_default=False,
 )
-TRACKER = typer.Option(
-    "voice",
-    "--tracker",
-    metavar="voice|overlap",
-    help="With --conversations: how talkers are followed across chunks (as in `tisdiss separate`).",
-)
+TRACKER = tracker_option("With --conversations: how talkers are followed across chunks (as `separate`).")
 SEGMENT_EVAL = typer.Option(
     None, "--segment", min=0.05, metavar="SECONDS", help="With --conversations: chunk length (as `separate`)."
 )
@@ -159,7 +158,7 @@ def eval_command(
     sdr: bool = SDR,
     sdr_backend: str = SDR_BACKEND,
     extra_metrics: str | None = EXTRA_METRICS,
-    conversations: bool = CONVERSATIONS,
+    conversations: bool | None = CONVERSATIONS,
     tracker: str = TRACKER,
     preset: str = PRESET_EVAL,
     segment: float | None = SEGMENT_EVAL,
@@ -167,6 +166,10 @@ def eval_command(
 ) -> None:
     """Score separation quality (SI-SNR(i), SDR(i), optionally STOI and PESQ) and speed against N_re,
     from one pass per utterance."""
+    if conversations is None:
+        from ..evaluation.conversations import is_conversation_set
+
+        conversations = is_conversation_set(testset)
     if conversations:
         chunks = {"segment": segment, **({"overlap": overlap} if overlap is not None else {})}
         _eval_conversations(testset, model, limit, device, precision, json_out, sdr, tracker, preset, chunks)

@@ -39,6 +39,7 @@ from .device import device_option
 from .messages import exists_message
 from .progress import clock
 from .root import app
+from .tracker import tracker_option
 
 EXAMPLES = """
 Examples:
@@ -88,10 +89,14 @@ def live(
         "--segment",
         min=0.05,
         metavar="SECONDS",
-        help="Chunk length; the latency is about one segment.",
+        help="Chunk length; the latency is about one segment (plus the voice tracker's 1.1 s).",
         callback=checked_by(check_segment),
     ),
     overlap: float = typer.Option(DEFAULT_OVERLAP, "--overlap", min=0.0, max=0.9, metavar="FRACTION"),
+    tracker: str = tracker_option(
+        "voice: each talker in one file, decided as the audio comes (about 1.1 s more latency); "
+        "overlap: chunks aligned on their overlap only."
+    ),
     rate: int | None = typer.Option(None, "--rate", min=1, metavar="HZ", help="Capture rate [default: the model's]."),
     channels: int = typer.Option(1, "--channels", min=1, metavar="N", help="Capture channels (averaged)."),
     input_device: str | None = typer.Option(None, "--input-device", metavar="ID|NAME", help="sounddevice input."),
@@ -120,7 +125,7 @@ def live(
         return typer.Exit(1)
 
     try:
-        separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap)
+        separator = Separator(model, device=device, preset=preset, segment=segment, overlap=overlap, tracker=tracker)
         if monitor is not None and monitor > separator.num_spk:
             raise typer.BadParameter(f"the model has {separator.num_spk} speakers", param_hint="--monitor")
         source: AudioSource

@@ -22,7 +22,7 @@ from ..separation.batch import BatchReport, separate_files
 from ..separation.chunking import check_segment
 from ..separation.outputs import DEFAULT_FILENAME, OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
 from ..separation.pipe import PipeInput
-from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, TRACKERS, FileResult, ProgressFn, Separator
+from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, FileResult, ProgressFn, Separator
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import help
@@ -35,6 +35,7 @@ from .precision import PRECISION_OPTION
 from .progress import audio_progress
 from .root import app
 from .stdin import separate_stdin
+from .tracker import tracker_option
 
 EXAMPLES = """
 Examples:
@@ -96,14 +97,7 @@ OVERLAP = typer.Option(
     metavar="FRACTION",
     help="Overlap of consecutive chunks, fraction of --segment.",
 )
-TRACKER = typer.Option(
-    "voice",
-    "--tracker",
-    metavar="voice|overlap",
-    help="voice: each talker in one file from start to end, a lone talker in one file; "
-    "overlap: chunks aligned on their overlap only (the outputs before the tracker).",
-    callback=one_of(TRACKERS),
-)
+TRACKER = tracker_option()
 BATCH_SIZE = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU).")
 FORMAT = typer.Option(
     "wav",

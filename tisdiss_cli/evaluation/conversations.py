@@ -110,6 +110,17 @@ class ConversationReport:
         return out
 
 
+def is_conversation_set(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a devconv-style set: a ``metadata.tsv`` whose header names
+    ``overlap_of_speech`` (what ``tisdiss eval`` scores as conversations by default)."""
+    metadata = os.path.join(path, "metadata.tsv")
+    try:
+        with open(metadata, encoding="utf-8") as f:
+            return "overlap_of_speech" in f.readline().rstrip("\n").split("\t")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def pair_types(testset: TestSet) -> dict[str, str]:
     """Recording id -> FF / FM / MM from ``metadata.tsv`` (columns name, s1_gender, s2_gender);
     a row with one gender only is ``solo``."""
@@ -264,6 +275,11 @@ def evaluate_conversations(
         tset = tset.head(limit)
     if tset.num_refs < 2:
         raise TestSetError(f"{tset.root}: a conversation set needs s1 and s2 references")
+    if tset.num_refs > separator.num_spk:
+        raise TestSetError(
+            f"{tset.root}: {tset.num_refs} talkers per recording, but {separator.loaded.name} writes "
+            f"{separator.num_spk} files; scoring more talkers than outputs is not supported yet"
+        )
     pairs = pair_types(tset)
     depth = separator.depth()
     report = ConversationReport(

@@ -270,8 +270,26 @@ class MultiHeadSelfAttention(nn.Module):
             cos, sin = self.rope.angles(seq, x.device)
             q = self.rope.rotate(q, cos, sin)
             k = self.rope.rotate(k, cos, sin)
-        o = F.scaled_dot_product_attention(q, k, v)  # [N, H, S, d]
+        if q.is_cuda and n * self.n_heads > CUDA_ATTENTION_ROWS:
+            o = batched_attention(q, k, v, max(1, CUDA_ATTENTION_ROWS // self.n_heads))
+        else:
+            o = F.scaled_dot_product_attention(q, k, v)  # [N, H, S, d]
         return self.out(o.transpose(1, 2).flatten(2))
+
+
+# CUDA's attention kernels launch one block row per (sequence, head) and fail past 65,535 of them
+# ("CUDA error: invalid argument"); the band-split speaker path reaches B * T * F sequences
+# (128 * 251 * 33 on a lent H100). Larger batches are run in slices of this many rows.
+CUDA_ATTENTION_ROWS = 32768
+
+
+def batched_attention(q: Tensor, k: Tensor, v: Tensor, max_batch: int) -> Tensor:
+    """``scaled_dot_product_attention`` over ``[N, H, S, d]`` in slices of at most ``max_batch``
+    sequences (each sequence attends only to itself, so the slices are independent)."""
+    return torch.cat(
+        [F.scaled_dot_product_attention(q[i : i + max_batch], k[i : i + max_batch], v[i : i + max_batch])
+         for i in range(0, q.shape[0], max_batch)]
+    )  # fmt: skip
 
 
 class LocoformerPath(nn.Module):

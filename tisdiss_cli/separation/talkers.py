@@ -12,6 +12,7 @@ or the loudest so far).
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Protocol
@@ -36,7 +37,28 @@ from .tracking import (
 )
 
 RENDER_PIECE_SECONDS = 10.0  # the offline stage renders this much at a time
-SPOOL_MEMORY_SECONDS = 600.0  # outputs up to this long stay in memory; longer ones go to a temporary file
+SPOOL_MEMORY_SECONDS = 120.0  # outputs up to this long stay in memory; longer ones go to a temporary file
+
+
+class SpoolReader:
+    """``reader[:, a:b]`` -> ``[J, b - a]`` float32 read from a spool file. Plain reads, not a
+    memory map: the pages a map touches count as the process's memory until it ends, so a long
+    file's second pass would grow it."""
+
+    def __init__(self, fd: int, num_out: int, frames: int) -> None:
+        self.fd, self.shape = fd, (num_out, frames)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        if rows != slice(None):
+            raise IndexError("a spool is read whole outputs at a time: reader[:, a:b]")
+        start, stop, step = cols.indices(self.shape[1])
+        if step != 1:
+            raise IndexError("a spool is read in contiguous slices")
+        width = self.shape[0] * 4
+        count = max(0, stop - start)
+        data = os.pread(self.fd, count * width, start * width)
+        return np.frombuffer(data, np.float32).reshape(-1, self.shape[0]).T
 
 
 class Spool:
@@ -70,8 +92,8 @@ class Spool:
         except OSError as exc:
             raise WriteError(f"the voice tracker's temporary file in {tempfile.gettempdir()}", exc) from None
 
-    def outputs(self) -> np.ndarray:
-        """``[J, N]``: an array, or a view of the file (read piece by piece as it is indexed)."""
+    def outputs(self) -> np.ndarray | SpoolReader:
+        """``[J, N]``: an array, or a reader of the file that reads what each slice asks for."""
         if self.file is None:
             if not self.blocks:
                 return np.zeros((self.num_out, 0), np.float32)
@@ -80,7 +102,7 @@ class Spool:
             self.file.flush()
         except OSError as exc:
             raise WriteError(f"the voice tracker's temporary file in {tempfile.gettempdir()}", exc) from None
-        return np.memmap(self.file, np.float32, "r", shape=(self.frames, self.num_out)).T
+        return SpoolReader(self.file.fileno(), self.num_out, self.frames)
 
     def close(self) -> None:
         if self.file is not None:
@@ -100,7 +122,7 @@ def voice_embedder() -> EmbedFn:
             x = np.stack([soxr.resample(w, rate, native) for w in x]).astype(np.float32)
             rate = native
         with torch.inference_mode():
-            return encoder.embed(torch.from_numpy(x), rate).numpy().astype(np.float64)
+            return encoder.embed(torch.from_numpy(x), rate).numpy()
 
     return embed
 

@@ -40,10 +40,22 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 EmbedFn = Callable[[np.ndarray, int], np.ndarray]  # waves [B, S] at a rate -> unit vectors [B, D]
+
+
+class Outputs(Protocol):
+    """The network's outputs ``[J, N]``: an array, or anything read by slices ``[:, a:b]`` (a spool)."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray: ...
+
+
 ANALYSIS_BATCH = 64  # blocks embedded together (bounds memory on long files)
 
 
@@ -143,7 +155,7 @@ def analyse_blocks(
     return Analysis(mix_energy, out_energy, mix_voice, out_voice, coherent)
 
 
-def analyse(outputs: np.ndarray, rate: int, config: TrackerConfig, embed: EmbedFn) -> Analysis:
+def analyse(outputs: Outputs, rate: int, config: TrackerConfig, embed: EmbedFn) -> Analysis:
     """Every block of ``outputs [J, N]`` (an array or a memory map), ``ANALYSIS_BATCH`` blocks at a time."""
     block = round(config.block_seconds * rate)
     total = -(-outputs.shape[1] // block)
@@ -328,7 +340,7 @@ def gains(matrices: np.ndarray, start: int, stop: int, block: int, fade: int) ->
 
 
 def render(
-    outputs: np.ndarray, matrices: np.ndarray, start: int, stop: int, rate: int, config: TrackerConfig
+    outputs: Outputs, matrices: np.ndarray, start: int, stop: int, rate: int, config: TrackerConfig
 ) -> np.ndarray:
     """Talkers ``[K, stop - start]`` from ``outputs [J, N]`` between two samples."""
     block, fade = round(config.block_seconds * rate), round(config.fade_seconds * rate)
@@ -362,7 +374,7 @@ class TalkerSummary:
 
 
 def track_offline(
-    outputs: np.ndarray, rate: int, config: TrackerConfig, embed: EmbedFn, *, single_pass: bool = False
+    outputs: Outputs, rate: int, config: TrackerConfig, embed: EmbedFn, *, single_pass: bool = False
 ) -> tuple[np.ndarray, TalkerSummary]:
     """The assignment matrices ``[nb, K, J]`` of a whole recording and what was found;
     ``single_pass``: the network separated it whole (see the module docstring)."""
@@ -376,7 +388,7 @@ def track_offline(
 
 
 def rendered(
-    outputs: np.ndarray, matrices: np.ndarray, rate: int, config: TrackerConfig, piece: int
+    outputs: Outputs, matrices: np.ndarray, rate: int, config: TrackerConfig, piece: int
 ) -> Iterator[np.ndarray]:
     """The talkers' tracks ``[K, n]`` of ``outputs [J, N]``, ``piece`` samples at a time."""
     for start in range(0, outputs.shape[1], piece):

@@ -246,8 +246,8 @@ def _setup(config: TrainConfig, run_dir: Path, resume: bool, log: LogFn | None) 
 
     device = pick_device(config.device, mps=False)
     ddp = setup_distributed(device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    if device.type == "cuda":  # recent torch refuses a CUDA device without an index here
+        torch.cuda.set_device(device.index if device.index is not None else torch.cuda.current_device())
     if optim_cfg.batch_size % ddp.world:
         raise ValueError(f"batch_size {optim_cfg.batch_size} is not divisible by the world size {ddp.world}")
     local_batch = optim_cfg.batch_size // ddp.world

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import TextColumn
@@ -327,7 +328,7 @@ def _eval_conversations(
     """`tisdiss eval --conversations`: the conversation benchmark, printed as tables."""
     import json
 
-    from ..evaluation.conversations import evaluate_conversations
+    from ..evaluation.conversations import SILENT_DB, evaluate_conversations
     from ..evaluation.testset import TestSetError
     from ..separation.separator import Separator
     from ..zoo.load import MODEL_ERRORS
@@ -356,30 +357,36 @@ def _eval_conversations(
         highlight=False,
         soft_wrap=True,
     )
-    table = Table()
-    columns = ("recording", "pair", "talkers", "SI-SNRi band", "SDRi band", "SI-SNRi full", "wrong", "leak dB")
-    for name in (*columns, "swapped+merged", "absent dB"):
-        table.add_column(name, justify="left" if name in ("recording", "pair") else "right")
+    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)  # nine columns in 80 characters
+    table.add_column("recording", no_wrap=True)
+    table.add_column("pair", no_wrap=True)
+    headers = ("found", "SI-SNRi\nband", "\nfull", "wrong\nfile", "leak\ndB", "swaps\n+merged", "absent\ndB")
+    for name in headers:
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def level(value: float | None) -> str:
+        return "silent" if value is not None and value <= SILENT_DB else _fmt(value, 1)
+
     for r in report.rows:
         table.add_row(
             r.id,
             r.pair,
             "–" if r.talkers_found is None else str(r.talkers_found),
             _fmt(r.si_snri),
-            _fmt(r.sdri),
             _fmt(r.si_snri_full),
             f"{r.wrong_windows}/{r.single_windows}",
-            _fmt(r.leakage_db, 1),
+            level(r.leakage_db),
             f"{r.swapped_windows}+{r.merged_windows}/{r.overlap_windows}",
-            _fmt(r.absent_db, 1),
+            level(r.absent_db),
         )
     console.print(table)
     for p in report.pairs:
         wrong = "–" if p.wrong_share is None else f"{100 * p.wrong_share:.1f} %"
         console.print(
             f"{p.pair} ({p.recordings}): SI-SNRi {_fmt(p.si_snri)} dB, wrong file {wrong}, "
-            f"leakage {_fmt(p.leakage_db, 1)} dB"
-            + (f", absent talker {_fmt(p.absent_db, 1)} dB" if p.absent_db is not None else ""),
+            f"leakage {level(p.leakage_db)}"
+            + ("" if p.leakage_db is None or p.leakage_db <= SILENT_DB else " dB")
+            + (f", absent talker {level(p.absent_db)}" if p.absent_db is not None else ""),
             highlight=False,
         )
     share = report.wrong_share

@@ -31,6 +31,7 @@ from .tracking import (
     TrackerConfig,
     activity,
     analyse_blocks,
+    context_samples,
     render,
     rendered,
     track_offline,
@@ -175,7 +176,7 @@ class OnlineTalkerStage:
         self.num_out, self.rate, self.config, self.embed = num_out, rate, config, embed
         self.block = round(config.block_seconds * rate)
         self.fade = round(config.fade_seconds * rate)
-        context = max(round(config.talker_seconds * rate), round(config.voice_seconds * rate))
+        context = context_samples(config, rate)
         self.keep_blocks = -(-context // self.block) + 1  # blocks of history a context or a fade may read
         self.lookahead = context - context // 2  # samples after a block's centre its contexts read
         self.buffer = np.zeros((num_out, 0), np.float32)

@@ -104,6 +104,11 @@ class Analysis:
         )
 
 
+def context_samples(config: TrackerConfig, rate: int) -> int:
+    """The widest voice context, in samples: how much audio around a block its analysis reads."""
+    return max(round(config.talker_seconds * rate), round(config.voice_seconds * rate))
+
+
 def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
 
@@ -159,7 +164,7 @@ def analyse(outputs: Outputs, rate: int, config: TrackerConfig, embed: EmbedFn) 
     """Every block of ``outputs [J, N]`` (an array or a memory map), ``ANALYSIS_BATCH`` blocks at a time."""
     block = round(config.block_seconds * rate)
     total = -(-outputs.shape[1] // block)
-    margin_blocks = -(-max(round(config.talker_seconds * rate), round(config.voice_seconds * rate)) // block)
+    margin_blocks = -(-context_samples(config, rate) // block)
     parts = []
     for first in range(0, total, ANALYSIS_BATCH):
         count = min(ANALYSIS_BATCH, total - first)
@@ -295,10 +300,8 @@ def state_scores(
 def decide(analysis: Analysis, centroids: np.ndarray, config: TrackerConfig, num_out: int) -> np.ndarray:
     """Every block's assignment ``[nb, max_talkers, J]`` (the Viterbi path; see the module docstring)."""
     nb = len(analysis)
-    if len(centroids) == 0 or nb == 0:
-        out = np.zeros((nb, config.max_talkers, num_out))
-        out[:, :num_out, :] = np.eye(min(config.max_talkers, num_out), num_out)
-        return out
+    if len(centroids) == 0 or nb == 0:  # silence: the network's order
+        return one_pass(nb, 0, config, num_out)
     candidates = states(len(centroids), num_out, config.max_talkers)
     loudest = float(analysis.mix_energy.max())
     active = activity(analysis, config, loudest)

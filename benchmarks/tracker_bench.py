@@ -8,10 +8,12 @@ Two sets that conversations (``tisdiss eval ../shared/data/devconv``) do not cov
   ``--seconds`` long, two random valid speakers per mixture (``--seed``).
 
 For each, SI-SNRi (best permutation, whole file) with ``--tracker overlap`` and ``--tracker voice``
-and how many talkers the tracker found::
+and how many talkers the tracker found. ``--online DEVCONV`` scores the conversation set through
+the stream (the online form: `tisdiss separate -`, `live`) against the file path::
 
     python benchmarks/tracker_bench.py --dev2mix ../shared/data/dev2mix --preset best
     python benchmarks/tracker_bench.py --overlapped ../shared/data/speech8k --count 8 --seconds 12
+    python benchmarks/tracker_bench.py --online ../shared/data/devconv
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import soundfile as sf
 import torch
 
 from tisdiss_cli.evaluation import metrics
+from tisdiss_cli.evaluation.conversations import score_recording
 from tisdiss_cli.separation.separator import Separator
 
 RATE = 8000
@@ -64,10 +67,38 @@ def overlapped(root: Path, count: int, seconds: float, seed: int) -> list[tuple[
     return items
 
 
+def online(root: Path, preset: str, model: str) -> None:
+    """Each devconv recording through the stream (fed in 0.1-s blocks) and through the file path."""
+    separator = Separator(model, preset=preset, precision="fp32")
+    wrong = {"file": 0, "stream": 0}
+    single = {"file": 0, "stream": 0}
+    snrs: dict[str, list[float]] = {"file": [], "stream": []}
+    for path in sorted((root / "mix").glob("*.flac")):
+        mix, rate = sf.read(path, dtype="float32")
+        refs = np.stack([sf.read(root / s / path.name, dtype="float64")[0] for s in ("s1", "s2")])
+        stream = separator.stream(rate)
+        block = rate // 10
+        parts = [stream.feed(mix[i : i + block]) for i in range(0, len(mix), block)] + [stream.close()]
+        row = []
+        for form, est in (("file", separator.separate(mix, rate)), ("stream", np.concatenate(parts, axis=1))):
+            scores = score_recording(est.astype(np.float64), refs, mix.astype(np.float64), rate, RATE, with_sdr=False)
+            wrong[form] += scores["wrong_windows"]
+            single[form] += scores["single_windows"]
+            if scores["si_snri"] is not None:
+                snrs[form].append(scores["si_snri"])
+            snr = "solo" if scores["si_snri"] is None else f"{scores['si_snri']:6.2f}"
+            row.append(f"{form} {snr} wrong {scores['wrong_windows']}/{scores['single_windows']}")
+        print(f"{path.stem:16s} {'  '.join(row)}", flush=True)
+    for form, values in snrs.items():
+        worst = f"worst {np.min(values):.2f}"
+        print(f"{form}: mean SI-SNRi {np.mean(values):.2f} dB ({worst}), wrong file {wrong[form]}/{single[form]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dev2mix", type=Path)
     parser.add_argument("--overlapped", type=Path)
+    parser.add_argument("--online", type=Path, help="a devconv-style set, scored through the stream")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--count", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=12.0)
@@ -77,6 +108,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.online:
+        online(args.online, args.preset, args.model)
+        return 0
     if args.dev2mix:
         items = dev2mix(args.dev2mix, args.limit)
     elif args.overlapped:

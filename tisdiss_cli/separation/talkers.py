@@ -215,7 +215,7 @@ class OnlineTalkerStage:
         for b in range(self.matrices_start + len(self.matrices), total):
             self._decide(b)
         yield from self._emit(self.available)
-        self.summary = TalkerSummary(len(self.talkers.sums), [float(s) for s in self.speech_seconds])
+        self.summary = TalkerSummary(self.talkers.found, [float(s) for s in self.speech_seconds])
 
     def _decide(self, b: int) -> None:
         first = b - self.buffer_start // self.block

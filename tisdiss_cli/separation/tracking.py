@@ -222,6 +222,21 @@ def trusted_voices(analysis: Analysis, config: TrackerConfig, loudest: float) ->
     return np.concatenate([analysis.mix_voice[one], analysis.out_voice[two].reshape(-1, analysis.out_voice.shape[-1])])
 
 
+def split_voices(voices: np.ndarray, config: TrackerConfig, *, restarts: int = 8) -> np.ndarray:
+    """Centroids ``[K, D]`` of ``voices [n, D]``: one more talker only while splitting raises the
+    voices' mean similarity to their centroid by ``split_gain``."""
+    centroids = normalise(voices.mean(0))[None]
+    for k in range(2, config.max_talkers + 1):
+        if len(voices) < k:
+            break
+        split = spherical_kmeans(voices, k, restarts=restarts)
+        gain = (voices @ split.T).max(1).mean() - (voices @ centroids.T).max(1).mean()
+        if gain < config.split_gain:
+            break
+        centroids = split
+    return centroids
+
+
 def find_talkers(analysis: Analysis, config: TrackerConfig) -> np.ndarray:
     """Centroids ``[K, D]``, ``0 <= K <= max_talkers``, in order of first appearance."""
     if len(analysis) == 0 or analysis.mix_energy.max() <= 0:
@@ -230,15 +245,7 @@ def find_talkers(analysis: Analysis, config: TrackerConfig) -> np.ndarray:
     voices = trusted_voices(analysis, config, loudest)
     if len(voices) == 0:
         return np.zeros((0, analysis.mix_voice.shape[-1]))
-    centroids = normalise(voices.mean(0))[None]
-    for k in range(2, config.max_talkers + 1):
-        if len(voices) < k:
-            break
-        split = spherical_kmeans(voices, k)
-        gain = (voices @ split.T).max(1).mean() - (voices @ centroids.T).max(1).mean()
-        if gain < config.split_gain:
-            break
-        centroids = split
+    centroids = split_voices(voices, config)
     if len(centroids) == 1 and config.max_talkers >= 2:  # talkers who always overlap share one voice mixed
         loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
         both = loud & activity(analysis, config, loudest).all(axis=1)
@@ -398,38 +405,44 @@ def rendered(
         yield render(outputs, matrices, start, min(start + piece, outputs.shape[1]), rate, config)
 
 
+ONLINE_VOICES = 1000  # trusted voices a stream keeps for its talkers (the latest; about 5-10 minutes)
+ONLINE_REFIT_BLOCKS = 4  # a stream re-finds its talkers this often (blocks)
+ONLINE_SPLIT_VOICES = 30  # a stream looks for a second talker only once it has this many voices
+
+
 @dataclass
 class OnlineTalkers:
-    """Talkers found so far in a stream, from the trusted voices of each block as it comes
-    (:func:`trusted_voices`): a voice less similar than ``new_talker`` to every talker starts a new
-    one (up to ``max_talkers``); else it joins its nearest talker's mean. Each block then takes the
-    best assignment given the last one (:meth:`decide`)."""
+    """Talkers found so far in a stream: every ``ONLINE_REFIT_BLOCKS`` blocks, the trusted voices
+    so far (:func:`trusted_voices`) are split as a file's are (:func:`split_voices`), and the new
+    centroids are matched to the old ones so that each talker keeps their file; a talker once found
+    is kept. Each block then takes the best assignment given the last one (:meth:`decide`): a
+    greedy step where files take the Viterbi path."""
 
     config: TrackerConfig
-    sums: list[np.ndarray] = field(default_factory=list)
+    voices: list[np.ndarray] = field(default_factory=list)
+    centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    since_fit: int = 0
     loudest: float = 0.0
     last: np.ndarray | None = None  # the previous block's assignment
     both_before: bool = False  # both outputs were active in the previous block
 
     @property
-    def centroids(self) -> np.ndarray:
-        return np.stack([normalise(s) for s in self.sums]) if self.sums else np.zeros((0, 0))
+    def found(self) -> int:
+        return len(self.centroids)
 
     def decide(self, block: Analysis) -> np.ndarray:
         """The assignment ``[max_talkers, J]`` of the one block in ``block``."""
         num_out = block.out_energy.shape[1]
         self.loudest = max(self.loudest, float(block.mix_energy[0]))
         if self.loudest > 0:
-            for voice in trusted_voices(block, self.config, self.loudest):
-                self.observe(voice)
+            self.observe(trusted_voices(block, self.config, self.loudest))
         if self.last is None:
             self.last = one_pass(1, 0, self.config, num_out)[0]
-        if not self.sums:
+        if not self.found:
             return self.last
-        centroids = self.centroids
-        candidates = states(len(centroids), num_out, self.config.max_talkers)
+        candidates = states(self.found, num_out, self.config.max_talkers)
         active = activity(block, self.config, self.loudest)[0]
-        scores = state_scores(block, 0, centroids, candidates, active, self.config)
+        scores = state_scores(block, 0, self.centroids, candidates, active, self.config)
         if active.any():
             both = active.all() and self.both_before
             cost = self.config.switch_cost if both else self.config.free_switch_cost
@@ -438,13 +451,29 @@ class OnlineTalkers:
         self.both_before = bool(active.all())
         return self.last
 
-    def observe(self, voice: np.ndarray) -> None:
-        if not self.sums:
-            self.sums.append(voice.astype(np.float64))
-            return
-        sims = self.centroids @ voice
-        k = int(sims.argmax())
-        if sims[k] < self.config.new_talker and len(self.sums) < self.config.max_talkers:
-            self.sums.append(voice.astype(np.float64))
+    def observe(self, voices: np.ndarray) -> None:
+        self.voices.extend(voices)
+        del self.voices[:-ONLINE_VOICES]
+        self.since_fit += 1
+        if self.voices and (self.since_fit >= ONLINE_REFIT_BLOCKS or not self.found):
+            self.refit()
+
+    def refit(self) -> None:
+        self.since_fit = 0
+        voices = np.stack(self.voices)
+        if len(voices) < ONLINE_SPLIT_VOICES and self.found <= 1:
+            new = normalise(voices.mean(0))[None]
         else:
-            self.sums[k] = self.sums[k] + voice
+            new = split_voices(voices, self.config, restarts=2)
+        if len(new) < self.found:  # a talker once found stays: split into as many as before
+            new = spherical_kmeans(voices, self.found, restarts=2)
+        if self.found <= 1:  # the first talker heard is talker 1, as in a file (and as emitted so far)
+            first = [int(np.argmax((voices @ new.T).argmax(1) == k)) for k in range(len(new))]
+            new = new[np.argsort(first, kind="stable")]
+        else:  # each old talker keeps their index: the best match of old and new centroids
+            order = max(
+                itertools.permutations(range(len(new)), self.found),
+                key=lambda p: float(sum(self.centroids[k] @ new[p[k]] for k in range(self.found))),
+            )
+            new = new[list(order) + [k for k in range(len(new)) if k not in order]]
+        self.centroids = new

@@ -4,9 +4,9 @@
 memory for the first ``SPOOL_MEMORY_SECONDS``, then in a temporary file), tracks the whole
 recording at once (:func:`~.tracking.track_offline`) and renders it piece by piece: two passes
 over the network's outputs, not over the network; memory grows only by the voices kept for the
-whole-file decision (about 1 MB a minute of audio). :class:`OnlineTalkerStage` (standard input, live capture) decides each block
-as soon as its voices are known, with the talkers found so far, and trails its input by
-``latency_seconds``. Both analyse the same blocks with the same contexts; they differ only in
+whole-file decision (about 1 MB a minute of audio). :class:`OnlineTalkerStage` (standard input,
+live capture) decides each block as soon as its voices are known, with the talkers found so far,
+and trails its input by ``latency_seconds``. Both analyse the same blocks with the same contexts; they differ only in
 the talkers (the whole recording's, or those found so far) and in the loudest block (the file's,
 or the loudest so far).
 """

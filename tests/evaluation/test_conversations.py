@@ -104,7 +104,8 @@ def test_eval_scores_a_conversation_set_through_the_engine(tiny_checkpoint: Path
     utterances = CliRunner().invoke(
         app, ["eval", str(root), "-m", str(tiny_checkpoint), "--precision", "fp32", "--utterances", "--no-sdr"]
     )
-    assert "mean SI-SNRi over" not in utterances.output  # the per-utterance depth sweep instead
+    assert utterances.exit_code == 0, utterances.output
+    assert "mean SI-SNRi over" not in utterances.output and "N_re" in utterances.output  # the depth sweep instead
 
 
 def test_a_set_with_more_talkers_than_outputs_is_refused_in_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:

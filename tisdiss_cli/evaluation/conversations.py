@@ -33,8 +33,8 @@ import numpy as np
 import soxr
 
 from ..separation.separator import Separator
-from .metrics import bss_sdr, mixture_baseline, si_snr_matrix
-from .testset import TestSet, TestSetError, load_testset, read_example
+from .metrics import bss_sdr, mixture_baseline, si_snr, si_snr_matrix
+from .testset import TestSet, TestSetError, load_testset, metadata_genders, read_example
 
 WINDOW_SECONDS = 1.0
 ACTIVE_SHARE = 1e-3
@@ -122,36 +122,18 @@ def is_conversation_set(path: str | os.PathLike) -> bool:
 
 
 def pair_types(testset: TestSet) -> dict[str, str]:
-    """Recording id -> FF / FM / MM from ``metadata.tsv`` (columns name, s1_gender, s2_gender);
-    a row with one gender only is ``solo``."""
-    path = testset.root / "metadata.tsv"
-    if testset.layout == "list" or not path.is_file():
-        return {}
-    lines = path.read_text().splitlines()
-    header = lines[0].split("\t") if lines else []
-    if not {"name", "s1_gender", "s2_gender"} <= set(header):
-        return {}
-    name, g1, g2 = (header.index(c) for c in ("name", "s1_gender", "s2_gender"))
-    out = {}
-    for line in lines[1:]:
-        fields = line.split("\t")
-        if len(fields) <= max(name, g1, g2):
-            continue
-        genders = sorted(g.strip().upper() for g in (fields[g1], fields[g2]) if g.strip())
-        out[fields[name]] = "".join(genders) if len(genders) == 2 else "solo"
-    return out
+    """Recording id -> FF / FM / MM from ``metadata.tsv`` (:func:`metadata_genders`); a row with one
+    gender only is ``solo``."""
+    types = {}
+    for utt, genders in metadata_genders(testset).items():
+        known = sorted(g for g in genders if g)
+        types[utt] = "".join(known) if len(known) == 2 else "solo"
+    return types
 
 
 def _energy_db(x: np.ndarray) -> float:
     energy = float(np.sum(np.asarray(x, np.float64) ** 2))
     return 10 * np.log10(energy) if energy > 0 else SILENT_DB
-
-
-def _best_assignment(est: np.ndarray, ref: np.ndarray) -> tuple[int, ...]:
-    """``perm`` with ``est[perm[k]]`` matched to ``ref[k]``, by the best mean SI-SNR."""
-    pair = si_snr_matrix(est, ref)
-    cols = np.arange(ref.shape[0])
-    return max(itertools.permutations(range(est.shape[0]), ref.shape[0]), key=lambda p: pair[list(p), cols].mean())
 
 
 def window_counts(est: np.ndarray, ref: np.ndarray, perm: Sequence[int], rate: int) -> dict[str, Any]:
@@ -224,7 +206,7 @@ def score_recording(
         order = present + [k for k in range(refs.shape[0]) if k not in present]
         perm = tuple(perm[order.index(k)] for k in range(refs.shape[0]))
     else:
-        perm = _best_assignment(b_est, b_refs)
+        perm = si_snr(b_est, b_refs)[1]  # est[perm[k]] is talker k's
         for suffix, (e, r, m) in (("", (b_est, b_refs, b_mix[0])), ("_full", (est, refs, mix))):
             aligned = np.asarray(e)[list(perm)]
             snr = np.diag(si_snr_matrix(aligned, r))

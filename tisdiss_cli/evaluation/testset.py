@@ -151,11 +151,11 @@ def _from_list(path: Path) -> TestSet:
 GENDER_GROUPS = ("same-gender", "cross-gender")
 
 
-def gender_pairs(testset: TestSet) -> dict[str, str]:
-    """Utterance id -> "same-gender" or "cross-gender", from a ``metadata.tsv`` beside the
-    mixture folder with columns ``name``, ``s1_gender``, ``s2_gender`` (F/M; shared/data/dev2mix
-    has one). Utterances with an unknown gender, and test sets without such a file, get none;
-    an unreadable file is skipped with a warning (the scores do not depend on it)."""
+def metadata_genders(testset: TestSet) -> dict[str, tuple[str, str]]:
+    """Utterance id -> (s1's gender, s2's gender), upper-cased ("" when blank), from a
+    ``metadata.tsv`` beside the mixture folder with columns ``name``, ``s1_gender``, ``s2_gender``
+    (shared/data/dev2mix and devconv have one). Test sets without such a file get none; an
+    unreadable file is skipped with a warning (the scores do not depend on it)."""
     path = testset.root / "metadata.tsv"
     if testset.layout == "list" or not path.is_file():
         return {}
@@ -169,15 +169,22 @@ def gender_pairs(testset: TestSet) -> dict[str, str]:
         return {}
     name, g1, g2 = (header.index(c) for c in ("name", "s1_gender", "s2_gender"))
     ids = {u.id for u in testset.utterances}
-    groups = {}
+    genders = {}
     for line in lines[1:]:
         fields = line.split("\t")
-        if len(fields) != len(header) or fields[name] not in ids:
-            continue
-        genders = (fields[g1].strip().upper(), fields[g2].strip().upper())
-        if all(g in ("F", "M") for g in genders):
-            groups[fields[name]] = GENDER_GROUPS[0] if genders[0] == genders[1] else GENDER_GROUPS[1]
-    return groups
+        if len(fields) == len(header) and fields[name] in ids:
+            genders[fields[name]] = (fields[g1].strip().upper(), fields[g2].strip().upper())
+    return genders
+
+
+def gender_pairs(testset: TestSet) -> dict[str, str]:
+    """Utterance id -> "same-gender" or "cross-gender" (:func:`metadata_genders`); utterances with
+    an unknown gender get none."""
+    return {
+        utt: GENDER_GROUPS[0] if genders[0] == genders[1] else GENDER_GROUPS[1]
+        for utt, genders in metadata_genders(testset).items()
+        if all(g in ("F", "M") for g in genders)
+    }
 
 
 def load_testset(path: str | os.PathLike, *, mix_dir: str | None = None) -> TestSet:

@@ -224,7 +224,6 @@ class SeparationStream:
     def _back(self, parts: list[np.ndarray], *, last: bool) -> np.ndarray:
         """Model-rate blocks ``[J, n]`` -> ``[n, J]`` at the output rate."""
         y = np.concatenate([p.T for p in parts]) if parts else np.zeros((0, self.num_spk), np.float32)
-        y = y.astype(np.float32, copy=False)
         if self._to_output is not None and (len(y) or last):
             y = self._to_output.resample_chunk(np.ascontiguousarray(y), last=last)
         return y

@@ -92,7 +92,11 @@ class Spool:
         try:
             self.file.write(frames.tobytes())
         except OSError as exc:
-            raise WriteError(f"the voice tracker's temporary file in {tempfile.gettempdir()}", exc) from None
+            raise self._failed(exc) from None
+
+    @staticmethod
+    def _failed(exc: OSError) -> WriteError:
+        return WriteError(f"the voice tracker's temporary file in {tempfile.gettempdir()}", exc)
 
     def outputs(self) -> np.ndarray | SpoolReader:
         """``[J, N]``: an array, or a reader of the file that reads what each slice asks for."""
@@ -103,7 +107,7 @@ class Spool:
         try:
             self.file.flush()
         except OSError as exc:
-            raise WriteError(f"the voice tracker's temporary file in {tempfile.gettempdir()}", exc) from None
+            raise self._failed(exc) from None
         return SpoolReader(self.file.fileno(), self.num_out, self.frames)
 
     def close(self) -> None:

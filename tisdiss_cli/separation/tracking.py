@@ -251,17 +251,14 @@ def find_talkers(analysis: Analysis, config: TrackerConfig) -> np.ndarray:
         both = loud & activity(analysis, config, loudest).all(axis=1)
         if both.sum() >= 2 and np.median(analysis.coherence[both]) < config.always_overlapping:
             centroids = spherical_kmeans(analysis.out_voice[both].reshape(-1, analysis.out_voice.shape[-1]), 2)
-    order = _first_appearance(analysis, centroids, loudest, config)
-    return centroids[order]
-
-
-def _first_appearance(analysis: Analysis, centroids: np.ndarray, loudest: float, config: TrackerConfig) -> np.ndarray:
     loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
-    first = []
-    for k in range(len(centroids)):
-        nearest = (analysis.out_voice[loud] @ centroids.T).argmax(-1) == k  # [n, J]
-        hits = np.flatnonzero(nearest.any(axis=1))
-        first.append(int(hits[0]) if len(hits) else len(analysis))
+    return centroids[first_appearance(analysis.out_voice[loud].reshape(-1, centroids.shape[-1]), centroids)]
+
+
+def first_appearance(voices: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """The order of ``centroids`` by the first of ``voices [n, D]`` (in time order) nearest to each."""
+    nearest = (voices @ centroids.T).argmax(1)
+    first = [int(np.argmax(nearest == k)) if (nearest == k).any() else len(voices) for k in range(len(centroids))]
     return np.argsort(first, kind="stable")
 
 
@@ -468,8 +465,7 @@ class OnlineTalkers:
         if len(new) < self.found:  # a talker once found stays: split into as many as before
             new = spherical_kmeans(voices, self.found, restarts=2)
         if self.found <= 1:  # the first talker heard is talker 1, as in a file (and as emitted so far)
-            first = [int(np.argmax((voices @ new.T).argmax(1) == k)) for k in range(len(new))]
-            new = new[np.argsort(first, kind="stable")]
+            new = new[first_appearance(voices, new)]
         else:  # each old talker keeps their index: the best match of old and new centroids
             order = max(
                 itertools.permutations(range(len(new)), self.found),

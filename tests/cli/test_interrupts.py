@@ -40,6 +40,8 @@ def _start_separating(src: Path, out: Path, model: Path) -> subprocess.Popen[str
         str(model),
         "--threads",
         "1",
+        "--speakers",
+        "2",  # two files known from the start: their part files exist while it runs
     ]
     return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.evaluation.conversations import SILENT_DB, score_recording, window_counts
+from tisdiss_cli.evaluation.talkers import match_talkers, per_talker_si_snri, speech_errors
 
 _register_commands()
 
@@ -93,7 +94,8 @@ def test_eval_scores_a_conversation_set_through_the_engine(tiny_checkpoint: Path
         env={"COLUMNS": "200"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "mean SI-SNRi over 2 conversations" in result.output and "tracker voice" in result.output
+    assert "mean SI-SNRi over 2 recordings of two or more talkers" in result.output
+    assert "tracker voice, speakers auto" in result.output
     report = json.loads(out.read_text())
     rows = {r["id"]: r for r in report["rows"]}
     assert {rows["fm"]["pair"], rows["ff"]["pair"], rows["one"]["pair"]} == {"FM", "FF", "solo"}
@@ -108,11 +110,44 @@ def test_eval_scores_a_conversation_set_through_the_engine(tiny_checkpoint: Path
     assert "mean SI-SNRi over" not in utterances.output and "N_re" in utterances.output  # the depth sweep instead
 
 
-def test_a_set_with_more_talkers_than_outputs_is_refused_in_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    root = write_conversations(tmp_path / "meet")
+def test_a_set_with_more_talkers_than_outputs_is_scored_per_talker(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    root = write_conversations(tmp_path / "meet", rate=8000)
     (root / "s3").mkdir()
-    for f in (root / "s1").iterdir():
-        sf.write(root / "s3" / f.name, np.zeros(sf.info(f).frames), 16000, subtype="PCM_24")
-    result = CliRunner().invoke(app, ["eval", str(root), "-m", str(tiny_checkpoint), "--conversations"])
-    assert result.exit_code == 1
-    assert "3 talkers per recording" in result.output and "Traceback" not in result.output
+    t = np.arange(6 * 8000) / 8000
+    for f in sorted((root / "s1").iterdir()):
+        third = 0.2 * np.sin(2 * np.pi * 900 * t) * ((t > 1.0) & (t < 2.0))
+        sf.write(root / "s3" / f.name, third, 8000, subtype="PCM_24")
+        mix = sum(sf.read(root / s / f.name)[0] for s in ("s1", "s2", "s3"))
+        sf.write(root / "mix" / f.name, mix, 8000, subtype="PCM_24")
+    out = tmp_path / "meet.json"
+    args = ["eval", str(root), "-m", str(tiny_checkpoint), "--precision", "fp32", "--no-sdr", "--json", str(out)]
+    result = CliRunner().invoke(app, [*args, "--speakers", "2"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["fm"]["talkers"] == 3 and rows["fm"]["files"] == 2 and rows["fm"]["pair"] == "FM"
+    assert sum(v is None for v in rows["fm"]["per_talker"]) == 1  # three talkers, two files: one without
+    assert len(rows["fm"]["per_talker_full"]) == 3
+    assert rows["fm"]["speech_seconds"] > 0 and rows["fm"]["missed_seconds"] > 0  # the third talker's second
+    assert "missed + wrong-talker speech" in result.output
+    assert "per-talker SI-SNRi" in result.output  # a meeting's own figures
+
+
+def test_talkers_are_matched_to_files_and_who_spoke_when_is_counted() -> None:
+    rng = np.random.default_rng(5)
+    n = 4 * RATE
+    t = np.arange(n)
+    refs = np.stack([rng.normal(size=n) * (t < RATE * (k + 1)) * (t >= RATE * k) for k in range(4)])  # one a second
+    mix = refs.sum(0)
+    est = np.stack([refs[2], refs[0] + refs[1], refs[3]])  # talkers 0 and 1 share a file
+    owner = match_talkers(est, refs)
+    assert owner[2] == 0 and owner[3] == 2 and {owner[0], owner[1]} == {1, None}
+    errors = speech_errors(est, refs, owner, RATE)
+    assert errors.speech_seconds == 4.0
+    assert errors.missed_seconds == 0.0 and errors.wrong_seconds == 1.0  # the unmatched talker's second: another's file
+    assert errors.missed_or_wrong == 0.25
+    perfect = speech_errors(refs, refs, [0, 1, 2, 3], RATE)
+    assert perfect.missed_seconds == perfect.wrong_seconds == perfect.false_alarm_seconds == 0.0
+    silent = speech_errors(refs[:2], refs, [0, 1, None, None], RATE)
+    assert silent.missed_seconds == 2.0
+    improved = per_talker_si_snri(refs, refs, mix, [0, 1, 2, 3])
+    assert all(v is not None and v > 100 for v in improved)

@@ -56,7 +56,7 @@ def test_presets_and_overrides(tiny_path: Path) -> None:
 
 
 def test_array_layouts_and_input_untouched(tiny_path: Path) -> None:
-    sep = Separator(tiny_path, device="cpu")
+    sep = Separator(tiny_path, device="cpu", speakers=2)
     x = speechy(3000, 8000)
     stereo = np.stack([x, x])
     keep = stereo.copy()
@@ -74,7 +74,7 @@ def test_array_layouts_and_input_untouched(tiny_path: Path) -> None:
 
 
 def test_edge_cases_silence_and_tiny_inputs(tiny_path: Path) -> None:
-    sep = Separator(tiny_path, device="cpu")
+    sep = Separator(tiny_path, device="cpu", speakers=2)
     silent = sep.separate(np.zeros(5000, np.float32), 8000)
     assert silent.shape == (2, 5000) and not silent.any()
     for n in (1, 10, 80, 127):  # shorter than one STFT frame (n_fft 128)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tisdiss_cli.separation.talkers import OfflineTalkerStage, OnlineTalkerStage
-from tisdiss_cli.separation.tracking import TrackerConfig, analyse, find_talkers, split_voices
+from tisdiss_cli.separation.tracking import TrackerConfig, analyse, count_talkers, find_talkers, split_voices
 
 RATE = 8000
 BANDS = np.linspace(0, RATE / 2, 17)
@@ -70,17 +70,23 @@ def test_turns_return_to_their_talker_after_a_long_silence() -> None:
     assert stage.summary.active_seconds == pytest.approx([6.0, 8.0], abs=1.0)
 
 
-def test_a_lone_talker_is_whole_in_one_file_and_the_other_is_silent() -> None:
+def test_a_lone_talker_is_whole_in_one_file() -> None:
     a = talker(300.0, [(0.0, 4.0), (5.0, 9.0)], 10.0)
     y, stage = run_offline(network_like(a, np.zeros_like(a), seed=2), TrackerConfig())
-    assert stage.summary is not None and stage.summary.talkers == 1
+    assert stage.summary is not None and stage.summary.talkers == 1 and stage.summary.warning is None
+    assert y.shape == (1, len(a))  # auto: one file for one talker
     np.testing.assert_allclose(y[0], a, atol=1e-6)  # both outputs summed back
+    y, stage = run_offline(network_like(a, np.zeros_like(a), seed=2), TrackerConfig(speakers=2))
+    np.testing.assert_allclose(y[0], a, atol=1e-6)  # two files asked for: the other is silent, and said so
     assert not y[1].any()
+    assert stage.summary is not None and stage.summary.warning == "the voices suggest 1 talker; spk2 silent"
 
 
 def test_silence_gives_silence_and_no_talker() -> None:
     y, stage = run_offline(np.zeros((2, RATE * 4)), TrackerConfig())
     assert stage.summary is not None and stage.summary.talkers == 0
+    assert y.shape == (1, RATE * 4) and not y.any()
+    y, stage = run_offline(np.zeros((2, RATE * 4)), TrackerConfig(speakers=2))
     assert y.shape == (2, RATE * 4) and not y.any()
 
 
@@ -97,10 +103,11 @@ def test_two_talkers_need_a_real_split() -> None:
     one /= np.linalg.norm(one, axis=1, keepdims=True)
     two = np.concatenate([one[:30], rng.normal(size=(30, 8)) * 0.05 + np.eye(8)[1]])
     two /= np.linalg.norm(two, axis=1, keepdims=True)
-    assert len(split_voices(one, TrackerConfig())) == 1  # one voice's spread is not a second talker
-    centroids = split_voices(two, TrackerConfig())
-    assert len(centroids) == 2
-    assert sorted(int(np.argmax(c[:2])) for c in centroids) == [0, 1]  # one centroid per voice
+    for split in (lambda v: split_voices(v, TrackerConfig(), 4), lambda v: count_talkers(v, TrackerConfig())):
+        assert len(split(one)) == 1  # one voice's spread is not a second talker
+        centroids = split(two)
+        assert len(centroids) == 2
+        assert sorted(int(np.argmax(c[:2])) for c in centroids) == [0, 1]  # one centroid per voice
 
 
 def test_online_matches_offline_once_both_talkers_are_known() -> None:
@@ -142,4 +149,59 @@ def test_analysis_of_a_long_recording_is_done_in_batches_with_the_same_result() 
     assert len(whole) == 80
     parts = analyse(outputs[:, : 20 * RATE], RATE, TrackerConfig(), band_voice)
     np.testing.assert_allclose(whole.mix_voice[:30], parts.mix_voice[:30])
-    assert find_talkers(whole, TrackerConfig()).shape[0] == 1
+    assert len(find_talkers(whole, TrackerConfig())) == 1
+
+
+def three_talkers(seconds: float = 30.0) -> tuple[list[np.ndarray], np.ndarray]:
+    """Three talkers taking turns, at most two at once, through a two-output network stand-in:
+    each 2-s chunk in a random order, a lone talker spread over both outputs."""
+    rng = np.random.default_rng(7)
+    turns = [(0.0, 4.0, 0), (3.5, 8.0, 1), (8.0, 12.0, 2), (11.5, 16.0, 0), (16.0, 20.0, 1), (19.5, 24.0, 2)]
+    turns += [(24.0, 27.0, 0), (26.5, 30.0, 1)]
+    freqs = (220.0, 1300.0, 2600.0)
+    voices = [talker(freqs[k], [(a, b) for a, b, who in turns if who == k], seconds) for k in range(3)]
+    out = np.zeros((2, len(voices[0])))
+    block = 2 * RATE
+    for s in range(0, out.shape[1], block):
+        sl = slice(s, s + block)
+        here = [v[sl] for v in voices if v[sl].any()]
+        if len(here) == 1:
+            share = rng.uniform(0.3, 0.7)
+            out[:, sl] = share * here[0], (1 - share) * here[0]
+        elif here:
+            # two talkers in a chunk: each in their own output, in a random order (a third is never here)
+            pair = here if rng.random() < 0.5 else here[::-1]
+            out[:, sl] = pair[0], pair[1]
+    return voices, out
+
+
+def test_three_talkers_from_two_outputs_get_a_file_each_in_order_of_appearance() -> None:
+    voices, outputs = three_talkers()
+    y, stage = run_offline(outputs, TrackerConfig())
+    assert stage.summary is not None and stage.summary.talkers == 3 and y.shape == (3, outputs.shape[1])
+    for k in range(3):  # spk1 is the first to speak, spk3 the last to join; each holds only their own turns
+        assert snr(y[k], voices[k]) > 15
+    spoken = [sum(end - start for f, start, end in stage.summary.segments if f == k) for k in range(3)]
+    assert spoken == pytest.approx([11.0, 12.0, 8.0], abs=1.5)
+
+
+def test_a_fixed_number_of_files_is_kept_and_the_voices_are_reported() -> None:
+    voices, outputs = three_talkers()
+    two, stage = run_offline(outputs, TrackerConfig(speakers=2))
+    assert two.shape[0] == 2
+    assert stage.summary is not None and stage.summary.suggested == 3
+    assert stage.summary.warning == "the voices suggest 3 talkers; 2 files as asked: some talkers share one"
+    np.testing.assert_allclose(two.sum(0), outputs.sum(0), atol=1e-5)  # nothing lost: all the speech is somewhere
+    four, stage = run_offline(outputs, TrackerConfig(speakers=4))
+    assert four.shape[0] == 4 and not four[3].any()
+    assert stage.summary is not None and stage.summary.warning == "the voices suggest 3 talkers; spk4 silent"
+
+
+def test_a_short_group_of_voices_is_not_a_talker_of_its_own() -> None:
+    rng = np.random.default_rng(3)
+    noisy = rng.normal(size=(80, 8)) * 0.05 + np.eye(8)[0]
+    stray = rng.normal(size=(6, 8)) * 0.05 + np.eye(8)[1]  # 3 s of voices: fewer than min_talker_seconds
+    voices = np.concatenate([noisy, stray])
+    voices /= np.linalg.norm(voices, axis=1, keepdims=True)
+    assert len(count_talkers(voices, TrackerConfig())) == 1
+    assert len(count_talkers(voices, TrackerConfig(min_talker_seconds=2.0))) == 2

@@ -81,6 +81,8 @@ def riff(*, channels: int = 1, rate: int = 8000, declared: int | None = None, fr
         (multipart(("file", "a.wav", GOOD), ("format", None, b"aiff")), {}, 422, "unknown output format 'aiff'"),
         (multipart(("file", "a.wav", GOOD), ("format", None, b"mp3"), ("float", None, b"1")), {}, 422, "MP3 cannot"),
         (multipart(("file", "a.wav", GOOD), ("float", None, b"maybe")), {}, 422, "float must be true or false"),
+        (multipart(("file", "a.wav", GOOD), ("speakers", None, b"many")), {}, 422, "speakers 'many': use auto or"),
+        (multipart(("file", "a.wav", GOOD), ("speakers", None, b"0")), {}, 422, "speakers 0: use auto or a number"),
         (multipart(("file", "a.wav", GOOD), ("channel", None, b"2")), {}, 422, "a.wav has 1 channel(s), no channel 2"),
     ],
 )
@@ -140,16 +142,18 @@ def test_a_full_queue_is_503_with_retry_after(make_server, short_wav: Path) -> N
 
 def test_disk_budget_is_503_and_never_exceeded(make_server, short_wav: Path) -> None:
     server: Server = make_server(max_disk_bytes=2_000_000)
-    first = server.wait(server.post(short_wav).json()["id"])
+    auto = server.post(short_wav)  # auto reserves room for up to max_speakers files: more than this budget
+    assert auto.status_code == 503 and "storage for recordings is full" in auto.json()["error"]
+    first = server.wait(server.post(short_wav, speakers="2").json()["id"])
     assert first["state"] == "done"
     used = server.manager.disk.used
     on_disk = sum(f.stat().st_size for f in server.root.rglob("*") if f.is_file())
     assert on_disk <= used <= 2_000_000
-    refused = server.post(short_wav)  # a second job's worst case does not fit
+    refused = server.post(short_wav, speakers="2")  # a second job's worst case does not fit
     assert refused.status_code == 503 and "storage for recordings is full" in refused.json()["error"]
     assert int(refused.headers["retry-after"]) >= 1
     assert server.client.delete(f"/v1/jobs/{first['id']}").status_code == 204
-    assert server.manager.disk.used == 0 and server.post(short_wav).status_code == 202
+    assert server.manager.disk.used == 0 and server.post(short_wav, speakers="2").status_code == 202
 
 
 def test_finished_jobs_expire_and_their_files_go(make_server, short_wav: Path) -> None:

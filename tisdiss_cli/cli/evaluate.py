@@ -21,7 +21,7 @@ from .device import device_option
 from .precision import PRECISION_OPTION
 from .progress import audio_progress
 from .root import app
-from .tracker import tracker_option
+from .tracker import parse_speakers, speakers_option, tracker_option
 
 if TYPE_CHECKING:
     from ..evaluation.evaluate import EvalReport, SettingResult
@@ -130,6 +130,7 @@ CONVERSATIONS = typer.Option(
     show_default=False,
 )
 TRACKER = tracker_option("With --conversations: how talkers are followed across chunks (as `separate`).")
+SPEAKERS_EVAL = speakers_option("With --conversations: files per recording, auto or a number (as `separate`).")
 SEGMENT_EVAL = typer.Option(
     None, "--segment", min=0.05, metavar="SECONDS", help="With --conversations: chunk length (as `separate`)."
 )
@@ -161,6 +162,7 @@ def eval_command(
     extra_metrics: str | None = EXTRA_METRICS,
     conversations: bool | None = CONVERSATIONS,
     tracker: str = TRACKER,
+    speakers: str = SPEAKERS_EVAL,
     preset: str = PRESET_EVAL,
     segment: float | None = SEGMENT_EVAL,
     overlap: float | None = OVERLAP_EVAL,
@@ -173,7 +175,7 @@ def eval_command(
         conversations = is_conversation_set(testset)
     if conversations:
         chunks = {"segment": segment, **({"overlap": overlap} if overlap is not None else {})}
-        _eval_conversations(testset, model, limit, device, precision, json_out, sdr, tracker, preset, chunks)
+        _eval_conversations(testset, model, limit, device, precision, json_out, sdr, tracker, speakers, preset, chunks)
         return
     from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
@@ -322,6 +324,7 @@ def _eval_conversations(
     json_out: Path | None,
     sdr: bool,
     tracker: str,
+    speakers: str,
     preset: str,
     chunks: dict[str, float | None],
 ) -> None:
@@ -342,6 +345,7 @@ def _eval_conversations(
             preset=preset,
             precision=precision,
             tracker=tracker,
+            speakers=parse_speakers(speakers),
             **chunks,  # type: ignore[arg-type]
         )
         report = evaluate_conversations(separator, testset, limit=limit, with_sdr=sdr)
@@ -352,7 +356,7 @@ def _eval_conversations(
         escape(
             f"{report.model} on {report.testset} ({len(report.rows)} recordings, {report.sample_rate} Hz), "
             f"preset {report.preset} {report.depth}, segment {report.segment_seconds:g} s, "
-            f"overlap {report.overlap:g}, {report.precision}, tracker {report.tracker}"
+            f"overlap {report.overlap:g}, {report.precision}, tracker {report.tracker}, speakers {report.speakers}"
         ),
         highlight=False,
         soft_wrap=True,
@@ -371,7 +375,7 @@ def _eval_conversations(
         table.add_row(
             r.id,
             r.pair,
-            "–" if r.talkers_found is None else str(r.talkers_found),
+            f"{'–' if r.talkers_found is None else r.talkers_found}/{r.talkers}",
             _fmt(r.si_snri),
             _fmt(r.si_snri_full),
             f"{r.wrong_windows}/{r.single_windows}",
@@ -389,10 +393,18 @@ def _eval_conversations(
             + (f", absent talker {level(p.absent_db)}" if p.absent_db is not None else ""),
             highlight=False,
         )
-    share = report.wrong_share
+    for r in report.rows:
+        if r.talkers > 2:  # a meeting: each talker's own figure
+            band = " / ".join(_fmt(v, 1) for v in r.per_talker)
+            full = " / ".join(_fmt(v, 1) for v in r.per_talker_full)
+            console.print(f"{escape(r.id)}: per-talker SI-SNRi {band} dB in band, {full} dB full", highlight=False)
+    share, errors = report.wrong_share, report.missed_or_wrong_share
     console.print(
-        f"mean SI-SNRi over {len(report.conversations)} conversations {_fmt(report.mean_si_snri)} dB, "
-        f"single-talker seconds in the wrong file {'–' if share is None else f'{100 * share:.1f} %'}; "
+        f"mean SI-SNRi over {len(report.conversations)} recordings of two or more talkers "
+        f"{_fmt(report.mean_si_snri)} dB, single-talker seconds in the wrong file "
+        f"{'–' if share is None else f'{100 * share:.1f} %'}; talkers counted right in "
+        f"{report.talkers_counted}/{len(report.rows)}; missed + wrong-talker speech "
+        f"{'–' if errors is None else f'{100 * errors:.1f} %'} of the speech time; "
         f"total {time.perf_counter() - start:.1f} s",
         highlight=False,
     )

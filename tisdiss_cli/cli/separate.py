@@ -23,6 +23,7 @@ from ..separation.chunking import check_segment
 from ..separation.outputs import DEFAULT_FILENAME, OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
 from ..separation.pipe import PipeInput
 from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, FileResult, ProgressFn, Separator
+from ..separation.timeline import Timeline, timeline_format, write_timeline
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import help
@@ -35,7 +36,7 @@ from .precision import PRECISION_OPTION
 from .progress import audio_progress
 from .root import app
 from .stdin import separate_stdin
-from .tracker import tracker_option
+from .tracker import parse_speakers, speakers_option, tracker_option
 
 EXAMPLES = """
 Examples:
@@ -98,6 +99,14 @@ OVERLAP = typer.Option(
     help="Overlap of consecutive chunks, fraction of --segment.",
 )
 TRACKER = tracker_option()
+SPEAKERS = speakers_option()
+TIMELINE = typer.Option(
+    None,
+    "--timeline",
+    metavar="FILE",
+    help="Write who spoke when for every input: FILE.rttm (RTTM, as diarisation scorers read) or FILE.json; "
+    "repeat for both.",
+)
 BATCH_SIZE = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU).")
 FORMAT = typer.Option(
     "wav",
@@ -166,6 +175,8 @@ def separate(
     segment: float | None = SEGMENT,
     overlap: float = OVERLAP,
     tracker: str = TRACKER,
+    speakers: str = SPEAKERS,
+    timeline: list[Path] | None = TIMELINE,
     batch_size: int = BATCH_SIZE,
     fmt: str = FORMAT,
     float_output: bool = FLOAT,
@@ -188,6 +199,7 @@ def separate(
 ) -> None:
     """Separate each input into one file per speaker (STEM_spk1.wav, STEM_spk2.wav, ...)."""
     streaming = _check_stdin_usage(inputs, to_stdout=to_stdout, raw_rate=raw_rate, as_json=as_json, fmt=fmt)
+    timelines = _check_timelines(timeline or [], streaming=streaming, tracker=tracker)
     options = _output_options(fmt, float_output, output_rate, channel, filename, overwrite)
     out = Console(stderr=as_json or to_stdout, quiet=quiet, highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -228,6 +240,7 @@ def separate(
             match_level=match_level,
             precision=precision,
             tracker=tracker,
+            speakers=parse_speakers(speakers),
         )
         choice = separator.choose_depth(preset, nsep, nre, max_rtf)
     except (*MODEL_ERRORS, ValueError, OSError) as exc:
@@ -264,8 +277,33 @@ def separate(
             separator, items, output, printer, depth=depth, options=options, stream=stream_index, problems=problems
         )
     _summarise(report, report.summary(separator, depth), as_json, out)
-    if report.failed:
-        raise typer.Exit(1)
+    code = 1 if report.failed else 0
+    for path in timelines:
+        try:
+            write_timeline(path, [Timeline(r.input, r.outputs, r.talkers) for r in report.results if r.talkers])
+            out.print(f"timeline: {escape(str(path))}")
+        except OSError as exc:
+            err.print(f"error: {escape(str(path))}: cannot write the timeline ({escape(exc.strerror or str(exc))})")
+            code = 1
+    if code:
+        raise typer.Exit(code)
+
+
+def _check_timelines(paths: list[Path], *, streaming: bool, tracker: str) -> list[Path]:
+    """``--timeline`` files, checked before any work: a usage error naming the option otherwise."""
+    if paths and streaming:
+        raise typer.BadParameter("a timeline is written for files; standard input has none", param_hint="--timeline")
+    if paths and tracker != "voice":
+        raise typer.BadParameter("who spoke when comes from --tracker voice", param_hint="--timeline")
+    for path in paths:
+        try:
+            timeline_format(path)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--timeline") from None
+        problem = unwritable_folder(path.parent if str(path.parent) else Path("."))
+        if problem is not None:
+            raise typer.BadParameter(problem, param_hint="--timeline")
+    return paths
 
 
 def _check_stdin_usage(inputs: list[str], *, to_stdout: bool, raw_rate: int | None, as_json: bool, fmt: str) -> bool:

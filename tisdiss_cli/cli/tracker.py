@@ -1,4 +1,5 @@
-"""``--tracker voice|overlap``: how talkers are followed across chunks (one option for every command)."""
+"""``--tracker voice|overlap`` and ``--speakers N|auto``: how talkers are followed across chunks and
+how many files they get (one option each for every command)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ..separation.separator import TRACKERS
+from ..separation.separator import TRACKERS, Speakers, check_speakers
 from .choices import one_of
 
 
@@ -20,4 +21,31 @@ def tracker_option(help: str = "") -> Any:
         or "voice: each talker in one file from start to end, a lone talker in one file; "
         "overlap: chunks aligned on their overlap only (the outputs before the tracker).",
         callback=one_of(TRACKERS),
+    )
+
+
+def _speakers(value: str) -> str:
+    try:
+        check_speakers(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("speakers ")) from None
+    return value
+
+
+def parse_speakers(value: str) -> Speakers:
+    """The option's text as the API takes it: ``"auto"`` or a number."""
+    return check_speakers(value)
+
+
+def speakers_option(help: str = "") -> Any:
+    """``--speakers N|auto`` (default auto), checked while parsing."""
+    return typer.Option(
+        "auto",
+        "--speakers",
+        metavar="N|auto",
+        help=help
+        or "auto: one file per talker the voices show (STEM_spk1 ... STEM_spkK, in order of first appearance; "
+        "a meeting of four gets four files from the two-output model); N: exactly N files (warns when the "
+        "voices suggest another number). Streams write the model's number unless N is given.",
+        callback=_speakers,
     )

@@ -13,9 +13,14 @@ whole. Metrics per recording (``docs`` in the README's Evaluation section):
   best assignment (each output's projection on each talker, either sign) differs from the file's;
   ``merged``: those where one output holds both talkers (the other is 20 dB below it);
 - ``absent_db``: for a recording with a silent reference (that talker is absent), the level of the
-  absent talker's output relative to the present one's (``SILENT_DB`` when it is all zeros), and
-  ``present_si_snr``, the SI-SNR of the louder output against the talker (the mixture is the
-  talker there, so an improvement would mean nothing).
+  absent talker's output relative to the present one's (``SILENT_DB`` when it is all zeros, or when
+  no file was written for them), and ``present_si_snr``, the SI-SNR of the louder output against
+  the talker (the mixture is the talker there, so an improvement would mean nothing);
+- any number of talkers (a meeting: ``s1`` ... ``sK``): files are matched to talkers by
+  :func:`~.talkers.match_talkers` (a talker without a file is missed), ``per_talker`` holds each
+  talker's SI-SNRi in the model's band (``si_snri`` is their mean), ``talkers`` how many there
+  are against ``talkers_found``, and ``missed_seconds`` / ``wrong_seconds`` / ``false_alarm_seconds``
+  of ``speech_seconds`` who was heard when (:func:`~.talkers.speech_errors`).
 
 A talker is active in a window above ``ACTIVE_SHARE`` of the louder talker's energy there (and
 the window is not silence: above ``SILENCE_SHARE`` of the loudest window).
@@ -33,7 +38,8 @@ import numpy as np
 import soxr
 
 from ..separation.separator import Separator
-from .metrics import bss_sdr, mixture_baseline, si_snr, si_snr_matrix
+from .metrics import bss_sdr, mixture_baseline, si_snr_matrix
+from .talkers import match_talkers, per_talker_si_snri, speech_errors
 from .testset import TestSet, TestSetError, load_testset, metadata_genders, read_example
 
 WINDOW_SECONDS = 1.0
@@ -42,7 +48,7 @@ SILENCE_SHARE = 1e-4
 OVERLAP_DB = 10.0
 MERGED_SHARE = 1e-2  # an output this far (20 dB) below the other in an overlapped window: talkers merged
 SILENT_DB = -200.0  # the level reported for an output of zeros
-PAIR_TYPES = ("FF", "FM", "MM", "solo")
+PAIR_TYPES = ("FF", "FM", "MM", "solo", "meeting")  # meeting: three talkers or more
 
 
 @dataclass
@@ -63,6 +69,14 @@ class ConversationResult:
     merged_windows: int  # overlapped windows where one output holds both talkers (counted apart from swaps)
     absent_db: float | None  # solo: the absent talker's output against the present one's
     present_si_snr: float | None = None  # solo: SI-SNR of the louder output against the talker, model's band
+    talkers: int = 0  # talkers in the references (a silent reference is no talker)
+    files: int = 0  # files written
+    per_talker: list[float | None] = field(default_factory=list)  # SI-SNRi per talker, model's band (None: no file)
+    per_talker_full: list[float | None] = field(default_factory=list)  # ... at the input's rate
+    speech_seconds: float = 0.0  # who was heard when (model's band, summed over talkers)
+    missed_seconds: float = 0.0
+    wrong_seconds: float = 0.0
+    false_alarm_seconds: float = 0.0
 
 
 @dataclass
@@ -87,6 +101,7 @@ class ConversationReport:
     overlap: float
     precision: str
     tracker: str
+    speakers: str = "auto"  # files per recording: auto (one per talker found) or a number
     rows: list[ConversationResult] = field(default_factory=list)
     pairs: list[PairSummary] = field(default_factory=list)
 
@@ -104,9 +119,25 @@ class ConversationReport:
         single = sum(r.single_windows for r in self.rows)
         return sum(r.wrong_windows for r in self.rows) / single if single else None
 
+    @property
+    def missed_or_wrong_share(self) -> float | None:
+        """Missed plus wrong-talker speech over every recording, as a share of the speech time."""
+        speech = sum(r.speech_seconds for r in self.rows)
+        return sum(r.missed_seconds + r.wrong_seconds for r in self.rows) / speech if speech else None
+
+    @property
+    def talkers_counted(self) -> int:
+        """Recordings whose number of talkers was found exactly."""
+        return sum(r.talkers_found == r.talkers for r in self.rows)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out.update(mean_si_snri=self.mean_si_snri, wrong_share=self.wrong_share)
+        out.update(
+            mean_si_snri=self.mean_si_snri,
+            wrong_share=self.wrong_share,
+            missed_or_wrong_share=self.missed_or_wrong_share,
+            talkers_counted=self.talkers_counted,
+        )
         return out
 
 
@@ -123,11 +154,11 @@ def is_conversation_set(path: str | os.PathLike) -> bool:
 
 def pair_types(testset: TestSet) -> dict[str, str]:
     """Recording id -> FF / FM / MM from ``metadata.tsv`` (:func:`metadata_genders`); a row with one
-    gender only is ``solo``."""
+    gender only is ``solo``, with three or more ``meeting``."""
     types = {}
     for utt, genders in metadata_genders(testset).items():
         known = sorted(g for g in genders if g)
-        types[utt] = "".join(known) if len(known) == 2 else "solo"
+        types[utt] = "".join(known) if len(known) == 2 else "solo" if len(known) < 2 else "meeting"
     return types
 
 
@@ -136,8 +167,9 @@ def _energy_db(x: np.ndarray) -> float:
     return 10 * np.log10(energy) if energy > 0 else SILENT_DB
 
 
-def window_counts(est: np.ndarray, ref: np.ndarray, perm: Sequence[int], rate: int) -> dict[str, Any]:
-    """The 1-s window metrics of one recording (model's band): see the module docstring."""
+def window_counts(est: np.ndarray, ref: np.ndarray, owner: Sequence[int | None], rate: int) -> dict[str, Any]:
+    """The 1-s window metrics of one recording (model's band): see the module docstring.
+    ``owner[k]``: the output that is talker ``k``'s (None: no file is theirs)."""
     width = round(WINDOW_SECONDS * rate)
     n = est.shape[1] // width
     ref_e = (ref[:, : n * width].reshape(ref.shape[0], n, width) ** 2).sum(-1)  # [K, n]
@@ -146,13 +178,15 @@ def window_counts(est: np.ndarray, ref: np.ndarray, perm: Sequence[int], rate: i
     speech = loud > SILENCE_SHARE * loud.max(initial=0.0)
     active = (ref_e > ACTIVE_SHARE * loud) & speech
     single = active.sum(0) == 1
-    both = (ref_e[:2] > 10 ** (-OVERLAP_DB / 10) * loud).all(0) & speech
+    near = ref_e > 10 ** (-OVERLAP_DB / 10) * loud  # [K, n]: within OVERLAP_DB of the loudest talker
+    both = (near.sum(0) == 2) & speech
     wrong = 0
     own_total = other_total = 0.0
     for w in np.flatnonzero(single):
         k = int(np.flatnonzero(active[:, w])[0])
-        own = est_e[perm[k], w]
-        other = sum(est_e[j, w] for j in range(est.shape[0]) if j != perm[k])
+        j = owner[k]
+        own = est_e[j, w] if j is not None else 0.0
+        other = sum(est_e[i, w] for i in range(est.shape[0]) if i != j)
         wrong += int(other > own)
         own_total, other_total = own_total + own, other_total + other
     leak = None
@@ -160,14 +194,18 @@ def window_counts(est: np.ndarray, ref: np.ndarray, perm: Sequence[int], rate: i
         leak = 10 * np.log10(other_total / own_total) if other_total > 0 else SILENT_DB
     swapped = merged = 0
     for w in np.flatnonzero(both):
+        pair = [int(k) for k in np.flatnonzero(near[:, w])]
+        files = [owner[k] for k in pair]
+        if est.shape[0] < 2 or None in files:
+            continue  # a talker without a file is counted by the speech errors, not here
         sl = slice(w * width, (w + 1) * width)
-        if est_e[:, w].min() < MERGED_SHARE * est_e[:, w].max():  # both talkers in one file: not a swap
+        if est_e[files, w].min() < MERGED_SHARE * est_e[files, w].max():  # both talkers in one file: not a swap
             merged += 1
             continue
-        corr = ref[:2, sl] @ est[:, sl].T  # [K, J]
+        corr = ref[pair, sl] @ est[:, sl].T  # [2, J]
         share = corr**2 / np.maximum(est_e[:, w], 1e-30)  # energy of each output along each talker (any sign)
         local = max(itertools.permutations(range(est.shape[0]), 2), key=lambda p: share[0, p[0]] + share[1, p[1]])
-        swapped += int(tuple(local) != tuple(perm[:2]))
+        swapped += int(list(local) != files)
     return {
         "single_windows": int(single.sum()),
         "wrong_windows": wrong,
@@ -187,35 +225,50 @@ def _to_rate(x: np.ndarray, rate: int, target: int) -> np.ndarray:
 def score_recording(
     est: np.ndarray, refs: np.ndarray, mix: np.ndarray, rate: int, model_rate: int, *, with_sdr: bool = True
 ) -> dict[str, Any]:
-    """Every metric of one recording: ``est [J, L]``, ``refs [K, L]``, ``mix [L]`` at ``rate``."""
+    """Every metric of one recording: ``est [J, L]``, ``refs [K, L]``, ``mix [L]`` at ``rate``
+    (``J`` and ``K`` may differ: files are matched to talkers)."""
     present = [k for k in range(refs.shape[0]) if np.any(refs[k])]
     band = {name: _to_rate(x, rate, model_rate) for name, x in (("est", est), ("refs", refs), ("mix", mix[None]))}
     length = min(band["est"].shape[1], band["refs"].shape[1], band["mix"].shape[1])
     b_est, b_refs, b_mix = (band[k][:, :length] for k in ("est", "refs", "mix"))
     out: dict[str, Any] = dict.fromkeys(("si_snri", "sdri", "si_snri_full", "sdri_full", "absent_db", "present_si_snr"))
-    if len(present) < refs.shape[0]:  # a talker is absent: how quiet is that talker's output?
+    out.update(talkers=len(present), files=est.shape[0], per_talker=[], per_talker_full=[])
+    owner: list[int | None]
+    if len(present) == 1 and refs.shape[0] > 1:  # one talker only: how quiet are the other files?
         levels = [_energy_db(e) for e in b_est]
         loud = int(np.argmax(levels))
         others = [levels[j] for j in range(len(levels)) if j != loud]
-        out["absent_db"] = float(max(others) - levels[loud]) if levels[loud] > SILENT_DB else 0.0
-        if present:
-            k = present[0]
-            pair = si_snr_matrix(b_est[loud][None], b_refs[k][None])[0, 0]
-            out["present_si_snr"] = float(pair)
-        perm = tuple([loud] + [j for j in range(est.shape[0]) if j != loud])
-        order = present + [k for k in range(refs.shape[0]) if k not in present]
-        perm = tuple(perm[order.index(k)] for k in range(refs.shape[0]))
+        absent = float(max(others) - levels[loud]) if others else SILENT_DB  # no file for them: silent
+        out["absent_db"] = absent if levels[loud] > SILENT_DB else 0.0
+        k = present[0]
+        out["present_si_snr"] = float(si_snr_matrix(b_est[loud][None], b_refs[k][None])[0, 0])
+        owner = [None] * refs.shape[0]
+        owner[k] = loud
+        for other in (i for i in range(refs.shape[0]) if i != k):  # an absent talker's file: the next one, if any
+            owner[other] = next((j for j in range(est.shape[0]) if j not in owner), None)
     else:
-        perm = si_snr(b_est, b_refs)[1]  # est[perm[k]] is talker k's
+        owner = [None] * refs.shape[0]  # a silent reference (an absent talker) gets no file
+        for k, j in zip(present, match_talkers(b_est, b_refs[present]), strict=True):
+            owner[k] = j
+        out["per_talker"] = per_talker_si_snri(b_est, b_refs[present], b_mix[0], [owner[k] for k in present])
+        out["per_talker_full"] = per_talker_si_snri(est, refs[present], mix, [owner[k] for k in present])
+        matched = [k for k in present if owner[k] is not None]
         for suffix, (e, r, m) in (("", (b_est, b_refs, b_mix[0])), ("_full", (est, refs, mix))):
-            aligned = np.asarray(e)[list(perm)]
-            snr = np.diag(si_snr_matrix(aligned, r))
-            baseline = mixture_baseline(m, r, with_sdr=with_sdr)
+            aligned = np.asarray(e)[[j for k in matched if (j := owner[k]) is not None]]
+            snr = np.diag(si_snr_matrix(aligned, r[matched]))
+            baseline = mixture_baseline(m, r[matched], with_sdr=with_sdr)
             out["si_snri" + suffix] = float(snr.mean() - baseline.si_snr)
             if with_sdr and baseline.sdr is not None:
-                sdr, _ = bss_sdr(aligned, r, compute_permutation=False, prepared=baseline.prepared)
+                sdr, _ = bss_sdr(aligned, r[matched], compute_permutation=False, prepared=baseline.prepared)
                 out["sdri" + suffix] = float(sdr.mean() - baseline.sdr)
-    out.update(window_counts(b_est, b_refs, perm, model_rate))
+    out.update(window_counts(b_est, b_refs, owner, model_rate))
+    errors = speech_errors(b_est, b_refs[present], [owner[k] for k in present], model_rate)
+    out.update(
+        speech_seconds=errors.speech_seconds,
+        missed_seconds=errors.missed_seconds,
+        wrong_seconds=errors.wrong_seconds,
+        false_alarm_seconds=errors.false_alarm_seconds,
+    )
     return out
 
 
@@ -257,11 +310,6 @@ def evaluate_conversations(
         tset = tset.head(limit)
     if tset.num_refs < 2:
         raise TestSetError(f"{tset.root}: a conversation set needs s1 and s2 references")
-    if tset.num_refs > separator.num_spk:
-        raise TestSetError(
-            f"{tset.root}: {tset.num_refs} talkers per recording, but {separator.loaded.name} writes "
-            f"{separator.num_spk} files; scoring more talkers than outputs is not supported yet"
-        )
     pairs = pair_types(tset)
     depth = separator.depth()
     report = ConversationReport(
@@ -275,6 +323,7 @@ def evaluate_conversations(
         overlap=separator.plan.overlap_samples / separator.plan.segment_samples,
         precision=separator.precision.name,
         tracker=separator.tracker,
+        speakers=str(separator.speakers),
     )
     for i, utt in enumerate(tset.utterances):
         example = read_example(utt)

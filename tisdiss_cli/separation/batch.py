@@ -85,8 +85,14 @@ class BatchReport:
             "adaptive_mean_n_re": round(float(np.mean(used)), 3) if used else None,
             "outputs": [str(p) for r in self.results for p in r.outputs],
             "tracker": separator.tracker,
+            "speakers": separator.speakers,
             "talkers": [
-                {"input": str(r.input), "talkers": r.talkers.talkers, "active_seconds": r.talkers.active_seconds}
+                {
+                    "input": str(r.input),
+                    "talkers": r.talkers.talkers,
+                    "suggested": r.talkers.suggested,
+                    "active_seconds": r.talkers.active_seconds,
+                }
                 for r in self.results
                 if r.talkers is not None
             ],
@@ -114,7 +120,7 @@ def separate_files(
     for item in items:
         progress = observer.started(item.path)
         try:
-            targets = options.paths(item.path.stem, out_dir / item.subdir, separator.num_spk)
+            targets = options.paths(item.path.stem, out_dir / item.subdir, separator.files() or 1)
             clash = next((claimed[t] for t in targets if t in claimed), None)
             if clash is not None:
                 raise ValueError(f"outputs would overwrite those of {clash}; use --filename or separate folders")

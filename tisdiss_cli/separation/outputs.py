@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -88,20 +89,43 @@ def claim(targets: list[Path], *, overwrite: bool, hint: str = "") -> None:
 
 
 class SpeakerFiles:
-    """One :class:`~.audio.AtomicWriter` per speaker, as a context manager: entering it creates
-    their part files; ``write([J, n])``, then :meth:`commit` (all or none); leaving it discards
-    whatever was not committed."""
+    """One :class:`~.audio.AtomicWriter` per speaker, as a context manager: ``write([K, n])``, then
+    :meth:`commit` (all or none); leaving it discards whatever was not committed.
 
-    def __init__(self, targets: list[Path], rate: int, options: OutputOptions, *, length: int | None = None) -> None:
-        self.targets, self.rate, self.options, self.length = targets, rate, options, length
+    ``targets`` is the list of outputs, or a function of their number for a recording whose
+    talkers are counted only at its end (``count`` None): the part files are then created with
+    the first block that has samples (earlier blocks are empty), and the outputs past the first
+    are claimed then (:func:`claim`)."""
+
+    def __init__(
+        self,
+        targets: list[Path] | Callable[[int], list[Path]],
+        rate: int,
+        options: OutputOptions,
+        *,
+        length: int | None = None,
+        count: int | None = None,
+    ) -> None:
+        self.targets_for = targets if callable(targets) else (lambda _count: targets)
+        self.count = len(targets) if isinstance(targets, list) else count
+        self.rate, self.options, self.length = rate, options, length
         self.writers: list[audio.AtomicWriter] = []
 
     def __enter__(self) -> SpeakerFiles:
+        if self.count is not None:
+            self._open(self.count)
+        return self
+
+    def _open(self, count: int) -> None:
+        targets = self.targets_for(count)
+        if self.count is None:  # counted now: the first was claimed before separating
+            claim(targets[1:], overwrite=self.options.overwrite)
+            self.count = count
         # Created here, signals held back: a Ctrl-C between a part file's creation and its writer
         # landing in self.writers, or before `with` had registered __exit__, would leave it behind.
         try:
             with signals_deferred():
-                for t in self.targets:
+                for t in targets:
                     self.writers.append(
                         audio.AtomicWriter(
                             t,
@@ -115,13 +139,19 @@ class SpeakerFiles:
         except BaseException:
             self.discard()  # the part files of the speakers opened before the one that failed
             raise
-        return self
 
     def write(self, y: np.ndarray) -> None:
+        if not self.writers:
+            if not y.shape[1]:
+                return  # nothing yet: the number of files may not be known
+            self._open(y.shape[0])
         for j, w in enumerate(self.writers):
             w.write(y[j])
 
-    def commit(self) -> list[Path]:
+    def commit(self, count: int | None = None) -> list[Path]:
+        """Commit every output; ``count``: how many to write if no block had samples."""
+        if not self.writers:
+            self._open(self.count or count or 1)
         return commit_all(self.writers)
 
     def discard(self) -> None:

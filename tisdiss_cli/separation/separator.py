@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import warnings
@@ -42,9 +43,10 @@ from .outputs import output_stem as output_stem
 from .outputs import stays_inside as stays_inside
 from .streaming import SeparationStream
 from .talkers import OfflineTalkerStage, OnlineTalkerStage, TalkerStage, voice_embedder
-from .tracking import TalkerSummary, TrackerConfig
+from .tracking import MAX_SPEAKERS, TalkerSummary, TrackerConfig
 
 TRACKERS = ("voice", "overlap")  # voice: talkers tracked by voice; overlap: chunks aligned on their overlap only
+Speakers = int | str  # a number of files, or "auto": one per talker found
 
 # Chosen by measurement (full-size sep1x2-re1x6 model, random weights, CPU, n_sep=2 n_re=1).
 # One forward on a segment of 1 / 1.5 / 2 / 4 s: RTF 6.4 / - / 5.9 / 10.1 (one thread,
@@ -138,6 +140,11 @@ class Separator:
     tracker: "voice" (the default: talkers tracked by voice across the whole recording, so each
     talker's file holds that talker from start to end and a lone talker stays in one file;
     :mod:`~.tracking`) | "overlap" (chunks aligned on their overlap only, as before the tracker).
+    speakers: "auto" (the default: one file per talker the voices show, any number from a
+    two-output network, in order of first appearance; streams, whose length is unknown, write the
+    network's number) | a number of files (more talkers share files, fewer leave files silent;
+    ``last_talkers.warning`` says what the voices suggested). Other than the network's number
+    needs the voice tracker.
     """
 
     def __init__(
@@ -153,11 +160,13 @@ class Separator:
         match_level: bool = True,
         precision: str = "auto",
         tracker: str = "voice",
+        speakers: Speakers = "auto",
     ) -> None:
         self.device = pick_device(device)
         if tracker not in TRACKERS:
             raise ValueError(f"unknown tracker {tracker!r}; choose from {', '.join(TRACKERS)}")
         self.tracker = tracker
+        self.speakers = check_speakers(speakers)
         self.last_talkers: TalkerSummary | None = None  # what the tracker found in the last separate()
         if precision not in PRECISIONS:  # before the model loads
             raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -174,7 +183,8 @@ class Separator:
             segment = self.loaded.segment_seconds or DEFAULT_SEGMENT
         self.segment_seconds = segment  # the chunk length; self.plan has it in samples
         self.plan = ChunkPlan.from_seconds(segment, overlap, self.sample_rate, batch_size)
-        self.tracker_config = TrackerConfig(max_talkers=self.num_spk)
+        self.tracker_config = TrackerConfig()
+        self.files(self.speakers)  # refuses a number of files the tracker cannot write, before any input
         self.preset = preset
         self.depth()  # validates the preset name now
 
@@ -183,6 +193,22 @@ class Separator:
         """Deprecated: :attr:`segment_seconds` (``plan.segment_samples`` is the same length in samples)."""
         warnings.warn("Separator.segment is deprecated; use segment_seconds", DeprecationWarning, stacklevel=2)
         return self.segment_seconds
+
+    def files(self, speakers: Speakers | None = None, *, stream: bool = False) -> int | None:
+        """How many files an input is written to, when known before separating it: ``speakers``
+        (default: the separator's) as a number, the network's outputs without the voice tracker or
+        for a stream; None for a file or array with ``auto`` (one per talker found)."""
+        speakers = self.speakers if speakers is None else check_speakers(speakers)
+        if self.tracker != "voice":
+            if speakers not in ("auto", self.num_spk):
+                raise ValueError(
+                    f"speakers {speakers}: a number of files other than the model's {self.num_spk} "
+                    "needs the voice tracker"
+                )
+            return self.num_spk
+        if speakers == "auto":
+            return self.num_spk if stream else None
+        return int(speakers)
 
     @property
     def presets(self) -> dict[str, Depth]:
@@ -276,6 +302,7 @@ class Separator:
         progress: ProgressFn | None = None,
         name: str | None = None,
         online: bool = False,
+        speakers: Speakers | None = None,
     ) -> SeparationStream:
         """The engine every front-end feeds; ``progress`` is told (model-rate samples done, ``total``).
         ``online``: the tracker decides as the input arrives (streams), else once it has all of it."""
@@ -295,14 +322,16 @@ class Separator:
             on_chunk=on_chunk,
             name=name,
             device=self.device,
-            talkers=self._talker_stage(online),
+            talkers=self._talker_stage(online, speakers),
         )
 
-    def _talker_stage(self, online: bool) -> TalkerStage | None:
+    def _talker_stage(self, online: bool, speakers: Speakers | None) -> TalkerStage | None:
         if self.tracker != "voice":
             return None
+        files = self.files(speakers, stream=online)
+        config = dataclasses.replace(self.tracker_config, speakers=files)
         stage = OnlineTalkerStage if online else OfflineTalkerStage
-        return stage(self.num_spk, self.sample_rate, self.tracker_config, voice_embedder())
+        return stage(self.num_spk, self.sample_rate, config, voice_embedder())
 
     def separate(
         self,
@@ -313,9 +342,12 @@ class Separator:
         n_sep: int | None = None,
         n_re: int | None = None,
         progress: ProgressFn | None = None,
+        speakers: Speakers | None = None,
     ) -> np.ndarray:
-        """Mixture ``[L]`` or ``[C, L]`` (numpy or torch) at ``sample_rate`` -> ``[J, L]`` float32
-        at the same rate and level (channels are averaged; the input is not modified).
+        """Mixture ``[L]`` or ``[C, L]`` (numpy or torch) at ``sample_rate`` -> ``[K, L]`` float32
+        at the same rate and level (channels are averaged; the input is not modified): ``K`` talkers
+        with ``speakers`` auto (the separator's unless given), else that many; what the tracker
+        found is in :attr:`last_talkers`.
 
         Float samples are taken at full scale 1.0, int8/int16/int32 and uint8 (8-bit WAV) PCM is
         scaled to it; any other shape or dtype (soundfile's ``[L, C]`` included: pass ``wave.T``),
@@ -325,8 +357,11 @@ class Separator:
         x = as_mono_float32(wave)
         rate = check_sample_rate(sample_rate)
         total = audio.resampled_length(len(x), rate, self.sample_rate)
-        stream = self._stream(self.depth(preset, n_sep, n_re), rate, rate, total=total, progress=progress)
-        out = np.concatenate((stream.feed(x), stream.close()), axis=1)
+        stream = self._stream(
+            self.depth(preset, n_sep, n_re), rate, rate, total=total, progress=progress, speakers=speakers
+        )
+        parts = [p for p in (stream.feed(x), *stream.close_blocks()) if p.shape[1]]  # empty ones may predate the count
+        out = np.concatenate(parts, axis=1) if parts else np.zeros((stream.files, 0), np.float32)
         self.last_talkers = stream.talker_summary
         return out
 
@@ -341,15 +376,19 @@ class Separator:
         n_re: int | None = None,
         output_rate: OutputRate = "input",
         name: str | None = None,
+        speakers: Speakers | None = None,
     ) -> SeparationStream:
         """A :class:`SeparationStream` for input at ``sample_rate`` with ``channels`` channels:
         ``feed(block [n] or [n, channels]) -> [J, m]`` as chunks complete, then ``close()`` for the
         rest; the outputs equal :meth:`process_file`'s for the same samples, however they are cut.
-        ``name`` (a file's, say) starts the stream's error messages."""
+        ``name`` (a file's, say) starts the stream's error messages. A stream writes the network's
+        number of tracks unless ``speakers`` (or the separator's) is a number: its length, and so
+        its talkers, are not known in advance."""
         rate = check_sample_rate(sample_rate)
         out_rate = rate if output_rate == "input" else self.sample_rate
+        depth = self.depth(preset, n_sep, n_re)
         return self._stream(
-            self.depth(preset, n_sep, n_re), rate, out_rate, channels=channels, channel=channel, name=name, online=True
+            depth, rate, out_rate, channels=channels, channel=channel, name=name, online=True, speakers=speakers
         )
 
     def output_paths(
@@ -359,11 +398,15 @@ class Separator:
         *,
         fmt: audio.OutputFormat = "wav",
         filename: str = DEFAULT_FILENAME,
+        count: int | None = None,
     ) -> list[Path]:
-        """Where :meth:`separate_file` writes; ``filename`` may use ``{stem}``, ``{spk}`` (1-based), ``{ext}``
-        and sub-folders, but must stay inside ``out_dir`` (no absolute path, no ``..``) and name
-        files of format ``fmt`` (:func:`~.outputs.check_template`; ``ValueError`` otherwise)."""
-        return OutputOptions(fmt=fmt, filename=filename).paths(Path(path).stem, out_dir, self.num_spk)
+        """Where :meth:`separate_file` writes ``count`` files (default: :meth:`files`, or the
+        network's number where ``auto`` counts talkers at the end); ``filename`` may use ``{stem}``,
+        ``{spk}`` (1-based), ``{ext}`` and sub-folders, but must stay inside ``out_dir`` (no
+        absolute path, no ``..``) and name files of format ``fmt`` (:func:`~.outputs.check_template`;
+        ``ValueError`` otherwise)."""
+        count = count or self.files() or self.num_spk
+        return OutputOptions(fmt=fmt, filename=filename).paths(Path(path).stem, out_dir, count)
 
     def process_file(
         self,
@@ -382,6 +425,7 @@ class Separator:
         overwrite: bool = False,
         progress: ProgressFn | None = None,
         options: OutputOptions | None = None,
+        speakers: Speakers | None = None,
     ) -> FileResult:
         """Separate one file block by block into one file per speaker; see :meth:`separate_file`.
         ``options`` (checked once by whoever made it) replaces fmt ... overwrite."""
@@ -390,8 +434,9 @@ class Separator:
         if options is None:
             options = OutputOptions(fmt, float_output, output_rate, channel, filename, overwrite)
         info = audio.probe(path, stream=stream)
-        targets = options.paths(Path(path).stem, out_dir, self.num_spk)
-        claim(targets, overwrite=options.overwrite)
+        stem = Path(path).stem
+        known = self.files(speakers)
+        claim(options.paths(stem, out_dir, known or 1), overwrite=options.overwrite)  # auto: the rest once counted
         if options.channel is not None and options.channel >= info.channels:
             raise audio.AudioError(f"{info.path}: has {info.channels} channel(s), no channel {options.channel + 1}")
         out_rate = audio.codec_rate(options.fmt, info.sample_rate if options.rate == "input" else self.sample_rate)
@@ -404,14 +449,16 @@ class Separator:
             total=audio.resampled_length(info.frames, info.sample_rate, self.sample_rate),
             progress=progress,
             name=str(info.path),
+            speakers=speakers,
         )
         length = audio.resampled_length(info.frames, info.sample_rate, out_rate)
-        with SpeakerFiles(targets, out_rate, options, length=length) as files:
+        targets = lambda count: options.paths(stem, out_dir, count)  # noqa: E731
+        with SpeakerFiles(targets, out_rate, options, length=length, count=known) as files:
             for frames in audio.read_frames(info):
                 files.write(engine.feed(frames))
             for block in engine.close_blocks():
                 files.write(block)
-            outputs = files.commit()
+            outputs = files.commit(engine.files)
         result = FileResult(
             info.path,
             outputs,
@@ -422,13 +469,15 @@ class Separator:
             engine.stats.chunks,
         )
         result.talkers = engine.talker_summary
+        if result.talkers is not None and result.talkers.warning:
+            result.warnings.append(result.talkers.warning)
         truncated = info.truncation()
         if truncated is not None:
             result.warnings.append(truncated)
         return result
 
     def separate_file(self, path: str | os.PathLike, out_dir: str | os.PathLike, **options: Any) -> list[Path]:
-        """Separate ``path`` into ``out_dir/<stem>_spk<j>.<ext>`` and return the paths.
+        """Separate ``path`` into ``out_dir/<stem>_spk<k>.<ext>``, one per talker, and return the paths.
 
         Reads and writes block by block (memory does not depend on the length), writes each
         output to a temporary file renamed at the end, never overwrites unless
@@ -441,7 +490,20 @@ class Separator:
         written at the next one up, see :func:`~tisdiss_cli.audio.files.codec_rate`),
         float_output (32-bit float WAV instead of 24-bit PCM), output_rate ("input" | "model"),
         channel (0-based; None averages), stream (0-based audio stream of a container, e.g. a
-        video; None: the first), filename, overwrite, progress.
+        video; None: the first), filename, overwrite, progress, speakers ("auto": one file per
+        talker found, ``<stem>_spk1`` ... ``_spkK`` in order of first appearance; or a number).
         Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input.
         """
         return self.process_file(path, out_dir, **options).outputs
+
+
+def check_speakers(speakers: object) -> Speakers:
+    """``"auto"`` or a whole number of files from 1 to ``MAX_SPEAKERS`` (a digit string too, as a
+    form sends it); a ``ValueError`` naming the value otherwise."""
+    if isinstance(speakers, str) and speakers.strip().isdigit():
+        speakers = int(speakers)
+    if speakers == "auto":
+        return "auto"
+    if isinstance(speakers, int) and not isinstance(speakers, bool) and 1 <= speakers <= MAX_SPEAKERS:
+        return speakers
+    raise ValueError(f"speakers {speakers!r}: use auto or a number of files from 1 to {MAX_SPEAKERS}")

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import soxr
 import torch
 from torch import Tensor
 
@@ -78,7 +79,9 @@ class SeparationStream:
     """Incremental separation of one input stream (see the module docstring).
 
     ``feed(block)`` returns the output ``[J, n]`` float32 (at the output rate) that is final so
-    far, possibly with ``n == 0``; ``close()`` returns the rest. The concatenated outputs have the
+    far, possibly with ``n == 0``; ``close()`` returns the rest. ``J`` is :attr:`files`: with the
+    offline voice tracker and ``speakers`` auto it is known only once a file's talkers are counted
+    at close (until then, empty blocks have the network's ``num_spk`` rows). The concatenated outputs have the
     length the file path writes: the input's frame count at the input rate (or its resampled
     length at another output rate). Once closed, ``feed`` and ``close`` raise ``ValueError``. Use
     :meth:`Separator.stream` to make one.
@@ -114,7 +117,8 @@ class SeparationStream:
         self.name = name  # prefixes error messages ("meeting.wav: NaN or Inf samples near ...")
         self.stats = StreamStats()
         self._to_model = audio.resample_stream(self.sample_rate, model_rate, 1)
-        self._to_output = audio.resample_stream(model_rate, self.output_rate, num_spk)
+        self._to_output: soxr.ResampleStream | None = None  # made for the first tracks, once their number is known
+        self._output_channels = 0
         self.engine = OverlapAdd(self._timed(network(depth)), plan, num_spk, on_chunk=on_chunk)
         self.talkers = talkers  # None: the outputs as stitched (speakers aligned on chunk overlaps only)
         self._held = np.zeros((0, num_spk), np.float32)  # output beyond what the input so far justifies
@@ -128,6 +132,14 @@ class SeparationStream:
         chunks = (plan.segment_samples + (plan.batch_size - 1) * plan.hop_samples) / self.model_rate
         tracking = self.talkers.latency_seconds if isinstance(self.talkers, OnlineTalkerStage) else 0.0
         return chunks + tracking
+
+    @property
+    def files(self) -> int:
+        """How many tracks the stream returns: the talker stage's (one per talker, or ``speakers``),
+        else the network's outputs."""
+        if self.talkers is not None and self.talkers.files is not None:
+            return self.talkers.files
+        return self.num_spk
 
     @property
     def talker_summary(self) -> TalkerSummary | None:
@@ -150,7 +162,7 @@ class SeparationStream:
         block = frames_to_float32(samples, self.channels)
         audio.check_finite(block, self.stats.input_frames, self.sample_rate, self.name)
         if not len(block):
-            return np.zeros((self.num_spk, 0), np.float32)
+            return np.zeros((self.files, 0), np.float32)
         now = self.clock()
         self.stats.input_frames += len(block)
         self._arrivals.append((self.stats.input_frames, now))
@@ -175,7 +187,7 @@ class SeparationStream:
         self._check_open("close")
         self.closed = True
         if self.stats.input_frames == 0:
-            yield np.zeros((self.num_spk, 0), np.float32)
+            yield np.zeros((self.files, 0), np.float32)
             return
         parts: list[Tensor] = []
         if self._to_model is not None:
@@ -223,7 +235,10 @@ class SeparationStream:
 
     def _back(self, parts: list[np.ndarray], *, last: bool) -> np.ndarray:
         """Model-rate blocks ``[J, n]`` -> ``[n, J]`` at the output rate."""
-        y = np.concatenate([p.T for p in parts]) if parts else np.zeros((0, self.num_spk), np.float32)
+        y = np.concatenate([p.T for p in parts]) if parts else np.zeros((0, self.files), np.float32)
+        if not self._output_channels and (len(y) or last):
+            self._output_channels = y.shape[1]
+            self._to_output = audio.resample_stream(self.model_rate, self.output_rate, y.shape[1])
         if self._to_output is not None and (len(y) or last):
             y = self._to_output.resample_chunk(np.ascontiguousarray(y), last=last)
         return y
@@ -236,7 +251,7 @@ class SeparationStream:
         ready = np.concatenate((self._held, y)) if len(self._held) else y
         limit = self._expected(self.stats.input_frames) - self.stats.output_frames
         if final and len(ready) < limit:  # as the file writer does: pad a short tail with zeros
-            ready = np.concatenate((ready, np.zeros((limit - len(ready), self.num_spk), np.float32)))
+            ready = np.concatenate((ready, np.zeros((limit - len(ready), ready.shape[1]), np.float32)))
         out, self._held = ready[:limit], ready[limit:]
         if len(out):  # the last block counts too: in an input of one chunk it is the only one
             self._note_latency(self.stats.output_frames)

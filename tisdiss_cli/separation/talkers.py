@@ -13,6 +13,7 @@ or the loudest so far).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Iterator
@@ -33,8 +34,10 @@ from .tracking import (
     activity,
     analyse_blocks,
     context_samples,
+    files_for,
     render,
     rendered,
+    segments_of,
     track_offline,
 )
 
@@ -136,6 +139,11 @@ def voice_embedder() -> EmbedFn:
 class TalkerStage(Protocol):
     summary: TalkerSummary | None
 
+    @property
+    def files(self) -> int | None:
+        """How many tracks the stage yields: None until a file's talkers are counted."""
+        ...
+
     def push(self, outputs: np.ndarray) -> list[np.ndarray]: ...
 
     def finish(self, last: np.ndarray | None, *, single_pass: bool) -> Iterator[np.ndarray]:
@@ -156,6 +164,12 @@ class OfflineTalkerStage:
     def frames(self) -> int:
         return self._spool.frames
 
+    @property
+    def files(self) -> int | None:
+        if self.summary is not None:
+            return self.summary.files
+        return self.config.speakers
+
     def push(self, outputs: np.ndarray) -> list[np.ndarray]:
         self._spool.append(outputs)
         return []
@@ -165,10 +179,11 @@ class OfflineTalkerStage:
             if last is not None:
                 self.push(last)
             if self.frames == 0:
-                self.summary = TalkerSummary(0, [0.0] * self.config.max_talkers)
+                self.summary = TalkerSummary(0, [0.0] * files_for(self.config, 0), asked=self.config.speakers)
                 return
             outputs = self._spool.outputs()
-            matrices, self.summary = track_offline(outputs, self.rate, self.config, self.embed, single_pass=single_pass)
+            matrices, summary = track_offline(outputs, self.rate, self.config, self.embed, single_pass=single_pass)
+            self.summary = summary
             yield from rendered(outputs, matrices, self.rate, self.config, round(RENDER_PIECE_SECONDS * self.rate))
         finally:
             self._spool.close()
@@ -188,11 +203,15 @@ class OnlineTalkerStage:
         self.buffer_start = 0  # absolute sample of buffer[:, 0] (a block border)
         self.available = 0
         self.emitted = 0
-        self.talkers = OnlineTalkers(config)
+        self.talkers = OnlineTalkers(config, files_for(config, num_out))
         self.matrices: list[np.ndarray] = []  # decided blocks from matrices_start on
         self.matrices_start = 0
-        self.speech_seconds = np.zeros(config.max_talkers)
+        self.speaks: list[np.ndarray] = []  # per decided block: which files get speech
         self.summary: TalkerSummary | None = None
+
+    @property
+    def files(self) -> int:
+        return self.talkers.files
 
     @property
     def latency_seconds(self) -> float:
@@ -210,7 +229,9 @@ class OnlineTalkerStage:
 
     def finish(self, last: np.ndarray | None, *, single_pass: bool) -> Iterator[np.ndarray]:
         if single_pass and self.available == 0 and last is not None:  # one network pass: as a file is
-            matrices, self.summary = track_offline(last, self.rate, self.config, self.embed, single_pass=True)
+            fixed = dataclasses.replace(self.config, speakers=self.files)  # a stream's files are known from its start
+            matrices, summary = track_offline(last, self.rate, fixed, self.embed, single_pass=True)
+            self.summary = dataclasses.replace(summary, asked=self.config.speakers)
             self.available = self.emitted = last.shape[1]
             yield render(last, matrices, 0, last.shape[1], self.rate, self.config)
             return
@@ -220,14 +241,20 @@ class OnlineTalkerStage:
         for b in range(self.matrices_start + len(self.matrices), total):
             self._decide(b)
         yield from self._emit(self.available)
-        self.summary = TalkerSummary(self.talkers.found, [float(s) for s in self.speech_seconds])
+        speaks = np.stack(self.speaks) if self.speaks else np.zeros((0, self.files), bool)
+        self.summary = TalkerSummary(
+            min(self.talkers.found, self.files),
+            [float(s) for s in speaks.sum(0) * self.config.block_seconds],
+            asked=self.config.speakers,
+            segments=segments_of(speaks, self.config.block_seconds, self.available / self.rate),
+        )
 
     def _decide(self, b: int) -> None:
         first = b - self.buffer_start // self.block
         part: Analysis = analyse_blocks(self.buffer, first, 1, self.rate, self.config, self.embed)
         matrix = self.talkers.decide(part)
         active = activity(part, self.config, self.talkers.loudest)[0]
-        self.speech_seconds += (matrix * active[None, :]).max(axis=1) * self.config.block_seconds
+        self.speaks.append((matrix * active[None, :]).max(axis=1) > 0)
         self.matrices.append(matrix)
 
     def _emit(self, upto: int) -> list[np.ndarray]:

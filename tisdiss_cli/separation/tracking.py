@@ -13,15 +13,22 @@ and a lone talker is spread over both. The tracker re-decides the assignment eve
    Measured on devconv and dev2mix: median 0.68 where one talks, 0.15 where both do.
 2. *Talkers* (:func:`find_talkers`). The voices that can be trusted to be one talker each are
    pooled: the mixture's voice where one talks (coherent outputs, or one output alone), and each
-   output's voice where two talk. Their spherical 2-means centroids are the talkers when the
-   split raises the mean similarity by ``split_gain``; otherwise there is one talker, unless the
-   outputs are mostly incoherent where both are active (talkers who always overlap), and then
-   the outputs' voices are split. Files use the whole recording (offline); streams grow the
-   talkers as they go (:class:`OnlineTalkers`).
+   output's voice where two talk. A file's are clustered by average linkage (:func:`count_talkers`):
+   groups whose voices are on average less similar than ``talker_similarity`` are different
+   talkers, and a group with less than ``min_talker_seconds`` of voices is not a talker of its own
+   (its voices join the nearest talker). That finds any number of talkers from a two-output
+   network: a meeting of four has at most two talking at once. Where that finds one group (one
+   talker, or a file too short for two such groups), a spherical 2-means split is kept when it
+   raises the voices' mean similarity by ``split_gain``; failing that, there is one talker unless
+   the outputs are mostly incoherent where both are active (talkers who always overlap), and then
+   the outputs' voices are split. ``speakers`` fixes the number of files: more talkers than that are
+   clustered into that many, fewer leave files silent (the summary says what the voices
+   suggested). Streams grow their talkers as they go (:class:`OnlineTalkers`), up to the number
+   of files they were opened with.
 3. *Assignment* (:func:`decide`). Each block is in one state: each output to its own talker (one
-   state per order) or both outputs summed into one talker (one state per talker; the other file
-   is silent: that keeps a lone talker whole). A state scores the similarity of each active
-   output's voice to its talker; summing is favoured where the outputs are coherent and where
+   state per ordered choice of talkers) or all outputs summed into one talker (one state per
+   talker; the other files are silent there: that keeps a lone talker whole). A state scores the
+   similarity of each active output's voice to its talker; summing is favoured where the outputs are coherent and where
    only one output is active. Changing state costs ``switch_cost``, or ``free_switch_cost`` next
    to a block where an output falls silent (where a turn changes or chunks may not have been
    aligned); the best sequence is found by Viterbi. Streams take the best next state given the
@@ -31,8 +38,8 @@ and a lone talker is spread over both. The tracker re-decides the assignment eve
    the matrices are smoothed by a ``fade_seconds`` moving average across block borders, so an
    unchanged assignment leaves the outputs untouched and a change is a short cross-fade.
 
-The thresholds and costs were chosen on devconv and dev2mix (``tisdiss eval --conversations``),
-with the bundled model; the README gives the figures.
+The thresholds and costs were chosen on devconv, devmeet and dev2mix (``tisdiss eval``), with the
+bundled model; the README gives the figures.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
 
 EmbedFn = Callable[[np.ndarray, int], np.ndarray]  # waves [B, S] at a rate -> unit vectors [B, D]
 
@@ -57,6 +65,8 @@ class Outputs(Protocol):
 
 
 ANALYSIS_BATCH = 64  # blocks embedded together (bounds memory on long files)
+MAX_SPEAKERS = 32  # the most files a recording may be split into
+CLUSTERED_VOICES = 4000  # a longer file's voices are clustered from this many, evenly spread (memory: n^2)
 
 
 @dataclass(frozen=True)
@@ -67,7 +77,9 @@ class TrackerConfig:
     loud_db: float = -20.0  # blocks within this of the loudest one define the talkers
     active_db: float = -20.0  # an output within this of the louder output is active ...
     silence_db: float = -40.0  # ... unless it is this far below the loudest block: a pause
-    split_gain: float = 0.035  # two talkers only if splitting raises the voices' mean similarity this much
+    split_gain: float = 0.035  # one group or two: the second only if splitting raises the mean similarity this much
+    talker_similarity: float = 0.58  # files: groups of voices less similar than this on average are two talkers
+    min_talker_seconds: float = 6.0  # files: a group of fewer voices than this (in blocks) is not a talker
     two_voices: float = 0.3  # outputs less coherent than this, both active: two talkers (their voices pooled)
     always_overlapping: float = 0.35  # median coherence below this where both are active: two talkers
     merge_coherence: float = 0.45  # summing is favoured above this coherence, disfavoured below ...
@@ -78,7 +90,12 @@ class TrackerConfig:
     free_switch_cost: float = 0.2  # ... and next to a block where an output is silent
     new_talker: float = 0.6  # online: a voice less similar than this to every talker is a new one
     fade_seconds: float = 0.04  # cross-fade where the assignment changes
-    max_talkers: int = 2  # files written
+    speakers: int | None = None  # files written: None finds the number (files and arrays; streams: the outputs')
+    max_speakers: int = 8  # the most talkers `speakers=None` finds
+
+    def __post_init__(self) -> None:
+        if self.speakers is not None and not 1 <= self.speakers <= MAX_SPEAKERS:
+            raise ValueError(f"speakers must be between 1 and {MAX_SPEAKERS}, or auto; got {self.speakers}")
 
 
 @dataclass
@@ -190,20 +207,27 @@ def spherical_kmeans(vectors: np.ndarray, k: int, *, restarts: int = 8, iteratio
             total = distance.sum()
             pick = rng.choice(len(vectors), p=distance / total) if total > 0 else rng.integers(len(vectors))
             chosen.append(vectors[pick])
-        centroids = np.stack(chosen)
-        for _ in range(iterations):
-            labels = (vectors @ centroids.T).argmax(1)
-            updated = np.stack(
-                [normalise(vectors[labels == j].mean(0)) if (labels == j).any() else centroids[j] for j in range(k)]
-            )
-            if np.allclose(updated, centroids):
-                break
-            centroids = updated
+        centroids = refine(vectors, np.stack(chosen), iterations)
         score = float((vectors @ centroids.T).max(1).sum())
         if score > best_score:
             best, best_score = centroids, score
     assert best is not None
     return best
+
+
+def refine(vectors: np.ndarray, centroids: np.ndarray, iterations: int = 50) -> np.ndarray:
+    """Spherical k-means steps from ``centroids``: each vector to its nearest, each centroid to
+    its vectors' mean direction (a centroid left without vectors stays)."""
+    k = len(centroids)
+    for _ in range(iterations):
+        labels = (vectors @ centroids.T).argmax(1)
+        updated = np.stack(
+            [normalise(vectors[labels == j].mean(0)) if (labels == j).any() else centroids[j] for j in range(k)]
+        )
+        if np.allclose(updated, centroids):
+            break
+        centroids = updated
+    return centroids
 
 
 def activity(analysis: Analysis, config: TrackerConfig, loudest: float) -> np.ndarray:
@@ -222,11 +246,12 @@ def trusted_voices(analysis: Analysis, config: TrackerConfig, loudest: float) ->
     return np.concatenate([analysis.mix_voice[one], analysis.out_voice[two].reshape(-1, analysis.out_voice.shape[-1])])
 
 
-def split_voices(voices: np.ndarray, config: TrackerConfig, *, restarts: int = 8) -> np.ndarray:
-    """Centroids ``[K, D]`` of ``voices [n, D]``: one more talker only while splitting raises the
-    voices' mean similarity to their centroid by ``split_gain``."""
+def split_voices(voices: np.ndarray, config: TrackerConfig, most: int, *, restarts: int = 8) -> np.ndarray:
+    """Centroids ``[K, D]``, ``K <= most``, of ``voices [n, D]``: one more talker only while
+    splitting raises the voices' mean similarity to their centroid by ``split_gain`` (streams,
+    whose voices grow as they go, and a file's one-or-two decision)."""
     centroids = normalise(voices.mean(0))[None]
-    for k in range(2, config.max_talkers + 1):
+    for k in range(2, most + 1):
         if len(voices) < k:
             break
         split = spherical_kmeans(voices, k, restarts=restarts)
@@ -237,22 +262,67 @@ def split_voices(voices: np.ndarray, config: TrackerConfig, *, restarts: int = 8
     return centroids
 
 
-def find_talkers(analysis: Analysis, config: TrackerConfig) -> np.ndarray:
-    """Centroids ``[K, D]``, ``0 <= K <= max_talkers``, in order of first appearance."""
+def count_talkers(voices: np.ndarray, config: TrackerConfig) -> np.ndarray:
+    """Centroids ``[K, D]``, ``1 <= K <= max_speakers``, of a whole recording's ``voices [n, D]``:
+    average-linkage groups cut at ``talker_similarity``; groups of at least ``min_talker_seconds``
+    are talkers (largest first), and every voice then goes to its nearest talker (k-means steps)."""
+    if len(voices) > CLUSTERED_VOICES:
+        sample = voices[np.linspace(0, len(voices) - 1, CLUSTERED_VOICES).round().astype(int)]
+    else:
+        sample = voices
+    if len(sample) < 2:
+        return normalise(voices.mean(0))[None]
+    tree = linkage(sample.astype(np.float64), method="average", metric="cosine")
+    labels = fcluster(tree, 1 - config.talker_similarity, criterion="distance")
+    sizes = np.bincount(labels)
+    smallest = max(config.min_talker_seconds / config.block_seconds * len(sample) / len(voices), 1.0)
+    talkers = [c for c in np.argsort(-sizes, kind="stable") if sizes[c] >= smallest][: config.max_speakers]
+    if len(talkers) <= 1:
+        return normalise(voices.mean(0))[None]
+    return refine(voices, normalise(np.stack([sample[labels == c].mean(0) for c in talkers])))
+
+
+@dataclass(frozen=True)
+class Talkers:
+    """What a recording's voices say: the talkers written (centroids ``[K, D]`` in order of first
+    appearance) and how many the voices suggested before ``speakers`` fixed the number."""
+
+    centroids: np.ndarray
+    suggested: int
+
+    def __len__(self) -> int:
+        return len(self.centroids)
+
+
+def find_talkers(analysis: Analysis, config: TrackerConfig) -> Talkers:
+    """The talkers of a whole recording (see the module docstring)."""
+    none = Talkers(np.zeros((0, analysis.mix_voice.shape[-1])), 0)
     if len(analysis) == 0 or analysis.mix_energy.max() <= 0:
-        return np.zeros((0, analysis.mix_voice.shape[-1]))
+        return none
     loudest = float(analysis.mix_energy.max())
     voices = trusted_voices(analysis, config, loudest)
+    voices = voices[np.linalg.norm(voices, axis=1) > 0.5]  # an embedding of silence is no voice
     if len(voices) == 0:
-        return np.zeros((0, analysis.mix_voice.shape[-1]))
-    centroids = split_voices(voices, config)
-    if len(centroids) == 1 and config.max_talkers >= 2:  # talkers who always overlap share one voice mixed
-        loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
+        return none
+    centroids = count_talkers(voices, config)
+    if len(centroids) == 1:  # one group, or too few voices for two (a short file): is a 2-means split worth it?
+        centroids = split_voices(voices, config, 2)
+    loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
+    if len(centroids) == 1:  # talkers who always overlap share one voice mixed
         both = loud & activity(analysis, config, loudest).all(axis=1)
         if both.sum() >= 2 and np.median(analysis.coherence[both]) < config.always_overlapping:
             centroids = spherical_kmeans(analysis.out_voice[both].reshape(-1, analysis.out_voice.shape[-1]), 2)
-    loud = analysis.mix_energy >= loudest * 10 ** (config.loud_db / 10)
-    return centroids[first_appearance(analysis.out_voice[loud].reshape(-1, centroids.shape[-1]), centroids)]
+    suggested = len(centroids)
+    if config.speakers is not None and suggested > config.speakers:  # asked for fewer: the largest absorb the rest
+        centroids = refine(voices, centroids[: config.speakers])
+    order = first_appearance(analysis.out_voice[loud].reshape(-1, centroids.shape[-1]), centroids)
+    return Talkers(centroids[order], suggested)
+
+
+def files_for(config: TrackerConfig, talkers: int) -> int:
+    """How many files a recording with ``talkers`` found is written to: ``speakers``, or one per
+    talker (at least one)."""
+    return config.speakers if config.speakers is not None else max(talkers, 1)
 
 
 def first_appearance(voices: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -262,17 +332,17 @@ def first_appearance(voices: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     return np.argsort(first, kind="stable")
 
 
-def states(talkers: int, outputs: int, max_talkers: int) -> np.ndarray:
-    """Every assignment ``[S, max_talkers, outputs]`` (0/1): each output to its own talker, in every
-    order (when there are enough talkers), then all outputs summed into each talker."""
+def states(talkers: int, outputs: int, files: int) -> np.ndarray:
+    """Every assignment ``[S, files, outputs]`` (0/1): each output to its own talker, for every
+    ordered choice of talkers (when there are enough), then all outputs summed into each talker."""
     found = []
     if talkers >= outputs:
         for order in itertools.permutations(range(talkers), outputs):
-            matrix = np.zeros((max_talkers, outputs))
+            matrix = np.zeros((files, outputs))
             matrix[list(order), range(outputs)] = 1.0
             found.append(matrix)
     for k in range(talkers):
-        matrix = np.zeros((max_talkers, outputs))
+        matrix = np.zeros((files, outputs))
         matrix[k, :] = 1.0
         found.append(matrix)
     return np.stack(found)
@@ -301,12 +371,12 @@ def state_scores(
     return scores
 
 
-def decide(analysis: Analysis, centroids: np.ndarray, config: TrackerConfig, num_out: int) -> np.ndarray:
-    """Every block's assignment ``[nb, max_talkers, J]`` (the Viterbi path; see the module docstring)."""
+def decide(analysis: Analysis, centroids: np.ndarray, config: TrackerConfig, num_out: int, files: int) -> np.ndarray:
+    """Every block's assignment ``[nb, files, J]`` (the Viterbi path; see the module docstring)."""
     nb = len(analysis)
     if len(centroids) == 0 or nb == 0:  # silence: the network's order
-        return one_pass(nb, 0, config, num_out)
-    candidates = states(len(centroids), num_out, config.max_talkers)
+        return one_pass(nb, 0, files, num_out)
+    candidates = states(len(centroids), num_out, files)
     loudest = float(analysis.mix_energy.max())
     active = activity(analysis, config, loudest)
     scores = np.stack([state_scores(analysis, b, centroids, candidates, active[b], config) for b in range(nb)])
@@ -322,14 +392,16 @@ def decide(analysis: Analysis, centroids: np.ndarray, config: TrackerConfig, num
     return candidates[path[::-1]]
 
 
-def one_pass(num_blocks: int, talkers: int, config: TrackerConfig, num_out: int) -> np.ndarray:
-    """The assignment of a recording the network separated whole: the network's order, or
-    everything in the first file when there is one talker."""
-    matrix = np.zeros((config.max_talkers, num_out))
+def one_pass(num_blocks: int, talkers: int, files: int, num_out: int) -> np.ndarray:
+    """The assignment of a recording the network separated whole: the network's order (outputs
+    beyond the files summed into the last file), or everything in the first file when there is one
+    talker."""
+    matrix = np.zeros((files, num_out))
     if talkers == 1:
         matrix[0, :] = 1.0
     else:
-        matrix[: min(config.max_talkers, num_out), :] = np.eye(min(config.max_talkers, num_out), num_out)
+        for j in range(num_out):
+            matrix[min(j, files - 1), j] = 1.0
     return np.repeat(matrix[None], num_blocks, axis=0)
 
 
@@ -357,41 +429,83 @@ def render(
     return np.clip(np.einsum("nkj,jn->kn", g, piece), -top, top).astype(np.float32)
 
 
+Segment = tuple[int, float, float]  # (file index from 0, start, end in seconds)
+
+
+def segments_of(speaks: np.ndarray, block_seconds: float, seconds: float) -> list[Segment]:
+    """Who speaks when, from ``speaks [nb, K]`` (a file gets active speech in a block): each run of
+    blocks as one segment, ordered by start, the last cut at ``seconds``."""
+    found: list[Segment] = []
+    for k in range(speaks.shape[1] if speaks.ndim == 2 else 0):
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], speaks[:, k].astype(np.int8), [0]))))
+        for a, b in zip(edges[::2], edges[1::2], strict=True):
+            found.append((k, round(a * block_seconds, 3), round(min(b * block_seconds, seconds), 3)))
+    return sorted(found, key=lambda seg: (seg[1], seg[0]))
+
+
 @dataclass
 class TalkerSummary:
     """What the tracker found in one recording."""
 
-    talkers: int  # talkers found
+    talkers: int  # talkers found (and written)
     active_seconds: list[float] = field(default_factory=list)  # per file written: seconds assigned speech
+    suggested: int | None = None  # talkers the voices suggest, where `speakers` fixed another number
+    asked: int | None = None  # the fixed number of files (`speakers`), None for auto
+    segments: list[Segment] = field(default_factory=list)  # who speaks when (block resolution)
+
+    @property
+    def files(self) -> int:
+        return len(self.active_seconds)
 
     def describe(self) -> str:
         """One line for a person: how many talkers, and each file's share of the speech."""
         if self.talkers == 0:
-            return "no talker found (silence): the files are silent"
+            return "no talker found (silence): the files are silent" if self.files > 1 else "no talker (silence)"
         seconds = ", ".join(f"spk{j + 1} {s:.1f} s" for j, s in enumerate(self.active_seconds))
-        if self.talkers == 1:
-            return f"1 talker: everything is in spk1, the other file is silent (speech: {seconds})"
-        return f"{self.talkers} talkers (speech: {seconds})"
+        if self.talkers == 1 and self.files > 1:
+            return f"1 talker: everything is in spk1, the other files are silent (speech: {seconds})"
+        return f"{self.talkers} talker{'s' if self.talkers > 1 else ''} (speech: {seconds})"
+
+    @property
+    def warning(self) -> str | None:
+        """Where a fixed number of files disagrees with the voices: what they suggest."""
+        if self.asked is None or self.suggested is None or self.suggested == self.asked:
+            return None
+        if self.suggested > self.asked:
+            return f"the voices suggest {self.suggested} talkers; {self.asked} files as asked: some talkers share one"
+        if self.suggested == 0:
+            return None  # silence: nothing to suggest
+        silent = ", ".join(f"spk{j + 1}" for j in range(self.suggested, self.asked))
+        return f"the voices suggest {self.suggested} talker{'s' if self.suggested > 1 else ''}; {silent} silent"
 
     @classmethod
-    def of(cls, analysis: Analysis, matrices: np.ndarray, talkers: int, config: TrackerConfig) -> TalkerSummary:
+    def of(
+        cls, analysis: Analysis, matrices: np.ndarray, talkers: Talkers, config: TrackerConfig, seconds: float
+    ) -> TalkerSummary:
         active = activity(analysis, config, float(analysis.mix_energy.max(initial=0.0)))  # [nb, J]
         speaks = (matrices * active[:, None, :]).max(axis=2) > 0  # [nb, K]: a file gets an active output
-        return cls(talkers, [float(s) for s in speaks.sum(0) * config.block_seconds])
+        return cls(
+            min(len(talkers), matrices.shape[1]),
+            [float(s) for s in speaks.sum(0) * config.block_seconds],
+            suggested=talkers.suggested,
+            asked=config.speakers,
+            segments=segments_of(speaks, config.block_seconds, seconds),
+        )
 
 
 def track_offline(
     outputs: Outputs, rate: int, config: TrackerConfig, embed: EmbedFn, *, single_pass: bool = False
 ) -> tuple[np.ndarray, TalkerSummary]:
-    """The assignment matrices ``[nb, K, J]`` of a whole recording and what was found;
-    ``single_pass``: the network separated it whole (see the module docstring)."""
+    """The assignment matrices ``[nb, K, J]`` of a whole recording (``K`` files) and what was
+    found; ``single_pass``: the network separated it whole (see the module docstring)."""
     analysis = analyse(outputs, rate, config, embed)
-    centroids = find_talkers(analysis, config)
+    talkers = find_talkers(analysis, config)
+    files = files_for(config, len(talkers))
     if single_pass:
-        matrices = one_pass(len(analysis), len(centroids), config, outputs.shape[0])
+        matrices = one_pass(len(analysis), len(talkers), files, outputs.shape[0])
     else:
-        matrices = decide(analysis, centroids, config, outputs.shape[0])
-    return matrices, TalkerSummary.of(analysis, matrices, len(centroids), config)
+        matrices = decide(analysis, talkers.centroids, config, outputs.shape[0], files)
+    return matrices, TalkerSummary.of(analysis, matrices, talkers, config, outputs.shape[1] / rate)
 
 
 def rendered(
@@ -416,6 +530,7 @@ class OnlineTalkers:
     greedy step where files take the Viterbi path."""
 
     config: TrackerConfig
+    files: int = 2  # files written: the most talkers a stream finds
     voices: list[np.ndarray] = field(default_factory=list)
     centroids: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     since_fit: int = 0
@@ -428,16 +543,16 @@ class OnlineTalkers:
         return len(self.centroids)
 
     def decide(self, block: Analysis) -> np.ndarray:
-        """The assignment ``[max_talkers, J]`` of the one block in ``block``."""
+        """The assignment ``[files, J]`` of the one block in ``block``."""
         num_out = block.out_energy.shape[1]
         self.loudest = max(self.loudest, float(block.mix_energy[0]))
         if self.loudest > 0:
             self.observe(trusted_voices(block, self.config, self.loudest))
         if self.last is None:
-            self.last = one_pass(1, 0, self.config, num_out)[0]
+            self.last = one_pass(1, 0, self.files, num_out)[0]
         if not self.found:
             return self.last
-        candidates = states(self.found, num_out, self.config.max_talkers)
+        candidates = states(self.found, num_out, self.files)
         active = activity(block, self.config, self.loudest)[0]
         scores = state_scores(block, 0, self.centroids, candidates, active, self.config)
         if active.any():
@@ -461,7 +576,7 @@ class OnlineTalkers:
         if len(voices) < ONLINE_SPLIT_VOICES and self.found <= 1:
             new = normalise(voices.mean(0))[None]
         else:
-            new = split_voices(voices, self.config, restarts=2)
+            new = split_voices(voices, self.config, self.files, restarts=2)
         if len(new) < self.found:  # a talker once found stays: split into as many as before
             new = spherical_kmeans(voices, self.found, restarts=2)
         if self.found <= 1:  # the first talker heard is talker 1, as in a file (and as emitted so far)

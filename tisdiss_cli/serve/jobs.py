@@ -164,9 +164,8 @@ class JobManager:
 
     def admit(self, job: Job) -> None:
         """Queue ``job``, holding its disk reservation; 503 (Retry-After) when the queue or the disk is full."""
-        size = job.upload.size + estimate_bytes(
-            job.info, job.options, self.separator.sample_rate, self.separator.num_spk
-        )
+        files = self.separator.files(job.options.speakers) or self.separator.tracker_config.max_speakers
+        size = job.upload.size + estimate_bytes(job.info, job.options, self.separator.sample_rate, files)
         with self._cond:
             self._refuse_when_full(size)
             if not self.disk.reserve(size):
@@ -358,6 +357,7 @@ class JobManager:
             n_re=depth.n_re,
             options=job.options.output,
             progress=progress,
+            speakers=job.options.speakers,
         )
         job.outputs, job.clipped = result.outputs, result.clipped
         job.warnings += [job.scrub(w) for w in result.warnings]

@@ -9,6 +9,7 @@ from typing import cast
 from ..audio.files import OUTPUT_FORMATS, OutputFormat
 from ..model.depth import PRESET_NAMES
 from ..separation.outputs import OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
+from ..separation.separator import Speakers, check_speakers
 from .errors import RequestError
 
 # The fields POST /v1/jobs and POST /v1/separate take, with their meaning (also the OpenAPI schema).
@@ -20,6 +21,7 @@ FIELDS: dict[str, str] = {
     "float": "true: 32-bit float WAV (no quantisation, no clipping)",
     "output_rate": f"{' | '.join(OUTPUT_RATES)}: write at the input's rate (default) or the model's",
     "channel": "separate this input channel (1-based) instead of the average",
+    "speakers": "auto (default: one file per talker the voices show) or a number of files",
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
@@ -32,6 +34,7 @@ class JobOptions:
     n_sep: int | None = None
     n_re: int | None = None
     output: OutputOptions = OutputOptions()
+    speakers: Speakers = "auto"
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> JobOptions:
@@ -53,7 +56,11 @@ class JobOptions:
             )
         except OutputOptionError as exc:
             raise RequestError(422, str(exc)) from None
-        return cls(preset, _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0), output)
+        try:
+            speakers = check_speakers((fields.get("speakers") or "auto").strip().lower())
+        except ValueError as exc:
+            raise RequestError(422, str(exc)) from None
+        return cls(preset, _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0), output, speakers)
 
 
 def _whole(fields: Mapping[str, str], name: str, *, low: int) -> int | None:

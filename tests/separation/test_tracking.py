@@ -205,3 +205,17 @@ def test_a_short_group_of_voices_is_not_a_talker_of_its_own() -> None:
     voices /= np.linalg.norm(voices, axis=1, keepdims=True)
     assert len(count_talkers(voices, TrackerConfig())) == 1
     assert len(count_talkers(voices, TrackerConfig(min_talker_seconds=2.0))) == 2
+
+
+def test_a_stream_writes_the_files_it_was_opened_with() -> None:
+    _, outputs = three_talkers()
+    stage = OnlineTalkerStage(2, RATE, TrackerConfig(speakers=3), band_voice)
+    assert stage.files == 3
+    pieces = [p for s in range(0, outputs.shape[1], 4000) for p in stage.push(outputs[:, s : s + 4000])]
+    pieces += list(stage.finish(None, single_pass=False))
+    y = np.concatenate(pieces, axis=1)
+    assert y.shape == (3, outputs.shape[1])
+    np.testing.assert_allclose(y.sum(0), outputs.sum(0), atol=1e-5)  # every output is in some file
+    assert stage.summary is not None and stage.summary.files == 3 and 2 <= stage.summary.talkers <= 3
+    auto = OnlineTalkerStage(2, RATE, TrackerConfig(), band_voice)
+    assert auto.files == 2  # auto: a stream's length is unknown, it writes the network's number

@@ -151,11 +151,11 @@ def _from_list(path: Path) -> TestSet:
 GENDER_GROUPS = ("same-gender", "cross-gender")
 
 
-def metadata_genders(testset: TestSet) -> dict[str, tuple[str, str]]:
-    """Utterance id -> (s1's gender, s2's gender), upper-cased ("" when blank), from a
-    ``metadata.tsv`` beside the mixture folder with columns ``name``, ``s1_gender``, ``s2_gender``
-    (shared/data/dev2mix and devconv have one). Test sets without such a file get none; an
-    unreadable file is skipped with a warning (the scores do not depend on it)."""
+def metadata_genders(testset: TestSet) -> dict[str, tuple[str, ...]]:
+    """Utterance id -> each talker's gender, upper-cased ("" when blank), from a ``metadata.tsv``
+    beside the mixture folder with columns ``name`` and ``s1_gender``, ``s2_gender`` (dev2mix and
+    devconv have them) or ``genders``, comma-separated (devmeet). Test sets without such a file get
+    none; an unreadable file is skipped with a warning (the scores do not depend on it)."""
     path = testset.root / "metadata.tsv"
     if testset.layout == "list" or not path.is_file():
         return {}
@@ -165,15 +165,23 @@ def metadata_genders(testset: TestSet) -> dict[str, tuple[str, str]]:
         log.warning("%s: not read, no gender groups (%s)", path, exc)
         return {}
     header = lines[0].split("\t") if lines else []
-    if not {"name", "s1_gender", "s2_gender"} <= set(header):
+    if "name" not in header:
         return {}
-    name, g1, g2 = (header.index(c) for c in ("name", "s1_gender", "s2_gender"))
+    if {"s1_gender", "s2_gender"} <= set(header):
+        columns = [header.index("s1_gender"), header.index("s2_gender")]
+        split = lambda fields: tuple(fields[c] for c in columns)  # noqa: E731
+    elif "genders" in header:
+        column = header.index("genders")
+        split = lambda fields: tuple(fields[column].split(","))  # noqa: E731
+    else:
+        return {}
+    name = header.index("name")
     ids = {u.id for u in testset.utterances}
     genders = {}
     for line in lines[1:]:
         fields = line.split("\t")
         if len(fields) == len(header) and fields[name] in ids:
-            genders[fields[name]] = (fields[g1].strip().upper(), fields[g2].strip().upper())
+            genders[fields[name]] = tuple(g.strip().upper() for g in split(fields))
     return genders
 
 
@@ -183,7 +191,7 @@ def gender_pairs(testset: TestSet) -> dict[str, str]:
     return {
         utt: GENDER_GROUPS[0] if genders[0] == genders[1] else GENDER_GROUPS[1]
         for utt, genders in metadata_genders(testset).items()
-        if all(g in ("F", "M") for g in genders)
+        if len(genders) == 2 and all(g in ("F", "M") for g in genders)
     }
 
 

@@ -77,7 +77,7 @@ def separate_pipe(
     rate = int(stream.output_rate)
     reader = PcmReader(source, fmt, encoding.name)
     if sink is not None:
-        pipe = WavStreamWriter(sink, rate, separator.num_spk, float_output=options.float_output)
+        pipe = WavStreamWriter(sink, rate, stream.files, float_output=options.float_output)
         for block in reader.blocks():
             pipe.write(stream.feed(block).T)
         if stream.stats.input_frames == 0:
@@ -86,7 +86,7 @@ def separate_pipe(
         pipe.close()
         outputs, clipped = ["stdout"], pipe.clipped
     else:
-        targets = options.paths(Path(f"{stem}.wav").stem, out_dir, separator.num_spk)  # the stem stays whole: a.b
+        targets = options.paths(Path(f"{stem}.wav").stem, out_dir, stream.files)  # the stem stays whole: a.b
         claim(targets, overwrite=options.overwrite)
         with SpeakerFiles(targets, rate, options) as files:
             for block in reader.blocks():

@@ -422,7 +422,7 @@ class Separator:
             engine.stats.chunks,
         )
         result.talkers = engine.talker_summary
-        truncated = info.truncation()
+        truncated = info.header_warning()
         if truncated is not None:
             result.warnings.append(truncated)
         return result
@@ -442,6 +442,11 @@ class Separator:
         float_output (32-bit float WAV instead of 24-bit PCM), output_rate ("input" | "model"),
         channel (0-based; None averages), stream (0-based audio stream of a container, e.g. a
         video; None: the first), filename, overwrite, progress.
-        Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input.
+        Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input. What
+        :meth:`process_file` returns as warnings (a header that misstates the file's length) is
+        logged as ``path: warning``.
         """
-        return self.process_file(path, out_dir, **options).outputs
+        result = self.process_file(path, out_dir, **options)
+        for warning in result.warnings:
+            log.warning("%s: %s", result.input, warning)
+        return result.outputs

@@ -742,7 +742,7 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-64-channels", "ch64")
     for rate in (7000, 96000):  # down and up to the model's rate; 44.1 kHz in sep-format-opus-44k
         sep(f"sep-rate-{rate}", f"r{rate}")
-    sep("sep-rate-1hz", "r1", note="1 Hz: README says any rate")
+    sep("sep-rate-1hz", "r1", note="1 Hz: docs/separating.md says any rate")
     sep("sep-one-sample", "one")
     sep("sep-ten-samples", "ten")
     sep(
@@ -2222,7 +2222,7 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
         ("separate int16 PCM", "ok", (x * 32767).astype(np.int16), (j, n)),
         ("separate int32 PCM", "ok", (x * 2**31).astype(np.int32), (j, n)),
         ("separate int8 PCM", "ok", (x * 127).astype(np.int8), (j, n)),
-        ("separate uint8 (8-bit WAV PCM, README)", "ok", (x * 127 + 128).astype(np.uint8), (j, n)),
+        ("separate uint8 (8-bit WAV PCM, docs)", "ok", (x * 127 + 128).astype(np.uint8), (j, n)),
         ("separate int64", "error", (x * 32767).astype(np.int64), None),
         ("separate bool", "error", x > 0, None),
         ("separate complex", "error", x.astype(np.complex64), None),
@@ -2257,7 +2257,7 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
     call("separate rate 1 Hz", "either", lambda: sep.separate(x8, 1), (x8,), (j, 8))
     call("separate rate '8000' (str)", "error", lambda: sep.separate(x, "8000"), (x,))  # type: ignore[arg-type]
     call("separate rate 8e3 (a whole float)", "ok", lambda: sep.separate(x, 8e3), (x,), (j, n))  # type: ignore[arg-type]
-    call("separate rate 8000.5 (README: whole Hz)", "error", lambda: sep.separate(x, 8000.5), (x,))  # type: ignore[arg-type]
+    call("separate rate 8000.5 (docs: whole Hz)", "error", lambda: sep.separate(x, 8000.5), (x,))  # type: ignore[arg-type]
     call("separate rate nan", "error", lambda: sep.separate(x, float("nan")), (x,))  # type: ignore[arg-type]
     call("separate n_re 33", "error", lambda: sep.separate(x, RATE, n_re=33), (x,))
     call("separate n_sep 0", "error", lambda: sep.separate(x, RATE, n_sep=0), (x,))

@@ -32,7 +32,7 @@ and a lone talker is spread over both. The tracker re-decides the assignment eve
    unchanged assignment leaves the outputs untouched and a change is a short cross-fade.
 
 The thresholds and costs were chosen on devconv and dev2mix (``tisdiss eval --conversations``),
-with the bundled model; the README gives the figures.
+with the bundled model; docs/separating.md (Conversations) gives the figures.
 """
 
 from __future__ import annotations

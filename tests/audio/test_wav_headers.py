@@ -90,11 +90,14 @@ def test_a_chunk_after_the_data_is_not_taken_for_audio(tmp_path: Path) -> None:
     np.testing.assert_array_equal(audio.read(path)[0], as_pcm16(x, tmp_path))
 
 
-def test_zero_padding_after_the_data_is_not_taken_for_audio(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "tail", [bytes(4096), b"\x01\x02\x03\x04\x05"], ids=["zeros to a whole sector", "a few stray bytes"]
+)
+def test_padding_after_the_data_is_not_taken_for_audio(tail: bytes, tmp_path: Path) -> None:
     x = noise(RATE)
     path = tmp_path / "padded.wav"
     sf.write(path, x, RATE, subtype="PCM_16")
-    path.write_bytes(path.read_bytes() + bytes(4096))  # a recorder that writes whole sectors
+    path.write_bytes(path.read_bytes() + tail)
     info = audio.probe(path)
     assert info.frames == RATE and info.header_warning() is None
 

@@ -3,10 +3,11 @@
 A recorder that crashed, or a writer that never went back to fill in its sizes, leaves a data
 chunk whose size field says less than the audio that follows it (often 0). libsndfile goes by
 that field and drops the rest without a word (Wave64 excepted: it reads to the end of the file
-whatever the header says). When the data chunk is the last one and more than whole chunks follow
-its declared end, the audio runs to the end of the file: :func:`data_chunk` says so and gives
-the header bytes that make libsndfile read it all (:class:`PatchedFile` shows them in place of
-the file's own; the file itself is never written). A size of 0, or all ones, declares no length.
+whatever the header says). When the data chunk is the last one, and what follows its declared
+end is neither chunks (tags) nor zero padding nor a few stray bytes, the audio runs to the end of
+the file: :func:`data_chunk` says so and gives the header bytes that make libsndfile read it all
+(:class:`PatchedFile` shows them in place of the file's own; the file itself is never written).
+A size of 0, or all ones, declares no length.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ def _frame_bytes(fmt: bytes) -> int:
 def _ends_at(f: BinaryIO, body: int, length: int, size: int, align: int, *, field: tuple[int, int]) -> DataChunk:
     """The data chunk whose audio starts at ``body`` and whose size field (at ``field``: offset, width)
     reads ``size``. It runs to the end of the file when the field declares no length and more than
-    chunks follow, or declares less than follows and more than chunks or zeros follow."""
+    chunks follow, or declares less than follows and what follows is neither chunks, nor zeros, nor
+    shorter than a chunk header (stray bytes some writers leave)."""
     offset, width = field
     held = length - body
     if size in (0, 2 ** (8 * width) - 1):
@@ -92,7 +94,7 @@ def _ends_at(f: BinaryIO, body: int, length: int, size: int, align: int, *, fiel
     else:
         declared = size // align
         end = body + size + (size & 1)
-        if size >= held or held - size < align or _chunks_follow(f, end, length) or _zeros_follow(f, end, length):
+        if length - end < max(8, align) or _chunks_follow(f, end, length) or _zeros_follow(f, end, length):
             return DataChunk(declared)  # as declared, or cut short (libsndfile reads what there is)
     if held < align:
         return DataChunk(declared)

@@ -188,6 +188,29 @@ def wav_bytes_info(data: bytes) -> tuple[np.ndarray, int]:
     raise ValueError("no data chunk")
 
 
+HEADER_CASES = ("under", "over", "zero")  # a WAV header that declares less audio than follows, more, none
+# What separate, eval and the API say of each (3 s at 8 kHz); a header that declares no length says nothing.
+HEADER_NOTES = {
+    "under": "the header declares 6000 frames (0:00.75) but the file holds 24000 (0:03.00): read to the end"
+    " of the file",
+    "over": "file is truncated: read 24000 of the 48000 frames its header declares (0:03.00 of 0:06.00)",
+    "zero": None,
+}
+
+
+def misstate(path: Path, case: str) -> Path:
+    """Rewrite the sizes of a WAV libsndfile wrote as a crashed recorder leaves them (issue 42): its
+    data chunk declaring a quarter of its audio ("under"), twice it ("over"), or 0 ("zero")."""
+    raw = bytearray(path.read_bytes())
+    at = raw.index(b"data") + 4
+    held = struct.unpack("<I", raw[at : at + 4])[0]
+    size = {"under": held // 4, "over": 2 * held, "zero": 0}[case]
+    raw[at : at + 4] = struct.pack("<I", size)
+    raw[4:8] = struct.pack("<I", at + 4 + size - 8 if size else 0)
+    path.write_bytes(bytes(raw))
+    return path
+
+
 def judge_audio(x: np.ndarray, rate: int, spec: Out) -> str | None:
     """What is wrong with one decoded output ([frames, channels]), or None."""
     if spec.rate is not None and rate != spec.rate:
@@ -595,6 +618,9 @@ def build_inputs(folder: Path) -> Inputs:
     inp.files["truncated"] = folder / "truncated.wav"
     with sf.SoundFile(folder / "truncated.wav") as f:
         inp.frames["truncated"] = f.frames
+    for case in HEADER_CASES:  # the frames are what the file holds: every one of them must be separated
+        header = write(folder / f"header_{case}.wav", mixture(3.0, seed=4), subtype="PCM_16")
+        inp.files[f"header_{case}"], inp.frames[f"header_{case}"] = misstate(header, case), int(3.0 * RATE)
     (folder / "header_only.wav").write_bytes(full[:30])
     inp.files["header_only"] = folder / "header_only.wav"
     # raw PCM for --raw-rate
@@ -672,6 +698,10 @@ def has(text: str) -> Callable[[str], str | None]:
     return lambda s: None if text in s else f"no {text!r} in the output"
 
 
+def lacks(text: str) -> Callable[[str], str | None]:
+    return lambda s: None if text not in s else f"{text!r} in the output"
+
+
 def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path) -> list[list[Case]]:
     """Units of cases; the cases of one unit run in order (later ones use what earlier ones left)."""
     units: list[list[Case]] = []
@@ -712,7 +742,7 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-64-channels", "ch64")
     for rate in (7000, 96000):  # down and up to the model's rate; 44.1 kHz in sep-format-opus-44k
         sep(f"sep-rate-{rate}", f"r{rate}")
-    sep("sep-rate-1hz", "r1", note="1 Hz: README says any rate")
+    sep("sep-rate-1hz", "r1", note="1 Hz: docs/separating.md says any rate")
     sep("sep-one-sample", "one")
     sep("sep-ten-samples", "ten")
     sep(
@@ -739,6 +769,8 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     sep("sep-big-float-2e30", "big", out_kw={"allow_clipped": True})
     sep("sep-big-float-2e30-float", "big", ["--float"])
     sep("sep-truncated-wav", "truncated", stderr_check=has("warning"))
+    for key, note in HEADER_NOTES.items():
+        sep(f"sep-header-{key}-declared", f"header_{key}", stderr_check=has(note) if note else lacks("warning"))
     for key in ("nan", "inf", "empty", "garbage_wav", "garbage_mp3", "text", "header_only"):
         sep(f"sep-bad-{key}", key, expect=1, needle=inp[key].name)
     single("sep-missing-file", ["separate", "{case}/nope.wav", "-o", "{case}/out", *tiny], 1, needle="nope.wav")
@@ -1411,6 +1443,29 @@ def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path
     shutil.copytree(testset, broken)
     write(broken / "s1" / "utt0.wav", mixture(0.3)[:, 0], subtype="FLOAT")
     units.append([case("eval-length-mismatch", ["eval", str(broken), *ev], 1, folder=f, needle="utt0")])
+    eval_notes = {  # the test set's 0.6-s files
+        "under": "the header declares 1200 frames (0:00.15) but the file holds 4800 (0:00.60): read to the end",
+        "over": "file is truncated: read 4800 of the 9600 frames its header declares (0:00.60 of 0:01.20)",
+        "zero": None,
+    }
+    for key, note in eval_notes.items():  # every file of one utterance, so that their lengths still agree
+        f = mx.case_folder(f"eval-header-{key}-declared")
+        shutil.copytree(testset, f / "set")
+        for part in ("mix", "s1", "s2"):
+            misstate(f / "set" / part / "utt0.wav", key)
+        units.append(
+            [
+                case(
+                    f"eval-header-{key}-declared",
+                    ["eval", str(f / "set"), *ev, "--json", "{case}/s.json"],
+                    0,
+                    folder=f,
+                    outputs=[Out("s.json", kind="json")],
+                    out_dir=None,
+                    stderr_check=_all_named(note, [f / "set" / p / "utt0.wav" for p in ("mix", "s1", "s2")]),
+                )
+            ]
+        )
     f = mx.case_folder("eval-tsv-missing-file")
     (f / "list.tsv").write_text(f"{testset}/mix/utt0.wav\t{testset}/s1/utt0.wav\t{f}/gone.wav\n")
     units.append([case("eval-tsv-missing-file", ["eval", str(f / "list.tsv"), *ev], 1, folder=f, needle="gone.wav")])
@@ -2019,6 +2074,19 @@ def _registry_toml(name: str, url: str, sha: str, size: int) -> str:
     )
 
 
+def _all_named(note: str | None, paths: list[Path]) -> Callable[[str], str | None]:
+    """Each of ``paths`` named with ``note`` on stderr (a library warning: ``warning: path: note``),
+    or no warning at all for None."""
+
+    def check(stderr: str) -> str | None:
+        if note is None:
+            return None if "warning" not in stderr else "a warning for a header that declares no length"
+        missing = [f"{p.parent.name}/{p.name}" for p in paths if f"warning: {p}: {note}" not in stderr]
+        return f"no warning naming {', '.join(missing)}" if missing else None
+
+    return check
+
+
 def _json_summary(count: int) -> Callable[[str], str | None]:
     def check(stdout: str) -> str | None:
         try:
@@ -2154,7 +2222,7 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
         ("separate int16 PCM", "ok", (x * 32767).astype(np.int16), (j, n)),
         ("separate int32 PCM", "ok", (x * 2**31).astype(np.int32), (j, n)),
         ("separate int8 PCM", "ok", (x * 127).astype(np.int8), (j, n)),
-        ("separate uint8 (8-bit WAV PCM, README)", "ok", (x * 127 + 128).astype(np.uint8), (j, n)),
+        ("separate uint8 (8-bit WAV PCM, docs)", "ok", (x * 127 + 128).astype(np.uint8), (j, n)),
         ("separate int64", "error", (x * 32767).astype(np.int64), None),
         ("separate bool", "error", x > 0, None),
         ("separate complex", "error", x.astype(np.complex64), None),
@@ -2189,7 +2257,7 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
     call("separate rate 1 Hz", "either", lambda: sep.separate(x8, 1), (x8,), (j, 8))
     call("separate rate '8000' (str)", "error", lambda: sep.separate(x, "8000"), (x,))  # type: ignore[arg-type]
     call("separate rate 8e3 (a whole float)", "ok", lambda: sep.separate(x, 8e3), (x,), (j, n))  # type: ignore[arg-type]
-    call("separate rate 8000.5 (README: whole Hz)", "error", lambda: sep.separate(x, 8000.5), (x,))  # type: ignore[arg-type]
+    call("separate rate 8000.5 (docs: whole Hz)", "error", lambda: sep.separate(x, 8000.5), (x,))  # type: ignore[arg-type]
     call("separate rate nan", "error", lambda: sep.separate(x, float("nan")), (x,))  # type: ignore[arg-type]
     call("separate n_re 33", "error", lambda: sep.separate(x, RATE, n_re=33), (x,))
     call("separate n_sep 0", "error", lambda: sep.separate(x, RATE, n_sep=0), (x,))
@@ -2271,6 +2339,20 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
         lambda: sep.process_file(inputs / "truncated.wav", out_root / "h"),
         check=lambda r: files_ok(r, frames=sf.info(inputs / "truncated.wav").frames),
     )
+
+    def header_ok(res: Any, note: str | None) -> str | None:
+        problem = files_ok(res, frames=int(3.0 * RATE))
+        if problem is None and res.warnings != ([note] if note else []):
+            return f"warnings {res.warnings}"
+        return problem
+
+    for key, note in HEADER_NOTES.items():
+        call(
+            f"process_file header {key}-declared",
+            "ok",
+            partial(sep.process_file, inputs / f"header_{key}.wav", out_root / f"header_{key}"),
+            check=partial(header_ok, note=note),
+        )
 
     # stream
     def streamed(blocks: list[Any], rate: int = RATE, channels: int = 1, **kw: Any) -> np.ndarray:

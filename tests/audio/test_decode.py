@@ -42,7 +42,7 @@ def test_every_container_decodes_with_its_rate_channels_and_length(kind: str, ch
     # Exact where the container records the length (MP4/MOV edit lists, Opus pre-skip and end trim);
     # otherwise within a codec frame (Matroska keeps AAC's end padding, FFmpeg's WMA loses its first frame).
     assert abs(info.frames - len(source)) <= spec.slack
-    assert info.truncation() is None
+    assert info.header_warning() is None
     whole, rate = audio.read(path)
     assert rate == spec.rate and whole.shape == (info.frames, channels)
     for c in range(channels):
@@ -126,7 +126,7 @@ def test_a_cut_short_stream_is_read_up_to_the_damage_with_a_warning(tmp_path: Pa
     info = audio.probe(cut)
     assert 0 < info.frames < 4 * spec.rate
     assert info.declared_frames == 4 * spec.rate
-    note = info.truncation()
+    note = info.header_warning()
     assert note is not None and note.startswith(f"file is truncated: read {info.frames} of the 64000 frames")
     assert len(_decoded(cut, spec.rate)) == info.frames
 

@@ -23,6 +23,7 @@ import typer
 from typer.testing import CliRunner, Result
 
 from tests.conftest import REPO, run_events
+from tests.headers import HEADER_CASES, declared_frames, write_misstated
 from tisdiss_cli.audio import files as audio
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.model.depth import Depth
@@ -512,7 +513,7 @@ def test_the_exclusive_commit_refuses_an_existing_target(tmp_path: Path) -> None
     assert sf.info(str(target)).frames == 10
 
 
-# --------------------------------------------------------------------------- 14. README figures
+# --------------------------------------------------------------------------- 14. README and docs figures
 
 
 def _card_table(card: str, column: str) -> list[dict[str, str]]:
@@ -530,6 +531,7 @@ def _card_table(card: str, column: str) -> list[dict[str, str]]:
 
 def test_readme_figures_of_the_bundled_model_are_the_cards() -> None:
     readme = (REPO / "README.md").read_text()
+    speed_page = (REPO / "docs" / "speed.md").read_text()  # the speed figures, with their command
     card = (REPO / "models" / "cards" / "tisdiss-small-8k.md").read_text()
     entry = tomllib.loads((REPO / "models" / "registry.toml").read_text())["models"]["tisdiss-small-8k"]
     models = readme.split("## Models", 1)[1].split("\n## ", 1)[0]
@@ -539,10 +541,11 @@ def test_readme_figures_of_the_bundled_model_are_the_cards() -> None:
     speed = _card_table(card, "RTF 1 min")
     assert [row["preset"] for row in speed] == ["fast", "balanced", "best"]
     rtfs = " / ".join(row["RTF 1 min"] for row in speed)
-    assert f"RTF {rtfs}" in readme, rtfs
+    paragraph = next(p for p in speed_page.split("\n\n") if "1-minute 16 kHz recording" in p)
+    assert f"RTF {rtfs}" in paragraph, rtfs
     peak = max(int(row["peak RSS"].removesuffix(" MB")) for row in speed)
-    assert f"peak RSS of at most {peak} MB" in readme
-    assert "benchmarks/separate_bench.py --minutes 1 --model tisdiss-small-8k --threads 2" in readme
+    assert f"peak RSS of at most {peak} MB" in paragraph
+    assert "benchmarks/separate_bench.py --minutes 1 --model tisdiss-small-8k --threads 2" in paragraph
 
 
 # --------------------------------------------------------------------------- the robustness matrix's findings
@@ -581,6 +584,64 @@ def test_eval_of_a_nan_file_names_it_and_fails(part: str, tiny_checkpoint: Path,
     assert result.exit_code == 1, result.output
     assert f"error: {bad}: NaN or Inf samples near 0.25 s" in " ".join(result.stderr.split())
     assert "nan" not in result.stdout and not report.exists()  # no score computed from it
+
+
+def _header_note(case: str, frames: int) -> str | None:
+    """The warning for a 0.5-s 8-kHz file whose header is ``case`` (tests/headers.py)."""
+    declared = declared_frames(case, frames)
+    if case == "under":
+        return (
+            f"the header declares {declared} frames (0:00.12) but the file holds {frames} (0:00.50): "
+            "read to the end of the file"
+        )
+    if case == "over":
+        return f"file is truncated: read {frames} of the {declared} frames its header declares (0:00.50 of 0:01.00)"
+    return None  # no length declared: to the end, as on a stream
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_a_wav_header_that_misstates_its_length_is_read_to_the_end_by_separate_and_the_api(
+    case: str, tiny_checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    x, _ = sf.read(noise(tmp_path / "clean.wav"), dtype="float32")
+    path = write_misstated(tmp_path / "in" / "rec.wav", x, RATE, case)
+    before = snapshot(tmp_path / "in")
+    note = _header_note(case, len(x))
+    result = invoke("separate", str(path), "-o", str(tmp_path / "out"), "-m", str(tiny_checkpoint))
+    assert result.exit_code == 0, result.output
+    for k in (1, 2):
+        assert sf.info(tmp_path / "out" / f"rec_spk{k}.wav").frames == len(x)  # to the end of the file
+    assert [line for line in result.stderr.splitlines() if "warning" in line] == (
+        [f"{path}: warning: {note}"] if note else []
+    )
+    separator = Separator(tiny_checkpoint, device="cpu", precision="fp32")
+    with caplog.at_level("WARNING", logger="tisdiss_cli"):
+        outputs = separator.separate_file(path, tmp_path / "api")
+        result_api = separator.process_file(path, tmp_path / "api2")
+    assert [sf.info(p).frames for p in [*outputs, *result_api.outputs]] == [len(x)] * 4
+    assert [r.getMessage() for r in caplog.records] == ([f"{path}: {note}"] if note else [])
+    assert result_api.warnings == ([note] if note else [])
+    assert snapshot(tmp_path / "in") == before  # the input is read, never repaired
+
+
+@pytest.mark.parametrize("case", HEADER_CASES)
+def test_a_wav_header_that_misstates_its_length_is_read_to_the_end_by_eval(
+    case: str, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    testset = _testset(tmp_path / "set")
+    misstated = sorted(testset.rglob("utt1.wav"))  # every file of one utterance, so that their lengths agree
+    for path in misstated:
+        write_misstated(path, sf.read(path, dtype="float32")[0], RATE, case)
+    before = snapshot(testset)
+    report = tmp_path / "r.json"
+    run = tisdiss("eval", str(testset), "-m", str(tiny_checkpoint), "--nre", "1", "--json", str(report))
+    err = run.stderr.decode()
+    assert run.returncode == 0, err
+    assert json.loads(report.read_text())["audio_seconds"] == pytest.approx(1.0)  # both mixtures whole
+    note = _header_note(case, RATE // 2)
+    lines = [line for line in err.splitlines() if "utt1.wav" in line]
+    assert sorted(lines) == sorted(f"warning: {p}: {note}" for p in misstated if note)
+    assert snapshot(testset) == before
 
 
 def test_an_infinite_segment_is_a_usage_error_before_any_work(tmp_path: Path) -> None:
@@ -683,9 +744,9 @@ def test_arrays_and_streams_take_the_same_samples_and_rates(tiny_checkpoint: Pat
             separator.separate(x, rate)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="sample_rate must be a positive whole number of Hz"):
             separator.stream(rate)  # type: ignore[arg-type]
-    readme = " ".join((REPO / "README.md").read_text().split())
-    assert "unsigned 8-bit PCM (centred on 128, as 8-bit WAV stores it)" in readme
-    assert "The sample rate is a positive whole number of Hz" in readme
+    page = " ".join((REPO / "docs" / "separating.md").read_text().split())  # its "From Python"
+    assert "unsigned 8-bit PCM (centred on 128, as 8-bit WAV stores it)" in page
+    assert "The sample rate is a positive whole number of Hz" in page
 
 
 def test_eval_depth_list_errors_name_the_option(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -280,3 +280,17 @@ def test_a_wav_shorter_than_its_header_declares_is_separated_with_a_warning(make
     assert job["warnings"] == [
         "file is truncated: read 1000 of the 2147483640 frames its header declares (0:00.12 of 4473:55.46)"
     ]
+
+
+@pytest.mark.parametrize("declared", [500, 0], ids=["under-declared", "size-0"])
+def test_a_wav_longer_than_its_header_declares_is_separated_to_the_end(make_server, declared: int) -> None:
+    server: Server = make_server()
+    answer = send(server, multipart(("file", "crashed.wav", riff(declared=declared))))
+    assert answer.status_code == 202, answer.text
+    job = server.wait(answer.json()["id"])
+    assert job["state"] == "done" and job["input"]["duration_seconds"] == 0.125
+    assert job["warnings"] == (
+        ["the header declares 250 frames (0:00.03) but the file holds 1000 (0:00.12): read to the end of the file"]
+        if declared
+        else []
+    )

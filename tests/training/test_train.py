@@ -75,7 +75,7 @@ def test_the_last_step_is_validated_and_can_be_the_model(corpus: Path, tmp_path:
 
 @pytest.mark.slow
 def test_tiny_recipe_trains_within_a_minute(corpus: Path, tmp_path: Path) -> None:
-    """A wall-clock budget (the README's "seconds on a CPU"): run with -m slow on a quiet machine."""
+    """A wall-clock budget (docs/training.md's "seconds on a CPU"): run with -m slow on a quiet machine."""
     start = time.perf_counter()
     train(_config(corpus), tmp_path / "run")
     elapsed = time.perf_counter() - start

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -23,7 +22,7 @@ import soundfile as sf
 import soxr
 
 from ..util.fileio import WriteError, commit, new_part_file, remove_part_file
-from . import ffmpeg
+from . import ffmpeg, riff
 from .info import AudioError as AudioError
 from .info import AudioInfo as AudioInfo
 from .info import OutputExistsError as OutputExistsError
@@ -87,33 +86,14 @@ BLOCK_SECONDS = 10.0  # read granularity; memory per block is this times the cha
 _PCM24_MAX = 1.0 - 2.0**-23  # largest 24-bit PCM value, as a float
 
 
-def wav_declared_frames(path: Path) -> int | None:
-    """Frames the ``data`` chunk of a RIFF/WAVE header declares; None for other files, or when the
-    header does not say (0 or 0xFFFFFFFF: written by a stream that never went back to fill it in)."""
-    try:
-        with path.open("rb") as f:
-            riff = f.read(12)
-            if len(riff) < 12 or riff[:4] != b"RIFF" or riff[8:12] != b"WAVE":
-                return None
-            block_align = 0
-            while True:
-                head = f.read(8)
-                if len(head) < 8:
-                    return None
-                chunk, size = head[:4], struct.unpack("<I", head[4:])[0]
-                if chunk == b"fmt ":
-                    fmt = f.read(size + (size & 1))
-                    if len(fmt) < 14:
-                        return None
-                    block_align = struct.unpack("<H", fmt[12:14])[0]
-                elif chunk == b"data":
-                    if not block_align or size in (0, 0xFFFFFFFF):
-                        return None
-                    return size // block_align
-                else:
-                    f.seek(size + (size & 1), os.SEEK_CUR)
-    except OSError:
-        return None
+@contextlib.contextmanager
+def _source(path: Path, patches: tuple[tuple[int, bytes], ...]) -> Iterator[str | riff.PatchedFile]:
+    """What libsndfile opens: the file's name, or the file with its header corrected (:mod:`.riff`)."""
+    if not patches:
+        yield str(path)
+        return
+    with riff.PatchedFile(path, patches) as f:
+        yield f
 
 
 def is_audio_file(path: Path) -> bool:
@@ -144,22 +124,22 @@ def probe(path: str | os.PathLike, *, stream: int | None = None) -> AudioInfo:
         raise AudioError(f"{path}: not a regular file" if path.exists() else f"{path}: no such file")
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: empty file")
+    chunk = riff.data_chunk(path)
+    patches = chunk.patches if chunk is not None else ()
     try:
-        info = sf.info(str(path))
+        with _source(path, patches) as source, sf.SoundFile(source) as f:
+            rate, channels, frames = int(f.samplerate), int(f.channels), int(f.frames)
     except Exception as exc:  # libsndfile's error types vary between versions
         own = path.suffix.lower() in SNDFILE_SUFFIXES
         return ffmpeg.probe(path, stream, fallback=_reason(exc) if own else None)
     if stream not in (None, 0):
         raise AudioError(f"{path}: has 1 audio stream, no stream {stream + 1}")
-    if info.frames <= 0:
+    if frames <= 0:
         raise AudioError(f"{path}: no audio samples")
-    if info.samplerate <= 0 or info.channels <= 0:
-        raise AudioError(f"{path}: bad header (rate {info.samplerate}, {info.channels} channels)")
-    frames = int(info.frames)
-    declared = wav_declared_frames(path) if info.format == "WAV" else None
-    return AudioInfo(
-        path, int(info.samplerate), int(info.channels), frames, declared if declared and declared > frames else None
-    )
+    if rate <= 0 or channels <= 0:
+        raise AudioError(f"{path}: bad header (rate {rate}, {channels} channels)")
+    declared = chunk.declared_frames if chunk is not None else None
+    return AudioInfo(path, rate, channels, frames, declared if declared != frames else None, patches=patches)
 
 
 def to_mono(block: np.ndarray, channel: int | None = None) -> np.ndarray:
@@ -233,7 +213,7 @@ def _raw_blocks(info: AudioInfo, block: int) -> Iterator[np.ndarray]:
         yield from ffmpeg.read_blocks(info, block)
         return
     try:
-        with sf.SoundFile(str(info.path)) as f:
+        with _source(info.path, info.patches) as source, sf.SoundFile(source) as f:
             done = 0
             while done < info.frames:
                 data = f.read(min(block, info.frames - done), dtype="float32", always_2d=True)
@@ -257,9 +237,12 @@ def read(
     stop: int | None = None,
     dtype: Literal["float32", "float64"] = "float32",
 ) -> tuple[np.ndarray, int]:
-    """Frames ``[start, stop)`` of a file, ``[frames, channels]`` at the file's rate, and that rate."""
+    """Frames ``[start, stop)`` of a file, ``[frames, channels]`` at the file's rate, and that rate.
+    A WAV, RF64 or Wave64 file that holds more audio than its header declares is read to its end."""
+    chunk = riff.data_chunk(Path(path))
     try:
-        data, rate = sf.read(str(path), start=start, stop=stop, dtype=dtype, always_2d=True)
+        with _source(Path(path), chunk.patches if chunk is not None else ()) as source:
+            data, rate = sf.read(source, start=start, stop=stop, dtype=dtype, always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:
         info = probe(path)  # raises FFmpeg's reason, or libsndfile's for its own suffixes
         if info.codec is None:

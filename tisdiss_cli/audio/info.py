@@ -24,21 +24,30 @@ class AudioInfo:
     sample_rate: int  # Hz
     channels: int
     frames: int  # samples per channel (what can be read)
-    declared_frames: int | None = None  # what the header says, when it says more than can be read
+    declared_frames: int | None = None  # what the header says, when it says otherwise than what is read
     codec: str | None = None  # FFmpeg's decoder when PyAV reads the file; None: libsndfile reads it
     stream: int | None = None  # 0-based audio stream of a container (None: the first)
     problem: str | None = None  # why decoding stopped early (a damaged file), if it did
+    # Header bytes read in place of the file's (offset, bytes), so that libsndfile reads a data chunk
+    # that declares less than the file holds to its end (:mod:`.riff`); the file is never written.
+    patches: tuple[tuple[int, bytes], ...] = ()
 
     @property
     def duration(self) -> float:
         return self.frames / self.sample_rate
 
-    def truncation(self) -> str | None:
-        """A one-line note when the file holds less audio than its header declares (cut short)."""
+    def header_warning(self) -> str | None:
+        """A one-line note when the file holds less audio than its header declares (cut short, or
+        damaged), or more (a header never filled in: all of it is read)."""
         rate = self.sample_rate
         why = f": {self.problem}" if self.problem else ""
         if self.declared_frames is None:
             return None if self.problem is None else f"decoding stopped at {clock(self.frames / rate)}{why}"
+        if self.declared_frames < self.frames:
+            return (
+                f"the header declares {self.declared_frames} frames ({clock(self.declared_frames / rate)}) but the "
+                f"file holds {self.frames} ({clock(self.frames / rate)}): read to the end of the file"
+            )
         return (
             f"file is truncated: read {self.frames} of the {self.declared_frames} frames its header declares "
             f"({clock(self.frames / rate)} of {clock(self.declared_frames / rate)}){why}"

@@ -12,7 +12,7 @@ HELP = (
     "(avx512_bf16/amx_bf16) and a model of width C >= 48 (1.5x at the released size); else fp32. "
     "bf16 elsewhere is emulated and slower than fp32. int8: dynamic int8 FFN and attention weights, "
     "CPU only, lossy; it pays on large models with avx512_vnni (1.3-1.45x at the released size on an "
-    "AMD EPYC), 7-11% on AVX2, and is slower on small models such as the bundled one (README, Precision)."
+    "AMD EPYC), 7-11% on AVX2, and is slower on small models such as the bundled one (docs/speed.md)."
 )
 
 METAVAR = "|".join(PRECISIONS)

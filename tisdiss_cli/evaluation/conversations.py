@@ -2,7 +2,7 @@
 
 Each mixture goes through :meth:`Separator.separate` with the separator's own settings (chunking,
 stitching, voice tracking, depth, precision), as ``tisdiss separate`` would run it, and is scored
-whole. Metrics per recording (``docs`` in the README's Evaluation section):
+whole. Metrics per recording (docs/evaluation.md):
 
 - ``si_snri`` / ``sdri``: whole-file improvement in the model's band (everything resampled to the
   model's rate) and ``*_full`` at the input's rate, under the best assignment of outputs to talkers;

@@ -196,9 +196,10 @@ def write_plot(report: EvalReport, path: str | os.PathLike) -> Path:
         ax.set_ylabel("SI-SNRi (dB)", color="tab:blue")
         ax.set_xticks(depths)
         ax.grid(alpha=0.3)
-        if all(s.rtf is not None for s in report.settings):
+        rtfs = [s.rtf for s in report.settings if s.rtf is not None]
+        if len(rtfs) == len(depths):  # timed at every depth (not with --rtf-utterances 0)
             ax2 = ax.twinx()
-            ax2.plot(depths, [s.rtf for s in report.settings], "s--", color="tab:red")
+            ax2.plot(depths, rtfs, "s--", color="tab:red")
             ax2.set_ylabel(f"real-time factor ({report.device})", color="tab:red")
         n_sep = report.settings[0].n_sep
         count = len({u.id for u in report.utterances})

@@ -256,10 +256,14 @@ def _compare(utt: Utterance, props: Sequence[tuple[int, int, int]]) -> None:
 
 def read_example(utt: Utterance) -> AudioExample:
     """Decode one utterance, checking rate, channels and length, and that every sample is finite
-    (a NaN would make every score NaN, as separation refuses it)."""
+    (a NaN would make every score NaN, as separation refuses it). A file whose header misstates its
+    length is logged with both lengths."""
     waves, props = [], []
     for path in (utt.mix, *utt.refs):
         try:
+            note = probe(path).header_warning()
+            if note is not None:  # read as separate reads it, to the end of the file
+                log.warning("%s: %s", path, note)
             data, rate = read(path, dtype="float64")
             check_finite(data, 0, rate, str(path))
         except AudioError as exc:

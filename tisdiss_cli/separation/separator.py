@@ -471,7 +471,7 @@ class Separator:
         result.talkers = engine.talker_summary
         if result.talkers is not None and result.talkers.warning:
             result.warnings.append(result.talkers.warning)
-        truncated = info.truncation()
+        truncated = info.header_warning()
         if truncated is not None:
             result.warnings.append(truncated)
         return result
@@ -492,9 +492,14 @@ class Separator:
         channel (0-based; None averages), stream (0-based audio stream of a container, e.g. a
         video; None: the first), filename, overwrite, progress, speakers ("auto": one file per
         talker found, ``<stem>_spk1`` ... ``_spkK`` in order of first appearance; or a number).
-        Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input.
+        Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input. What
+        :meth:`process_file` returns as warnings (a header that misstates the file's length, a
+        number of files the voices disagree with) is logged as ``path: warning``.
         """
-        return self.process_file(path, out_dir, **options).outputs
+        result = self.process_file(path, out_dir, **options)
+        for warning in result.warnings:
+            log.warning("%s: %s", result.input, warning)
+        return result.outputs
 
 
 def check_speakers(speakers: object) -> Speakers:

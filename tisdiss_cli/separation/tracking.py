@@ -39,7 +39,7 @@ and a lone talker is spread over both. The tracker re-decides the assignment eve
    unchanged assignment leaves the outputs untouched and a change is a short cross-fade.
 
 The thresholds and costs were chosen on devconv, devmeet and dev2mix (``tisdiss eval``), with the
-bundled model; the README gives the figures.
+bundled model; docs/separating.md (Conversations, Meetings) gives the figures.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@
 
 ``TISDISS_AUTO_PRECISION=fp32|bf16`` pins what ``auto`` resolves to (CI uses it to run the
 precision tests as on a CPU where ``auto`` is bf16). ``int8`` (dynamic quantisation,
-:mod:`tisdiss_cli.model.int8`) is never chosen by ``auto``: it is lossy (README, Precision).
+:mod:`tisdiss_cli.model.int8`) is never chosen by ``auto``: it is lossy (docs/speed.md, Precision).
 """
 
 from __future__ import annotations

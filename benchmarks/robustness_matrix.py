@@ -705,7 +705,7 @@ def lacks(text: str) -> Callable[[str], str | None]:
 def build_cases(mx: Matrix, inp: Inputs, ckpt: Path, corpus: Path, testset: Path) -> list[list[Case]]:
     """Units of cases; the cases of one unit run in order (later ones use what earlier ones left)."""
     units: list[list[Case]] = []
-    tiny = ["-m", str(ckpt), "--threads", "1"]
+    tiny = ["-m", str(ckpt), "--threads", "1", "--speakers", "2"]  # two files, known in advance: their count is checked
     cuda = _cuda_available()
     onnx = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
 
@@ -2143,7 +2143,7 @@ def api_worker(root: Path, ckpt: Path, inputs: Path, report: Path) -> None:
     signal.signal(signal.SIGALRM, _on_alarm)
 
     records: list[dict[str, Any]] = []
-    sep = Separator(ckpt, device="cpu")
+    sep = Separator(ckpt, device="cpu", speakers=2)  # two rows, known in advance: their shape is checked
     x = mixture(0.6)[:, 0].astype(np.float32)
     n = len(x)
 

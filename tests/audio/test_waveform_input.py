@@ -17,7 +17,7 @@ N = 3000
 
 @pytest.fixture(scope="module")
 def sep(tiny_checkpoint: Path) -> Separator:
-    return Separator(tiny_checkpoint, device="cpu")
+    return Separator(tiny_checkpoint, device="cpu", speakers=2)  # the shapes below are the network's
 
 
 @pytest.fixture(scope="module")

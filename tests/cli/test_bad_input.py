@@ -609,8 +609,8 @@ def test_a_wav_header_that_misstates_its_length_is_read_to_the_end_by_separate_a
     note = _header_note(case, len(x))
     result = invoke("separate", str(path), "-o", str(tmp_path / "out"), "-m", str(tiny_checkpoint))
     assert result.exit_code == 0, result.output
-    for k in (1, 2):
-        assert sf.info(tmp_path / "out" / f"rec_spk{k}.wav").frames == len(x)  # to the end of the file
+    written = sorted((tmp_path / "out").glob("rec_spk*.wav"))  # one per talker found
+    assert written and all(sf.info(p).frames == len(x) for p in written)  # to the end of the file
     assert [line for line in result.stderr.splitlines() if "warning" in line] == (
         [f"{path}: warning: {note}"] if note else []
     )
@@ -618,7 +618,8 @@ def test_a_wav_header_that_misstates_its_length_is_read_to_the_end_by_separate_a
     with caplog.at_level("WARNING", logger="tisdiss_cli"):
         outputs = separator.separate_file(path, tmp_path / "api")
         result_api = separator.process_file(path, tmp_path / "api2")
-    assert [sf.info(p).frames for p in [*outputs, *result_api.outputs]] == [len(x)] * 4
+    assert len(outputs) == len(result_api.outputs) == len(written)
+    assert all(sf.info(p).frames == len(x) for p in [*outputs, *result_api.outputs])
     assert [r.getMessage() for r in caplog.records] == ([f"{path}: {note}"] if note else [])
     assert result_api.warnings == ([note] if note else [])
     assert snapshot(tmp_path / "in") == before  # the input is read, never repaired

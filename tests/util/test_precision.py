@@ -311,7 +311,7 @@ def test_separate_cli_precision(tmp_path: Path, tiny_checkpoint: Path, fake_nati
     for requested, ran in (("int8", "int8"), ("auto", "fp32"), ("bf16", "bf16"), ("fp32", "fp32")):
         out = tmp_path / requested
         args = ["separate", str(wav), "-o", str(out), "-m", str(tiny_checkpoint), "-p", "fast", "--json"]
-        result = runner.invoke(app, [*args, "--precision", requested])
+        result = runner.invoke(app, [*args, "--precision", requested, "--speakers", "2"])
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout)["precision"] == ran
         assert len(list(out.glob("*.wav"))) == 2
@@ -332,7 +332,7 @@ def test_api_and_cli_default_to_the_same_precision(tmp_path: Path, tiny_checkpoi
     assert json.loads(result.stdout)["precision"] == api.precision.name
     done = api.process_file(wav, tmp_path / "api", float_output=True)
     cli_files = sorted((tmp_path / "cli").glob("*.wav"))
-    assert [p.name for p in cli_files] == [p.name for p in done.outputs] and len(cli_files) == 2
+    assert [p.name for p in cli_files] == [p.name for p in done.outputs] and cli_files
     for cli_file, api_file in zip(cli_files, done.outputs, strict=True):
         np.testing.assert_array_equal(sf.read(cli_file)[0], sf.read(api_file)[0])
 

@@ -5,8 +5,9 @@ time x cores: the training process's CPU time that each event records (``cpu_sec
 invocations), or, with ``--cpulog``, a log of lines ``UNIX_TIME RUN_FOLDER CPU_SECONDS STEP``
 sampled from /proc while the runs train (for runs from before ``cpu_seconds`` was recorded).
 Prints, per validation epoch: step, CPU-hours, hours of mixtures seen, mean training SI-SNR of
-the epoch's logged steps, validation SI-SNRi; then the slope in dB per CPU-hour over the last
-``--window`` CPU-hours.
+the epoch's logged steps, validation SI-SNRi (with validation conditions, e.g. clean and room:
+their mean, then each); then the slope in dB per CPU-hour over the last ``--window`` CPU-hours
+(of the mean, and of each condition).
 
     python benchmarks/campaign_summary.py RUN [RUN ...] [--cpulog CPULOG.txt]
 """
@@ -70,11 +71,13 @@ def summarise(run: Path, cpulog: Path | None, window: float) -> None:
     # config.json holds the settings at the end; a resume's "config" event records what it changed
     batch, crop = audio_settings_at_start(config, events)
     seen, last_step = 0.0, 0
+    conditions = list(config["data"].get("valid_conditions", []))
+    extra = "".join(f" {c} |" for c in conditions)
     print(f"\n{run}  ({audio_per_step:g} s of mixtures per step at the end)")
-    print("| epoch | step | CPU-h | mixtures (h) | train SI-SNR | valid SI-SNRi |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| epoch | step | CPU-h | mixtures (h) | train SI-SNR | valid SI-SNRi |{extra}")
+    print("|---:|---:|---:|---:|---:|---:|" + "---:|" * len(conditions))
     train: list[float] = []
-    curve: list[tuple[float, float]] = []
+    curves: dict[str, list[tuple[float, float]]] = {"mean": [], **{c: [] for c in conditions}}
     for event in events:
         finals = [v for k, v in event.items() if k.startswith("final")]  # "final{i}": the last output's loss
         if event["event"] == "train" and finals:
@@ -90,19 +93,27 @@ def summarise(run: Path, cpulog: Path | None, window: float) -> None:
             mean_train = sum(train) / len(train) if train else float("nan")
             cpu_text = f"{cpu:.2f}" if cpu is not None else "-"
             hours = (seen + (event["step"] - last_step) * batch * crop) / 3600
+            by_condition = event.get("valid_conditions", {})
+            values = {"mean": event["valid_si_snri"], **{c: by_condition.get(c, {}).get("si_snri") for c in conditions}}
+            cells = "".join(f" {values[c]:.2f} |" if values[c] is not None else " - |" for c in conditions)
             print(
                 f"| {event['epoch']} | {event['step']} | {cpu_text} | {hours:.2f} | {mean_train:.2f} | "
-                f"{event['valid_si_snri']:.2f} |"
+                f"{event['valid_si_snri']:.2f} |{cells}"
             )
             if cpu is not None:
-                curve.append((cpu, event["valid_si_snri"]))
+                for name, value in values.items():
+                    if value is not None:
+                        curves[name].append((cpu, value))
             train = []
-    if len(curve) >= 2:
+    for name, curve in curves.items():
+        if len(curve) < 2:
+            continue
         end_cpu, end_db = curve[-1]
         start = next(((c, d) for c, d in curve if c >= end_cpu - window), curve[0])
         if end_cpu > start[0]:
             slope = (end_db - start[1]) / (end_cpu - start[0])
-            print(f"slope over CPU-hours {start[0]:.2f}-{end_cpu:.2f}: {slope:.2f} dB per CPU-hour")
+            label = "" if name == "mean" and not conditions else f" ({name})"
+            print(f"slope over CPU-hours {start[0]:.2f}-{end_cpu:.2f}{label}: {slope:.2f} dB per CPU-hour")
 
 
 def main() -> None:

@@ -41,6 +41,15 @@ def test_a_silent_reference_is_scored_by_how_quiet_its_output_is_never_nan() -> 
         assert not any(isinstance(v, float) and np.isnan(v) for v in scores.values())
 
 
+def test_two_talkers_in_one_file_and_a_silent_one_are_scored_without_sdr() -> None:
+    """The tracker may take a reverberant pair for one talker: a silent output, scored, never a crash."""
+    a, b = turns()
+    scores = score_recording(np.stack([a + b, np.zeros_like(a)]), np.stack([a, b]), a + b, RATE, RATE)
+    assert scores["sdri"] is None and scores["sdri_full"] is None
+    assert isinstance(scores["si_snri"], float) and np.isfinite(scores["si_snri"])
+    assert scores["si_snri"] < 3.0  # one talker's worth of mixture, the other nothing: no real gain
+
+
 def test_a_turn_in_the_wrong_file_is_counted_per_second() -> None:
     a, b = turns()
     refs = np.stack([a, b])

@@ -172,6 +172,7 @@ def _event_printer(run: Path, quiet: bool) -> Callable[[dict[str, Any]], None]:
             _err.print(
                 f"[bold]epoch {event['epoch']}[/bold]  valid loss {event['valid_loss']:.3f}  "
                 f"valid SI-SNRi {event['valid_si_snri']:.2f} dB"
+                + "".join(f"  {name} {v['si_snri']:.2f}" for name, v in event.get("valid_conditions", {}).items())
             )
         elif kind == "skip":
             _err.print(

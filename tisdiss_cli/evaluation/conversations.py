@@ -258,7 +258,8 @@ def score_recording(
             snr = np.diag(si_snr_matrix(aligned, r[matched]))
             baseline = mixture_baseline(m, r[matched], with_sdr=with_sdr)
             out["si_snri" + suffix] = float(snr.mean() - baseline.si_snr)
-            if with_sdr and baseline.sdr is not None:
+            # both talkers in one file, the other silent: SDR is undefined there, SI-SNR is not
+            if with_sdr and baseline.sdr is not None and all(np.any(x) for x in aligned):
                 sdr, _ = bss_sdr(aligned, r[matched], compute_permutation=False, prepared=baseline.prepared)
                 out["sdri" + suffix] = float(sdr.mean() - baseline.sdr)
     out.update(window_counts(b_est, b_refs, owner, model_rate))

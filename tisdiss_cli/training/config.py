@@ -36,6 +36,27 @@ class DataConfig:
     valid_size: int = 200  # dynamic validation mixtures (fixed)
     valid_seconds: float = 4.0  # crop of validation mixtures
     num_workers: int = 2  # DataLoader worker processes
+    # Validation conditions, each on the same valid mixtures (VALID_CONDITIONS); the epoch's
+    # valid loss and SI-SNRi are their means. Empty: one set mixed as the training set is.
+    valid_conditions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.valid_conditions if c not in VALID_CONDITIONS]
+        if unknown:
+            raise ValueError(
+                f"data.valid_conditions: unknown condition {unknown[0]!r} (choose from {', '.join(VALID_CONDITIONS)})"
+            )
+
+
+# What each validation condition sets in the mixing: (room_prob, noise_prob); None keeps the recipe's.
+VALID_CONDITIONS: dict[str, tuple[float | None, float | None]] = {
+    "train": (None, None),
+    "clean": (0.0, 0.0),
+    "room": (1.0, 0.0),
+    "noisy": (0.0, 1.0),
+    "room+noise": (1.0, 1.0),
+}
+SELECT_BY = ("loss", "si_snri")
 
 
 SCHEDULES = ("plateau", "wsd")
@@ -80,6 +101,7 @@ class TrainConfig:
     seed: int = 0
     save_every_steps: int = 500  # crash-safe checkpoint interval (and at every epoch end)
     keep_best: int = 5  # n best epochs kept and averaged into the final model
+    select_by: str = "loss"  # what ranks the epochs kept: "loss" (lowest valid loss) or "si_snri" (highest)
     log_every_steps: int = 20
     precision: str = "fp32"  # "fp32" | "bf16" (autocast, GPU) | "fp64" (exact-arithmetic checks)
     compile: bool = False  # torch.compile the model
@@ -88,6 +110,10 @@ class TrainConfig:
     init_from: str = ""  # weights to start from: any model spec load_any takes (name, file, run or ESPnet folder)
     presets: dict[str, list[int]] = field(default_factory=dict)  # written into the final model card
     description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"select_by: {self.select_by!r} is not one of {', '.join(SELECT_BY)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

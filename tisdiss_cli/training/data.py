@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..audio import files as audio_io
+from . import rooms
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,34 @@ class MixingConfig:
     gain_db: tuple[float, float] = (-5.0, 5.0)  # relative level of each source
     noise_snr_db: tuple[float, float] = (10.0, 30.0)  # mixture-to-noise ratio, when noise is used
     noise_prob: float = 0.0  # share of mixtures that get noise from the noise folder
+    noise_span: tuple[float, float] = (0.0, 1.0)  # the part of each noise file used, as fractions of its length
+    # Rooms (pyroomacoustics, the `rooms` extra): the share of mixtures whose talkers are heard
+    # through a simulated shoebox room, one microphone; absorption follows from the RT60 drawn.
+    room_prob: float = 0.0
+    rt60_range: tuple[float, float] = (0.2, 0.8)  # s, measured on the RIRs (T30)
+    room_length_range: tuple[float, float] = (3.0, 10.0)  # m, floor length and width
+    room_height_range: tuple[float, float] = (2.5, 4.0)  # m
+    # what the network is taught to give back: "reverberant" (each talker's image at the
+    # microphone: separation only) or "early" (direct path + early_ms of reflections: dereverberation too)
+    room_target: str = "reverberant"
+    early_ms: float = 50.0
+    room_bank: str = ""  # cache folder of rooms made once ("" = a new room for every mixture: slow)
+    room_bank_size: int = 2000  # rooms in the bank (its last tenth is for validation only)
     speed_range: tuple[float, float] = (1.0, 1.0)  # speed perturbation factors (1, 1 = off)
     exclude: tuple[str, ...] = ()  # speaker-name glob patterns to leave out (e.g. "fsdd-*")
+
+    def __post_init__(self) -> None:
+        if self.room_target not in rooms.ROOM_TARGETS:
+            raise ValueError(
+                f"data.mixing.room_target: {self.room_target!r} is not one of {', '.join(rooms.ROOM_TARGETS)}"
+            )
+        lo, hi = self.noise_span
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError(f"data.mixing.noise_span: need 0 <= start < end <= 1, got {self.noise_span}")
+
+    @property
+    def room_ranges(self) -> rooms.RoomRanges:
+        return rooms.RoomRanges(self.rt60_range, self.room_length_range, self.room_height_range)
 
 
 @dataclass
@@ -78,6 +106,41 @@ def _read_crop(path: Path, frames: int, length: int, rng: np.random.Generator) -
     return out
 
 
+def read_noise(path: Path, frames: int, length: int, span: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """A random ``length``-sample stretch of ``span`` (fractions) of a noise file, repeated when
+    the span is shorter."""
+    first, last = int(span[0] * frames), int(span[1] * frames)
+    if last - first > length:
+        start = first + int(rng.integers(0, last - first - length + 1))
+        return audio_io.read_mono(path, start=start, stop=start + length)
+    part = audio_io.read_mono(path, start=first, stop=last)
+    part = np.roll(part, int(rng.integers(len(part))))
+    return np.tile(part, -(-length // len(part)))[:length]
+
+
+@lru_cache(maxsize=4)
+def _bank(folder: str, ranges: rooms.RoomRanges, size: int, num_spk: int, sample_rate: int) -> rooms.RirBank:
+    """A bank read (or made) once per process: the training and validation sets share it."""
+    return rooms.RirBank.load_or_build(folder, ranges, rooms=size, num_sources=num_spk, sample_rate=sample_rate)
+
+
+def reverberate(
+    sources: np.ndarray, rirs: list[np.ndarray], target: str, sample_rate: int, early_ms: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(images, targets): each source through its RIR, levelled to the source's own RMS (so the
+    drawn gains still hold at the microphone); the targets are the images, or the sources through
+    the RIRs' early parts at the same scale."""
+    images, targets = [], []
+    for src, rir in zip(sources, rirs, strict=True):
+        wet = rooms.convolve(src, rir)
+        scale = float(np.sqrt(np.mean(src**2))) / (float(np.sqrt(np.mean(wet**2))) or 1.0)
+        images.append(wet * scale)
+        if target == "early":
+            targets.append(rooms.convolve(src, rooms.early_part(rir, sample_rate, early_ms)) * scale)
+    image = np.stack(images)
+    return image, (np.stack(targets) if targets else image)
+
+
 def _speed(audio: np.ndarray, factor: float) -> np.ndarray:
     if factor == 1.0:
         return audio
@@ -95,6 +158,7 @@ class DynamicMixDataset(Dataset):
         epoch_size: int,
         seed: int,
         noise_dir: str | Path | None = None,
+        valid: bool = False,
     ) -> None:
         self.index = SpeakerIndex.scan(root, config.exclude)
         self.config = config
@@ -107,6 +171,15 @@ class DynamicMixDataset(Dataset):
             self.noises = [
                 (p, audio_io.probe(p).frames) for p in sorted(Path(noise_dir).rglob("*")) if audio_io.is_audio_file(p)
             ]
+            if not self.noises:
+                raise ValueError(f"{noise_dir}: no audio files for data.noise")
+        self.bank: rooms.RirBank | None = None
+        self.bank_rooms: range = range(0)
+        if config.room_prob > 0 and config.room_bank:
+            self.bank = _bank(
+                config.room_bank, config.room_ranges, config.room_bank_size, config.num_spk, self.sample_rate
+            )
+            self.bank_rooms = self.bank.part(valid)
 
     @property
     def sample_rate(self) -> int:
@@ -134,9 +207,12 @@ class DynamicMixDataset(Dataset):
             sources.append(audio / rms * 10 ** (rng.uniform(*cfg.gain_db) / 20))
         src = np.stack(sources)
         mix = src.sum(0)
+        if cfg.room_prob > 0 and rng.random() < cfg.room_prob:
+            image, src = reverberate(src, self._room(rng), cfg.room_target, self.sample_rate, cfg.early_ms)
+            mix = image.sum(0)
         if self.noises and rng.random() < cfg.noise_prob:
             path, frames = self.noises[int(rng.integers(len(self.noises)))]
-            noise = _read_crop(path, frames, self.length, rng)
+            noise = read_noise(path, frames, self.length, cfg.noise_span, rng)
             noise_rms = float(np.sqrt(np.mean(noise**2)))
             if noise_rms > 0:
                 target = np.sqrt(np.mean(mix**2)) / 10 ** (rng.uniform(*cfg.noise_snr_db) / 20)
@@ -144,6 +220,14 @@ class DynamicMixDataset(Dataset):
         peak = float(np.abs(mix).max())
         scale = 0.9 / peak if peak > 0.9 else 1.0  # keep mixtures in range, sources consistent
         return torch.from_numpy((mix * scale).astype(np.float32)), torch.from_numpy((src * scale).astype(np.float32))
+
+    def _room(self, rng: np.random.Generator) -> list[np.ndarray]:
+        """One RIR per talker: a room of the bank (talkers in a random order), or a new one."""
+        cfg = self.config
+        if self.bank is not None:
+            rirs = self.bank.rirs[self.bank_rooms[int(rng.integers(len(self.bank_rooms)))]]
+            return [rirs[j] for j in rng.permutation(len(rirs))]
+        return rooms.measured_room(rng, cfg.room_ranges, cfg.num_spk, self.sample_rate)[1]
 
 
 @dataclass

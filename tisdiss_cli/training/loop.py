@@ -39,6 +39,7 @@ from ..util.sisnr import neg_si_snr
 from ..zoo.load import load_any
 from .config import (
     RUN_CONFIG,
+    VALID_CONDITIONS,
     Changes,
     OptimConfig,
     TrainConfig,
@@ -46,7 +47,7 @@ from .config import (
     config_changes,
     read_run_config,
 )
-from .data import DynamicMixDataset, PremixedDataset, TrainingSet, collate_padded
+from .data import DynamicMixDataset, MixingConfig, PremixedDataset, TrainingSet, collate_padded
 from .losses import LossWeights, multi_loss, pit_neg_si_snr
 from .schedule import learning_rate
 from .state import TrainState, load_state, save_state
@@ -205,7 +206,7 @@ class _Run:
     params: list[torch.nn.Parameter]  # the trained ones
     optimizer: torch.optim.Optimizer
     train_set: TrainingSet
-    valid_set: TrainingSet
+    valid_sets: dict[str, TrainingSet]  # by condition ("" for the one set of a run without conditions)
     state: TrainState
     record: RunLog
     forward: TrainingForward  # the module a step calls (wrapped in net)
@@ -261,7 +262,7 @@ def _setup(config: TrainConfig, run_dir: Path, resume: bool, log: LogFn | None) 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=optim_cfg.lr, betas=optim_cfg.betas, weight_decay=optim_cfg.weight_decay)
     random.seed(config.seed)
-    train_set, valid_set = _datasets(config, config.model.sample_rate)  # bad data fail before any write
+    train_set, valid_sets = _datasets(config, config.model.sample_rate)  # bad data fail before any write
     if resume:
         state = load_state(last_path, model, optimizer)
         done = finished(state, optim_cfg)
@@ -291,7 +292,7 @@ def _setup(config: TrainConfig, run_dir: Path, resume: bool, log: LogFn | None) 
         params,
         optimizer,
         train_set,
-        valid_set,
+        valid_sets,
         state,
         record,
         forward,
@@ -303,11 +304,19 @@ def _setup(config: TrainConfig, run_dir: Path, resume: bool, log: LogFn | None) 
 
 
 def _end_epoch(run: _Run, config: TrainConfig, clock: RunClock) -> None:
-    """Validate, step the plateau schedule, keep the best epochs, log, and save at the next epoch's start."""
-    valid_loss, valid_sisnri = validate(run.model, run.valid_set, run.weights, run.forward.flags, run.device)
+    """Validate (each condition), step the plateau schedule, keep the best epochs, log, and save
+    at the next epoch's start."""
+    scores = {
+        name: validate(run.model, dataset, run.weights, run.forward.flags, run.device)
+        for name, dataset in run.valid_sets.items()
+    }
+    valid_loss = float(np.mean([loss for loss, _ in scores.values()]))
+    valid_sisnri = float(np.mean([sisnri for _, sisnri in scores.values()]))
     run.state.plateau.update(valid_loss, config.optim)
     if run.ddp.main:
-        _keep_best_epochs(run.model, run.ckpt_dir, run.state, valid_loss, config.keep_best)
+        rank = valid_loss if config.select_by == "loss" else -valid_sisnri
+        _keep_best_epochs(run.model, run.ckpt_dir, run.state, rank, config.keep_best)
+    by_condition = {name: {"loss": loss, "si_snri": sisnri} for name, (loss, sisnri) in scores.items() if name}
     run.record(
         {
             "event": "epoch",
@@ -315,6 +324,7 @@ def _end_epoch(run: _Run, config: TrainConfig, clock: RunClock) -> None:
             "step": run.state.step,
             "valid_loss": valid_loss,
             "valid_si_snri": valid_sisnri,
+            **({"valid_conditions": by_condition} if by_condition else {}),
             "lr_scale": run.state.plateau.scale,
             "skipped": run.state.skipped,
             "train_seconds": clock.total(),
@@ -428,12 +438,11 @@ def _resume_changes(run_dir: Path, config: TrainConfig) -> Changes:
     return changes
 
 
-def _keep_best_epochs(model: TISDiSS, ckpt_dir: Path, state: TrainState, valid_loss: float, keep: int) -> None:
-    """Save this epoch's weights and keep only the ``keep`` best epoch checkpoints."""
-    save_checkpoint(
-        model, ckpt_dir / f"epoch{state.epoch}.safetensors", {"epoch": state.epoch, "valid_loss": valid_loss}
-    )
-    ranked = sorted(state.best + [(valid_loss, state.epoch)])
+def _keep_best_epochs(model: TISDiSS, ckpt_dir: Path, state: TrainState, rank: float, keep: int) -> None:
+    """Save this epoch's weights and keep only the ``keep`` best epoch checkpoints (lowest ``rank``:
+    the valid loss, or the negated valid SI-SNRi with ``select_by = "si_snri"``)."""
+    save_checkpoint(model, ckpt_dir / f"epoch{state.epoch}.safetensors", {"epoch": state.epoch, "valid_rank": rank})
+    ranked = sorted(state.best + [(rank, state.epoch)])
     for _, dropped in ranked[keep:]:
         (ckpt_dir / f"epoch{dropped}.safetensors").unlink(missing_ok=True)
     state.best = ranked[:keep]
@@ -533,28 +542,52 @@ class _ShardedSampler(torch.utils.data.Sampler[int]):
         return max(0, len(self._indices()) - self.skip)
 
 
-def _datasets(config: TrainConfig, sample_rate: int) -> tuple[TrainingSet, TrainingSet]:
+def _valid_mixing(mixing: MixingConfig, condition: str, seconds: float) -> MixingConfig:
+    """The validation mixing of ``condition`` (VALID_CONDITIONS; "" mixes as the training set)."""
+    room, noise = VALID_CONDITIONS.get(condition, (None, None))
+    return dataclasses.replace(
+        mixing,
+        segment_seconds=seconds,
+        speed_range=(1.0, 1.0),
+        room_prob=mixing.room_prob if room is None else room,
+        noise_prob=mixing.noise_prob if noise is None else noise,
+    )
+
+
+def _datasets(config: TrainConfig, sample_rate: int) -> tuple[TrainingSet, dict[str, TrainingSet]]:
     d = config.data
     if not d.train or not d.valid:
         raise ValueError("data.train and data.valid must be set (e.g. --data FOLDER)")
     train: TrainingSet
-    valid: TrainingSet
+    valid: dict[str, TrainingSet]
     if d.kind == "dynamic":
         train = DynamicMixDataset(
             d.train, d.mixing, epoch_size=d.epoch_size, seed=config.seed, noise_dir=d.noise or None
         )
-        valid_mixing = dataclasses.replace(d.mixing, segment_seconds=d.valid_seconds, speed_range=(1.0, 1.0))
-        valid = DynamicMixDataset(
-            d.valid, valid_mixing, epoch_size=d.valid_size, seed=config.seed + 1, noise_dir=d.noise or None
-        )
+        if any(VALID_CONDITIONS[c][1] for c in d.valid_conditions) and not d.noise:
+            raise ValueError("data.valid_conditions: a noisy condition needs a noise folder (data.noise)")
+        # every condition mixes the same utterances (seed + 1): their scores differ by the condition alone
+        valid = {
+            condition: DynamicMixDataset(
+                d.valid,
+                _valid_mixing(d.mixing, condition, d.valid_seconds),
+                epoch_size=d.valid_size,
+                seed=config.seed + 1,
+                noise_dir=d.noise or None,
+                valid=True,
+            )
+            for condition in d.valid_conditions or ("",)
+        }
         rate = train.sample_rate
     elif d.kind == "premixed":
         from ..evaluation.testset import load_testset  # the layouts `tisdiss eval` reads
 
         segment = int(d.mixing.segment_seconds * sample_rate)
         train_set, valid_set = load_testset(d.train), load_testset(d.valid)
+        if d.valid_conditions:
+            raise ValueError("data.valid_conditions: only for dynamic mixing (data.kind = 'dynamic')")
         train = PremixedDataset([(u.mix, list(u.refs)) for u in train_set.utterances], segment, config.seed)
-        valid = PremixedDataset([(u.mix, list(u.refs)) for u in valid_set.utterances], None)
+        valid = {"": PremixedDataset([(u.mix, list(u.refs)) for u in valid_set.utterances], None)}
         rate = probe(train_set.utterances[0].mix).sample_rate
     else:
         raise ValueError(f"data.kind must be 'dynamic' or 'premixed', not {d.kind!r}")
@@ -604,7 +637,8 @@ def write_final_model(model: TISDiSS, run_dir: Path, config: TrainConfig, best: 
     metadata = {
         "presets": config.presets or presets_as_lists(default_presets(config.model.depth)),
         "averaged_epochs": [e for _, e in best][: len(paths)],
-        "valid_loss": [loss for loss, _ in best][: len(paths)],
+        # the kept epochs' ranks: valid losses, or negated valid SI-SNRi with select_by = "si_snri"
+        "valid_loss" if config.select_by == "loss" else "valid_rank": [rank for rank, _ in best][: len(paths)],
         "description": config.description,
         "segment": config.data.mixing.segment_seconds,  # separate in chunks of the length it was trained on
         "train_config": config.to_dict(),

@@ -26,6 +26,7 @@ from ..separation.separator import DEFAULT_OVERLAP, DEFAULT_SEGMENT, FileResult,
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import help
+from .band import band_option
 from .choices import checked_by, one_of
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE, preset_option
 from .device import device_option
@@ -98,6 +99,7 @@ OVERLAP = typer.Option(
     help="Overlap of consecutive chunks, fraction of --segment.",
 )
 TRACKER = tracker_option()
+BAND = band_option()
 BATCH_SIZE = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU).")
 FORMAT = typer.Option(
     "wav",
@@ -166,6 +168,7 @@ def separate(
     segment: float | None = SEGMENT,
     overlap: float = OVERLAP,
     tracker: str = TRACKER,
+    band: str = BAND,
     batch_size: int = BATCH_SIZE,
     fmt: str = FORMAT,
     float_output: bool = FLOAT,
@@ -228,6 +231,7 @@ def separate(
             match_level=match_level,
             precision=precision,
             tracker=tracker,
+            band=band,
         )
         choice = separator.choose_depth(preset, nsep, nre, max_rtf)
     except (*MODEL_ERRORS, ValueError, OSError) as exc:

@@ -6,6 +6,9 @@ whole. Metrics per recording (``docs`` in the README's Evaluation section):
 
 - ``si_snri`` / ``sdri``: whole-file improvement in the model's band (everything resampled to the
   model's rate) and ``*_full`` at the input's rate, under the best assignment of outputs to talkers;
+  for an input above the model's rate also ``si_snri_high`` and ``si_snr_high``, the band above
+  (each signal less its model-band part, resampled down and back: what the model's band leaves
+  out), the improvement and the SI-SNR against each talker's own highs;
 - ``wrong``: of the 1-s windows where exactly one talker speaks, those where that talker's output
   holds less of the window's energy than the other output (the talker is in the wrong file);
 - ``leakage_db``: over those windows, the other output's energy relative to the talker's own (dB);
@@ -33,7 +36,7 @@ import numpy as np
 import soxr
 
 from ..separation.separator import Separator
-from .metrics import bss_sdr, mixture_baseline, si_snr, si_snr_matrix
+from .metrics import band_above, bss_sdr, mixture_baseline, si_snr, si_snr_matrix
 from .testset import TestSet, TestSetError, load_testset, metadata_genders, read_example
 
 WINDOW_SECONDS = 1.0
@@ -55,6 +58,8 @@ class ConversationResult:
     sdri: float | None
     si_snri_full: float | None  # input's rate
     sdri_full: float | None
+    si_snri_high: float | None  # the band above the model's (None at or below the model's rate)
+    si_snr_high: float | None  # the same band, SI-SNR against each talker's own highs (mean over talkers)
     single_windows: int
     wrong_windows: int
     leakage_db: float | None
@@ -87,6 +92,7 @@ class ConversationReport:
     overlap: float
     precision: str
     tracker: str
+    band: str = "model"  # full: the outputs hold the input's band above the model's
     rows: list[ConversationResult] = field(default_factory=list)
     pairs: list[PairSummary] = field(default_factory=list)
 
@@ -99,6 +105,11 @@ class ConversationReport:
         values = [r.si_snri for r in self.conversations if r.si_snri is not None]
         return float(np.mean(values)) if values else None
 
+    def mean(self, name: str) -> float | None:
+        """The mean of a ConversationResult field over the conversations that have it."""
+        values = [getattr(r, name) for r in self.conversations if getattr(r, name) is not None]
+        return float(np.mean(values)) if values else None
+
     @property
     def wrong_share(self) -> float | None:
         single = sum(r.single_windows for r in self.rows)
@@ -107,6 +118,7 @@ class ConversationReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.update(mean_si_snri=self.mean_si_snri, wrong_share=self.wrong_share)
+        out.update({f"mean_{name}": self.mean(name) for name in ("si_snri_full", "si_snri_high", "si_snr_high")})
         return out
 
 
@@ -192,7 +204,17 @@ def score_recording(
     band = {name: _to_rate(x, rate, model_rate) for name, x in (("est", est), ("refs", refs), ("mix", mix[None]))}
     length = min(band["est"].shape[1], band["refs"].shape[1], band["mix"].shape[1])
     b_est, b_refs, b_mix = (band[k][:, :length] for k in ("est", "refs", "mix"))
-    out: dict[str, Any] = dict.fromkeys(("si_snri", "sdri", "si_snri_full", "sdri_full", "absent_db", "present_si_snr"))
+    keys = (
+        "si_snri",
+        "sdri",
+        "si_snri_full",
+        "sdri_full",
+        "si_snri_high",
+        "si_snr_high",
+        "absent_db",
+        "present_si_snr",
+    )
+    out: dict[str, Any] = dict.fromkeys(keys)
     if len(present) < refs.shape[0]:  # a talker is absent: how quiet is that talker's output?
         levels = [_energy_db(e) for e in b_est]
         loud = int(np.argmax(levels))
@@ -215,6 +237,11 @@ def score_recording(
             if with_sdr and baseline.sdr is not None:
                 sdr, _ = bss_sdr(aligned, r, compute_permutation=False, prepared=baseline.prepared)
                 out["sdri" + suffix] = float(sdr.mean() - baseline.sdr)
+        if rate > model_rate:
+            e, r, m = (band_above(x, rate, model_rate) for x in (np.asarray(est)[list(perm)], refs, mix[None]))
+            snr = np.diag(si_snr_matrix(e, r))
+            out["si_snr_high"] = float(snr.mean())
+            out["si_snri_high"] = float(snr.mean() - mixture_baseline(m[0], r, with_sdr=False).si_snr)
     out.update(window_counts(b_est, b_refs, perm, model_rate))
     return out
 
@@ -275,6 +302,7 @@ def evaluate_conversations(
         overlap=separator.plan.overlap_samples / separator.plan.segment_samples,
         precision=separator.precision.name,
         tracker=separator.tracker,
+        band=separator.band,
     )
     for i, utt in enumerate(tset.utterances):
         example = read_example(utt)

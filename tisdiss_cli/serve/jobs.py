@@ -358,6 +358,7 @@ class JobManager:
             n_re=depth.n_re,
             options=job.options.output,
             progress=progress,
+            band=job.options.band,
         )
         job.outputs, job.clipped = result.outputs, result.clipped
         job.warnings += [job.scrub(w) for w in result.warnings]

@@ -8,6 +8,7 @@ from typing import cast
 
 from ..audio.files import OUTPUT_FORMATS, OutputFormat
 from ..model.depth import PRESET_NAMES
+from ..separation.fullband import BANDS
 from ..separation.outputs import OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
 from .errors import RequestError
 
@@ -20,6 +21,8 @@ FIELDS: dict[str, str] = {
     "float": "true: 32-bit float WAV (no quantisation, no clipping)",
     "output_rate": f"{' | '.join(OUTPUT_RATES)}: write at the input's rate (default) or the model's",
     "channel": "separate this input channel (1-based) instead of the average",
+    "band": f"{' | '.join(BANDS)}: above the model's rate, each talker gets the input's band above the model's "
+    "(default full), or the model's band only",
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
@@ -32,6 +35,7 @@ class JobOptions:
     n_sep: int | None = None
     n_re: int | None = None
     output: OutputOptions = OutputOptions()
+    band: str = "full"  # full: the input's band above the model's shared out; model: the model's band only
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> JobOptions:
@@ -41,6 +45,9 @@ class JobOptions:
         preset = fields.get("preset") or "balanced"
         if preset not in PRESET_NAMES:
             raise RequestError(422, f"unknown preset {preset!r}; choose {', '.join(PRESET_NAMES)}")
+        band = fields.get("band") or "full"
+        if band not in BANDS:
+            raise RequestError(422, f"unknown band {band!r}; choose {', '.join(BANDS)}")
         fmt = fields.get("format") or "wav"
         rate = fields.get("output_rate") or "input"
         channel = _whole(fields, "channel", low=1)
@@ -53,7 +60,7 @@ class JobOptions:
             )
         except OutputOptionError as exc:
             raise RequestError(422, str(exc)) from None
-        return cls(preset, _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0), output)
+        return cls(preset, _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0), output, band)
 
 
 def _whole(fields: Mapping[str, str], name: str, *, low: int) -> int | None:

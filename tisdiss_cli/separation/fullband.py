@@ -66,7 +66,7 @@ class FullBandConfig:
     low: tuple[float, float] = (0.025, 0.9)  # tracks' band that says who holds a frame
     bands_per_octave: int = 8  # resolution of the masks above the model's Nyquist
     dominant_share: float = 0.9  # a track holding this share of the low band owns the frame's highs
-    active_share: float = 1e-5  # frames whose highs are below this share of the loudest so far teach nothing
+    active_share: float = 1e-4  # frames whose low band is below this share of the loudest so far teach nothing
     prior_frames: float = 50.0  # frames of the pooled statistics each talker's start from
     shape_weight: float = 1.0  # weight of the highs' shape evidence (log-likelihood, nats)
     shape_clip: float = 5.0  # the shape evidence moves a prediction by at most this many nats
@@ -166,14 +166,14 @@ def analyse(tracks: np.ndarray, residual: np.ndarray, geo: Geometry) -> Frames:
 def frame_stats(frames: Frames, loudest: np.ndarray, config: FullBandConfig) -> np.ndarray:
     """Each frame's contribution to the talkers' statistics ``[T, K, 1 + 3B]``: a count, the log
     ratio of the highs to the track's top band, the highs' shape (log energies less their total's)
-    and its square, where the track owns the frame (holds ``dominant_share`` of the low band and
-    the highs are above ``active_share`` of ``loudest [T]``, the loudest up to each frame)."""
+    and its square, where the track owns the frame: it holds ``dominant_share`` of the low band,
+    which is above ``active_share`` of ``loudest [T]`` (the loudest low band up to each frame).
+    Owned frames without highs count too: they teach that the talker has none."""
     total = frames.low.sum(-1, keepdims=True)
-    highs = frames.high.sum(-1)
-    owns = (frames.low > config.dominant_share * total) & (highs > config.active_share * loudest)[:, None]
+    owns = (frames.low > config.dominant_share * total) & (total > config.active_share * loudest[:, None])
     log_high = np.log(frames.high + TINY)
     ratio = log_high[:, None, :] - np.log(frames.top + TINY)[..., None]  # [T, K, B]
-    shape = np.broadcast_to((log_high - np.log(highs + TINY)[:, None])[:, None, :], ratio.shape)
+    shape = np.broadcast_to((log_high - np.log(frames.high.sum(-1) + TINY)[:, None])[:, None, :], ratio.shape)
     w = owns[..., None].astype(np.float64)
     return np.concatenate([w, ratio * w, shape * w, shape**2 * w], axis=-1)
 
@@ -318,7 +318,7 @@ class FullBandStage:
         self._waiting: Frames | None = None  # analysed frames from `predicted` on
         self._cumulative = np.zeros((0, num_out, 1 + 3 * geo.bands))  # statistics through each of them
         self._sums = np.zeros((num_out, 1 + 3 * geo.bands))  # through the last analysed frame
-        self._loudest = 0.0  # the loudest highs so far
+        self._loudest = 0.0  # the loudest low band so far
         self._predicted = 0
         self._first = 0  # absolute frame of the rows below
         self._base = np.zeros((0, num_out, geo.bands))  # predictions from frame `first` on
@@ -399,7 +399,7 @@ class FullBandStage:
         frames = analyse(
             self._tracks[index].transpose(0, 2, 1).astype(np.float64), self._highs[index].astype(np.float64), geo
         )
-        loudest = np.maximum.accumulate(np.concatenate(([self._loudest], frames.high.sum(-1))))[1:]
+        loudest = np.maximum.accumulate(np.concatenate(([self._loudest], frames.low.sum(-1))))[1:]
         self._loudest = float(loudest[-1])
         stats = frame_stats(frames, loudest, self.config)
         cumulative = np.cumsum(np.concatenate((self._sums[None], stats)), axis=0)[1:]

@@ -81,6 +81,12 @@ def riff(*, channels: int = 1, rate: int = 8000, declared: int | None = None, fr
         (multipart(("file", "a.wav", GOOD), ("format", None, b"aiff")), {}, 422, "unknown output format 'aiff'"),
         (multipart(("file", "a.wav", GOOD), ("format", None, b"mp3"), ("float", None, b"1")), {}, 422, "MP3 cannot"),
         (multipart(("file", "a.wav", GOOD), ("float", None, b"maybe")), {}, 422, "float must be true or false"),
+        (
+            multipart(("file", "a.wav", GOOD), ("band", None, b"wide")),
+            {},
+            422,
+            "unknown band 'wide'; choose full, model",
+        ),
         (multipart(("file", "a.wav", GOOD), ("channel", None, b"2")), {}, 422, "a.wav has 1 channel(s), no channel 2"),
     ],
 )

@@ -378,12 +378,12 @@ def _eval_conversations(
         highlight=False,
         soft_wrap=True,
     )
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)  # ten columns in 80 characters
+    table = Table(box=box.SIMPLE_HEAD, padding=0, pad_edge=False)  # ten columns in 80 characters
     table.add_column("recording", no_wrap=True)
     table.add_column("pair", no_wrap=True)
     headers = ("found", "SI-SNRi\nband", "\nfull", "\nhigh", "wrong\nfile", "leak\ndB", "swaps\n+mrg", "absent\ndB")
     for name in headers:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(name, justify="right", no_wrap=True, min_width=6)
 
     def level(value: float | None) -> str:
         return "silent" if value is not None and value <= SILENT_DB else _fmt(value, 1)

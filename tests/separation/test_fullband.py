@@ -95,6 +95,13 @@ def test_shared_highs_add_up_to_the_mixture_and_follow_the_tracks() -> None:
         assert np.abs(got - total - 20 * np.log10(share))[above].max() < 0.5
 
 
+def test_any_number_of_tracks() -> None:
+    x = white(3.0, 16000, seed=4)
+    out = run(engine(16000, (0.6, 0.4, 0.0)), x)
+    assert out.shape == (3, len(x)) and not out[2].any()  # a silent talker's file stays silent
+    np.testing.assert_allclose(out.sum(0), x, atol=1e-4)
+
+
 def test_output_at_another_rate_than_the_input() -> None:
     x = white(4.0, 16000, seed=2)
     out = run(engine(16000, output_rate=48000), x)

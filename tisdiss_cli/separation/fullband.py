@@ -43,6 +43,7 @@ from ..util.fileio import WriteError
 
 OFFLINE_LOOKAHEAD = 10.0  # seconds of later frames a file's masks learn from
 SPOOL_MEMORY_SECONDS = 120.0  # residual waiting for its tracks stays in memory up to this long
+BATCH_FRAMES = 250  # frames analysed or rendered at a time (2 s): bounds the working arrays
 BANDS = ("full", "model")  # full: the input's band above the model's is shared out; model: the model's band only
 TINY = 1e-30
 
@@ -392,8 +393,12 @@ class FullBandStage:
         self._analyse(frames)
 
     def _analyse(self, count: int) -> None:
-        if count <= 0:
-            return
+        while count > 0:
+            step = min(count, BATCH_FRAMES)
+            self._analyse_batch(step)
+            count -= step
+
+    def _analyse_batch(self, count: int) -> None:
         geo = self.geo
         index = np.arange(count)[:, None] * geo.hop + np.arange(geo.n)
         frames = analyse(
@@ -427,16 +432,27 @@ class FullBandStage:
         self._predicted += count
 
     def _render(self, *, final: bool) -> None:
-        geo, width = self.geo, self.config.shape_smooth
+        width = self.config.shape_smooth
         stop = self._predicted if final else self._predicted - width
         if stop <= self._rendered:
             return
-        a, b = self._rendered - self._first, stop - self._first  # rows of the frames to render
+        for first in range(self._rendered, stop, BATCH_FRAMES):
+            self._render_batch(first, min(stop, first + BATCH_FRAMES))
+        self._rendered = stop
+        keep = max(0, self._rendered - width) - self._first  # rows the next frames' smoothing still reads
+        self._base, self._evidence = self._base[keep:], self._evidence[keep:]
+        self._silent, self._spectrum = self._silent[keep:], self._spectrum[keep:]
+        self._first += keep
+
+    def _render_batch(self, first: int, stop: int) -> None:
+        """Overlap-add the highs of frames ``first:stop`` into the synthesis buffer."""
+        geo, width = self.geo, self.config.shape_smooth
+        a, b = first - self._first, stop - self._first  # rows of the frames to render
         evidence = smooth(self._evidence, a, b, width)
         mask = masks(self._base[a:b], evidence, self._silent[a:b], geo, self.config)  # [T, K, F]
         frames = np.fft.irfft(mask * self._spectrum[a:b, None, :], geo.n, axis=-1) * (analysis_window(geo.n) / 2)
-        start = self._rendered * geo.hop - (geo.n - geo.hop)  # absolute sample of the first frame's start
-        end = (stop - 1) * geo.hop + geo.hop  # and the last frame's end
+        start = first * geo.hop - (geo.n - geo.hop)  # absolute sample of the first frame's start
+        end = stop * geo.hop  # and the last frame's end
         synth_start = self._out
         grow = end - synth_start - len(self._synth)
         if grow > 0:
@@ -445,11 +461,6 @@ class FullBandStage:
             lo = start + i * geo.hop
             skip = max(0, synth_start - lo)  # samples before the output's start (before sample 0)
             self._synth[lo + skip - synth_start : lo + geo.n - synth_start] += frame.T[skip:]
-        self._rendered = stop
-        keep = max(0, self._rendered - width) - self._first  # rows the next frames' smoothing still reads
-        self._base, self._evidence = self._base[keep:], self._evidence[keep:]
-        self._silent, self._spectrum = self._silent[keep:], self._spectrum[keep:]
-        self._first += keep
 
     def _emit(self, *, final: bool) -> np.ndarray:
         geo = self.geo

@@ -6,16 +6,17 @@ blocks and write what it returns. It owns the steps in order: the finite check, 
 the model's rate, :class:`~.chunking.OverlapAdd` (chunk plan, overlap-add, speaker
 re-alignment), the talker stage, soxr back to the output rate, the full-band stage (the input's
 band above the model's shared out to the tracks, :mod:`~.fullband`), and the trim to the input's
-length. None of these
-depends on how the input is cut into blocks: soxr's stream output does not, and the chunk starts
-depend only on segment and hop. The one thing that depends on the total length, the last chunk
-(shifted to end on the last sample), is run by :meth:`~SeparationStream.close`. So an input fed
-whole, in file blocks or in pipe reads gives the same output sample for sample.
+length. None of these depends on how the input is cut into blocks: soxr's stream output does
+not, and the chunk starts depend only on segment and hop. The one thing that depends on the total
+length, the last chunk (shifted to end on the last sample), is run by
+:meth:`~SeparationStream.close`. So an input fed whole, in file blocks or in pipe reads gives the
+same output sample for sample.
 
 Latency: output is final once no later chunk can overlap it. The shifted last chunk may start
 one segment before the newest sample, so the output trails the input by one segment, plus the
 compute time of the chunk that completes it, plus ``batch_size - 1`` hops when chunks are
-batched. soxr resamples in blocks of its own: input at another rate than the model's adds about
+batched, plus the online talker stage's and the full-band stage's own (about 1.1 s and 0.07 s).
+soxr resamples in blocks of its own: input at another rate than the model's adds about
 0.1 s each way (measured 16 kHz <-> 8 kHz), so live capture defaults to the model's rate.
 """
 

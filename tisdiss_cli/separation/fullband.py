@@ -108,6 +108,8 @@ def geometry(rate: float, model_rate: int, input_rate: float, config: FullBandCo
     """Frames at ``rate`` (the output's); bands from the model's Nyquist up to the lower of the
     input's and the output's."""
     hop = max(1, round(config.frame_seconds * rate / 4))
+    while not _smooth(hop):  # an FFT size of small primes only (at 44.1 kHz 1440, not 1412 = 4 x 353)
+        hop += 1
     n = 4 * hop
     freqs = np.fft.rfftfreq(n, 1 / rate)
     cutoff = model_rate / 2
@@ -120,6 +122,14 @@ def geometry(rate: float, model_rate: int, input_rate: float, config: FullBandCo
     top = slice(*np.searchsorted(freqs, [config.top[0] * cutoff, config.top[1] * cutoff]))
     low = slice(*np.searchsorted(freqs, [config.low[0] * cutoff, config.low[1] * cutoff]))
     return Geometry(rate, n, hop, top, low, starts, below, weight)
+
+
+def _smooth(number: int) -> bool:
+    """Whether ``number`` has no prime factor above 5."""
+    for prime in (2, 3, 5):
+        while number % prime == 0:
+            number //= prime
+    return number == 1
 
 
 def analysis_window(n: int) -> np.ndarray:

@@ -146,6 +146,8 @@ def test_globs_templates_and_argument_errors(tiny_checkpoint: Path, tmp_path: Pa
         app, ["separate", str(src / "mono8k.wav"), "-m", str(tiny_checkpoint), "--preset", "turbo", "-o", str(out)]
     )
     assert unknown.exit_code == 2 and "'turbo' is not one of" in unknown.output and "Traceback" not in unknown.output
+    wide = runner.invoke(app, ["separate", str(src / "mono8k.wav"), "--band", "wide", "-o", str(out)])
+    assert wide.exit_code == 2 and "'wide' is not one of 'full', 'model'" in wide.output
     flac_float = runner.invoke(app, ["separate", str(src / "mono8k.wav"), "--format", "flac", "--float"])
     assert flac_float.exit_code == 2 and "FLAC cannot hold float" in flac_float.output
     assert "tisdiss separate recordings/ -o separated/ --recursive" in runner.invoke(app, ["separate", "--help"]).output

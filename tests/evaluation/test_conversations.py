@@ -110,6 +110,8 @@ def test_eval_scores_a_conversation_set_through_the_engine(tiny_checkpoint: Path
     assert {rows["fm"]["pair"], rows["ff"]["pair"], rows["one"]["pair"]} == {"FM", "FF", "solo"}
     assert rows["one"]["si_snri"] is None and rows["one"]["absent_db"] is not None  # scored by quietness
     assert all(rows[k]["si_snri"] is not None and np.isfinite(rows[k]["si_snri_full"]) for k in ("fm", "ff"))
+    assert report["band"] == "full" and all(np.isfinite(rows[k]["si_snr_high"]) for k in ("fm", "ff"))
+    assert np.isfinite(report["mean_si_snri_high"]) and "band above 4000 Hz" in result.output
     assert "NaN" not in out.read_text()
     assert [p["pair"] for p in report["pairs"]] == ["FF", "FM", "solo"]
     utterances = CliRunner().invoke(
@@ -117,6 +119,7 @@ def test_eval_scores_a_conversation_set_through_the_engine(tiny_checkpoint: Path
     )
     assert utterances.exit_code == 0, utterances.output
     assert "mean SI-SNRi over" not in utterances.output and "N_re" in utterances.output  # the depth sweep instead
+    assert "at the set's 16000 Hz with --band full" in utterances.output
 
 
 def test_a_set_with_more_talkers_than_outputs_is_scored_per_talker(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -149,6 +149,23 @@ def test_one_pass_sweep_equals_separate_runs(tmp_path, tiny):
     assert abs(means.si_snri - np.mean([rows[(u, 2)].si_snri for u in ("utt0", "utt1")])) < 1e-12
 
 
+def test_a_set_above_the_model_rate_is_also_scored_at_its_rate_and_above(tmp_path, tiny):
+    root = write_set(tmp_path / "set16k", n=2, rate=16000, seconds=1.0)
+    full = evaluate(tiny, root, rtf_utterances=0, with_sdr=False, n_re_values=[1, 2])
+    model = evaluate(tiny, root, rtf_utterances=0, with_sdr=False, n_re_values=[1, 2], band="model")
+    assert full.input_rate == 16000 and full.band == "full" and model.band == "model"
+    for a, b in zip(full.settings, model.settings, strict=True):
+        assert a.si_snri == b.si_snri  # the model's band: the same outputs
+        assert a.si_snri_full is not None and a.si_snr_high is not None and b.si_snr_high is not None
+        assert a.si_snr_high > b.si_snr_high + 10  # the model's band alone has nothing above 4 kHz
+    rows = [r for r in full.utterances if r.n_re == 2]
+    assert abs(full.setting(2).si_snri_full - np.mean([r.si_snri_full for r in rows])) < 1e-12
+    at_model_rate = evaluate(tiny, write_set(tmp_path / "set8k", n=1), rtf_utterances=0, with_sdr=False)
+    assert at_model_rate.input_rate is None and at_model_rate.settings[0].si_snri_full is None
+    with pytest.raises(ValueError, match="unknown band"):
+        evaluate(tiny, root, rtf_utterances=0, band="wide")
+
+
 def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):
     root = write_set(tmp_path / "set16k", n=3, rate=16000, seconds=0.3)
     loaded = LoadedModel.in_memory(tiny, "tiny-test", {"best": (1, 1)})

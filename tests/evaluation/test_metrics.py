@@ -116,3 +116,13 @@ def test_bad_inputs_raise_metric_errors():
         metrics.bss_sdr(ref, silent)
     with pytest.raises(metrics.MetricError, match="samples"):
         metrics.mixture_baseline(ref[0, :10], ref)
+
+
+def test_band_above_keeps_what_the_model_band_leaves_out() -> None:
+    rate = 16000
+    t = np.arange(2 * rate) / rate
+    low, high = np.sin(2 * np.pi * 1000 * t), 0.5 * np.sin(2 * np.pi * 6000 * t)
+    above = metrics.band_above(np.stack([low + high, low]), rate, 8000)
+    middle = slice(rate // 4, -rate // 4)  # away from the resampler's edges
+    np.testing.assert_allclose(above[0, middle], high[middle], atol=1e-3)
+    assert np.abs(above[1, middle]).max() < 1e-3

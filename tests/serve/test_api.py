@@ -167,6 +167,7 @@ def test_results_of_an_unfinished_job_are_409(make_server, short_wav: Path) -> N
             ["--preset", "fast", "--format", "flac", "--speakers", "3"],
         ),
         ({"n_re": "2", "float": "true"}, ["--nre", "2", "--float"]),
+        ({"band": "model"}, ["--band", "model"]),
     ],
 )
 def test_outputs_are_bit_identical_to_tisdiss_separate(
@@ -176,6 +177,7 @@ def test_outputs_are_bit_identical_to_tisdiss_separate(
     src = recording(tmp_path / "talk.wav", 3.1, rate=16000, channels=2, seed=4)  # resampled, 3 chunks
     job = server.wait(server.post(src, **fields).json()["id"])
     assert job["state"] == "done" and job["progress"]["chunks_total"] == 3
+    assert job["band"] == fields.get("band", "full")
     served = [server.client.get(s["url"]).content for s in job["speakers"]]
 
     out = tmp_path / "cli"

@@ -83,6 +83,12 @@ def riff(*, channels: int = 1, rate: int = 8000, declared: int | None = None, fr
         (multipart(("file", "a.wav", GOOD), ("float", None, b"maybe")), {}, 422, "float must be true or false"),
         (multipart(("file", "a.wav", GOOD), ("speakers", None, b"many")), {}, 422, "speakers 'many': use auto or"),
         (multipart(("file", "a.wav", GOOD), ("speakers", None, b"0")), {}, 422, "speakers 0: use auto or a number"),
+        (
+            multipart(("file", "a.wav", GOOD), ("band", None, b"wide")),
+            {},
+            422,
+            "unknown band 'wide'; choose full, model",
+        ),
         (multipart(("file", "a.wav", GOOD), ("channel", None, b"2")), {}, 422, "a.wav has 1 channel(s), no channel 2"),
     ],
 )

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from ..util.fileio import unwritable_folder
 from . import help
+from .band import band_option
 from .depth import NRE_SWEEP, NSEP_OVERRIDE
 from .device import device_option
 from .precision import PRECISION_OPTION
@@ -131,6 +132,10 @@ CONVERSATIONS = typer.Option(
 )
 TRACKER = tracker_option("With --conversations: how talkers are followed across chunks (as `separate`).")
 SPEAKERS_EVAL = speakers_option("With --conversations: files per recording, auto or a number (as `separate`).")
+BAND = band_option(
+    "For a set above the model's rate: full: the outputs get the input's band above the model's (as "
+    "`separate`); model: the model's band only. Either way also scored at the set's rate and in the band above."
+)
 SEGMENT_EVAL = typer.Option(
     None, "--segment", min=0.05, metavar="SECONDS", help="With --conversations: chunk length (as `separate`)."
 )
@@ -163,6 +168,7 @@ def eval_command(
     conversations: bool | None = CONVERSATIONS,
     tracker: str = TRACKER,
     speakers: str = SPEAKERS_EVAL,
+    band: str = BAND,
     preset: str = PRESET_EVAL,
     segment: float | None = SEGMENT_EVAL,
     overlap: float | None = OVERLAP_EVAL,
@@ -175,7 +181,10 @@ def eval_command(
         conversations = is_conversation_set(testset)
     if conversations:
         chunks = {"segment": segment, **({"overlap": overlap} if overlap is not None else {})}
-        _eval_conversations(testset, model, limit, device, precision, json_out, sdr, tracker, speakers, preset, chunks)
+        chunks_and_band = {**chunks, "band": band}
+        _eval_conversations(
+            testset, model, limit, device, precision, json_out, sdr, tracker, speakers, preset, chunks_and_band
+        )
         return
     from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
@@ -229,6 +238,7 @@ def eval_command(
                 precision=precision,
                 sdr_backend=backend,
                 extra_metrics=extra,
+                band=band,
             )
         except (TestSetError, MetricError, CheckpointError, ValueError, ImportError, OSError) as exc:
             bar.stop()
@@ -287,12 +297,18 @@ def _print_report(console: Console, report: EvalReport, total: int, elapsed: flo
     table = Table()
     pesq_title = f"PESQ-{report.pesq_mode.upper()}" if report.pesq_mode else "PESQ"
     titles = {"stoi": "STOI", "pesq": pesq_title}
-    for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", *(titles[m] for m in report.metrics), "RTF"):
+    wide = report.input_rate is not None
+    kilo = f"{report.input_rate / 1000:g} kHz" if report.input_rate else ""
+    above = (f"SI-SNRi\n{kilo}", "SI-SNRi\nabove", "SI-SNR\nabove") if wide else ()
+    for name in ("N_sep", "N_re", "SI-SNR", "SI-SNRi", "SDR", "SDRi", *(titles[m] for m in report.metrics)):
+        table.add_column(name, justify="right")
+    for name in (*above, "RTF"):
         table.add_column(name, justify="right")
 
     def cells(s: SettingResult) -> list[str]:
         scores = [_fmt(s.si_snr), _fmt(s.si_snri), _fmt(s.sdr), _fmt(s.sdri)]
-        return scores + [_fmt(getattr(s, m), 3 if m == "stoi" else 2) for m in report.metrics]
+        scores += [_fmt(getattr(s, m), 3 if m == "stoi" else 2) for m in report.metrics]
+        return scores + ([_fmt(s.si_snri_full), _fmt(s.si_snri_high), _fmt(s.si_snr_high)] if wide else [])
 
     for s in report.settings:
         table.add_row(str(s.n_sep), str(s.n_re), *cells(s), _fmt(s.rtf, 3))
@@ -300,6 +316,12 @@ def _print_report(console: Console, report: EvalReport, total: int, elapsed: flo
         a = report.adaptive
         table.add_row(str(a.n_sep), f"adaptive ≤{a.n_re} (mean {report.adaptive_mean_n_re:.2f})", *cells(a), "–")
     console.print(table)
+    if wide:
+        console.print(
+            f"scores in the model's band ({report.sample_rate} Hz), at the set's {report.input_rate} Hz with "
+            f"--band {report.band}, and above {report.sample_rate // 2} Hz alone",
+            highlight=False,
+        )
     for group in dict.fromkeys(g.group for g in report.groups):
         mine = [g for g in report.groups if g.group == group]
         scores = ", ".join(f"{g.si_snri:.2f} dB at N_re {g.n_re}" for g in mine)
@@ -326,9 +348,10 @@ def _eval_conversations(
     tracker: str,
     speakers: str,
     preset: str,
-    chunks: dict[str, float | None],
+    chunks: dict[str, float | str | None],
 ) -> None:
-    """`tisdiss eval --conversations`: the conversation benchmark, printed as tables."""
+    """`tisdiss eval --conversations`: the conversation benchmark, printed as tables (``chunks``:
+    the separator's segment, overlap and band)."""
     import json
 
     from ..evaluation.conversations import SILENT_DB, evaluate_conversations
@@ -356,17 +379,18 @@ def _eval_conversations(
         escape(
             f"{report.model} on {report.testset} ({len(report.rows)} recordings, {report.sample_rate} Hz), "
             f"preset {report.preset} {report.depth}, segment {report.segment_seconds:g} s, "
-            f"overlap {report.overlap:g}, {report.precision}, tracker {report.tracker}, speakers {report.speakers}"
+            f"overlap {report.overlap:g}, {report.precision}, tracker {report.tracker}, speakers {report.speakers}, "
+            f"band {report.band}"
         ),
         highlight=False,
         soft_wrap=True,
     )
-    table = Table(box=box.SIMPLE_HEAD, padding=(0, 0, 0, 1), pad_edge=False)  # nine columns in 80 characters
+    table = Table(box=box.SIMPLE_HEAD, padding=0, pad_edge=False)  # ten columns in 80 characters
     table.add_column("recording", no_wrap=True)
     table.add_column("pair", no_wrap=True)
-    headers = ("found", "SI-SNRi\nband", "\nfull", "wrong\nfile", "leak\ndB", "swaps\n+merged", "absent\ndB")
+    headers = ("found", "SI-SNRi\nband", "\nfull", "\nhigh", "wrong\nfile", "leak\ndB", "swaps\n+mrg", "absent\ndB")
     for name in headers:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(name, justify="right", no_wrap=True, min_width=6)
 
     def level(value: float | None) -> str:
         return "silent" if value is not None and value <= SILENT_DB else _fmt(value, 1)
@@ -378,6 +402,7 @@ def _eval_conversations(
             f"{'–' if r.talkers_found is None else r.talkers_found}/{r.talkers}",
             _fmt(r.si_snri),
             _fmt(r.si_snri_full),
+            _fmt(r.si_snri_high),
             f"{r.wrong_windows}/{r.single_windows}",
             level(r.leakage_db),
             f"{r.swapped_windows}+{r.merged_windows}/{r.overlap_windows}",
@@ -399,6 +424,14 @@ def _eval_conversations(
             full = " / ".join(_fmt(v, 1) for v in r.per_talker_full)
             console.print(f"{escape(r.id)}: per-talker SI-SNRi {band} dB in band, {full} dB full", highlight=False)
     share, errors = report.wrong_share, report.missed_or_wrong_share
+    if report.mean("si_snri_full") is not None:
+        high = report.mean("si_snr_high")
+        console.print(
+            f"mean SI-SNRi at {report.sample_rate} Hz {_fmt(report.mean('si_snri_full'))} dB; band above "
+            f"{report.model_rate // 2} Hz: SI-SNRi {_fmt(report.mean('si_snri_high'))} dB, "
+            f"SI-SNR {_fmt(high)} dB against each talker's own",
+            highlight=False,
+        )
     console.print(
         f"mean SI-SNRi over {len(report.conversations)} recordings of two or more talkers "
         f"{_fmt(report.mean_si_snri)} dB, single-talker seconds in the wrong file "

@@ -27,6 +27,7 @@ from ..separation.timeline import Timeline, timeline_format, write_timeline
 from ..util.fileio import unwritable_folder
 from ..zoo.load import MODEL_ERRORS
 from . import help
+from .band import band_option
 from .choices import checked_by, one_of
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE, preset_option
 from .device import device_option
@@ -107,6 +108,7 @@ TIMELINE = typer.Option(
     help="Write who spoke when for every input: FILE.rttm (RTTM, as diarisation scorers read) or FILE.json; "
     "repeat for both.",
 )
+BAND = band_option()
 BATCH_SIZE = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU).")
 FORMAT = typer.Option(
     "wav",
@@ -177,6 +179,7 @@ def separate(
     tracker: str = TRACKER,
     speakers: str = SPEAKERS,
     timeline: list[Path] | None = TIMELINE,
+    band: str = BAND,
     batch_size: int = BATCH_SIZE,
     fmt: str = FORMAT,
     float_output: bool = FLOAT,
@@ -241,6 +244,7 @@ def separate(
             precision=precision,
             tracker=tracker,
             speakers=parse_speakers(speakers),
+            band=band,
         )
         choice = separator.choose_depth(preset, nsep, nre, max_rtf)
     except (*MODEL_ERRORS, ValueError, OSError) as exc:

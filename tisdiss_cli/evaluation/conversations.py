@@ -6,6 +6,9 @@ whole. Metrics per recording (docs/evaluation.md):
 
 - ``si_snri`` / ``sdri``: whole-file improvement in the model's band (everything resampled to the
   model's rate) and ``*_full`` at the input's rate, under the best assignment of outputs to talkers;
+  for an input above the model's rate also ``si_snri_high`` and ``si_snr_high``, the band above
+  (each signal less its model-band part, resampled down and back: what the model's band leaves
+  out), the improvement and the SI-SNR against each talker's own highs;
 - ``wrong``: of the 1-s windows where exactly one talker speaks, those where that talker's output
   holds less of the window's energy than the other output (the talker is in the wrong file);
 - ``leakage_db``: over those windows, the other output's energy relative to the talker's own (dB);
@@ -38,7 +41,7 @@ import numpy as np
 import soxr
 
 from ..separation.separator import Separator
-from .metrics import bss_sdr, mixture_baseline, si_snr_matrix
+from .metrics import band_above, bss_sdr, mixture_baseline, si_snr_matrix
 from .talkers import match_talkers, per_talker_si_snri, speech_errors
 from .testset import TestSet, TestSetError, load_testset, metadata_genders, read_example
 
@@ -61,6 +64,8 @@ class ConversationResult:
     sdri: float | None
     si_snri_full: float | None  # input's rate
     sdri_full: float | None
+    si_snri_high: float | None  # the band above the model's (None at or below the model's rate)
+    si_snr_high: float | None  # the same band, SI-SNR against each talker's own highs (mean over talkers)
     single_windows: int
     wrong_windows: int
     leakage_db: float | None
@@ -102,6 +107,7 @@ class ConversationReport:
     precision: str
     tracker: str
     speakers: str = "auto"  # files per recording: auto (one per talker found) or a number
+    band: str = "model"  # full: the outputs hold the input's band above the model's
     rows: list[ConversationResult] = field(default_factory=list)
     pairs: list[PairSummary] = field(default_factory=list)
 
@@ -112,6 +118,11 @@ class ConversationReport:
     @property
     def mean_si_snri(self) -> float | None:
         values = [r.si_snri for r in self.conversations if r.si_snri is not None]
+        return float(np.mean(values)) if values else None
+
+    def mean(self, name: str) -> float | None:
+        """The mean of a ConversationResult field over the conversations that have it."""
+        values = [getattr(r, name) for r in self.conversations if getattr(r, name) is not None]
         return float(np.mean(values)) if values else None
 
     @property
@@ -138,6 +149,7 @@ class ConversationReport:
             missed_or_wrong_share=self.missed_or_wrong_share,
             talkers_counted=self.talkers_counted,
         )
+        out.update({f"mean_{name}": self.mean(name) for name in ("si_snri_full", "si_snri_high", "si_snr_high")})
         return out
 
 
@@ -231,7 +243,17 @@ def score_recording(
     band = {name: _to_rate(x, rate, model_rate) for name, x in (("est", est), ("refs", refs), ("mix", mix[None]))}
     length = min(band["est"].shape[1], band["refs"].shape[1], band["mix"].shape[1])
     b_est, b_refs, b_mix = (band[k][:, :length] for k in ("est", "refs", "mix"))
-    out: dict[str, Any] = dict.fromkeys(("si_snri", "sdri", "si_snri_full", "sdri_full", "absent_db", "present_si_snr"))
+    keys = (
+        "si_snri",
+        "sdri",
+        "si_snri_full",
+        "sdri_full",
+        "si_snri_high",
+        "si_snr_high",
+        "absent_db",
+        "present_si_snr",
+    )
+    out: dict[str, Any] = dict.fromkeys(keys)
     out.update(talkers=len(present), files=est.shape[0], per_talker=[], per_talker_full=[])
     owner: list[int | None]
     if len(present) == 1 and refs.shape[0] > 1:  # one talker only: how quiet are the other files?
@@ -262,6 +284,12 @@ def score_recording(
             if with_sdr and baseline.sdr is not None and all(np.any(x) for x in aligned):
                 sdr, _ = bss_sdr(aligned, r[matched], compute_permutation=False, prepared=baseline.prepared)
                 out["sdri" + suffix] = float(sdr.mean() - baseline.sdr)
+        if rate > model_rate:
+            files = [j for k in matched if (j := owner[k]) is not None]
+            e, r, m = (band_above(x, rate, model_rate) for x in (np.asarray(est)[files], refs[matched], mix[None]))
+            snr = np.diag(si_snr_matrix(e, r))
+            out["si_snr_high"] = float(snr.mean())
+            out["si_snri_high"] = float(snr.mean() - mixture_baseline(m[0], r, with_sdr=False).si_snr)
     out.update(window_counts(b_est, b_refs, owner, model_rate))
     errors = speech_errors(b_est, b_refs[present], [owner[k] for k in present], model_rate)
     out.update(
@@ -325,6 +353,7 @@ def evaluate_conversations(
         precision=separator.precision.name,
         tracker=separator.tracker,
         speakers=str(separator.speakers),
+        band=separator.band,
     )
     for i, utt in enumerate(tset.utterances):
         example = read_example(utt)

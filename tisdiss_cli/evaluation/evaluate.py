@@ -2,8 +2,12 @@
 
 Each utterance goes through the model whole (as in the paper) ONCE: ``iter_depths`` yields the
 decoded output after every reconstruction repetition, so scoring N_re = 1..8 costs what the
-deepest setting costs. The real-time factor of each setting is timed separately, on the same
-device, with plain ``model(mix, n_sep=, n_re=)`` calls on the first few utterances.
+deepest setting costs. The main scores are in the model's band (the set resampled to the model's
+rate); a set above the model's rate is also scored at its own rate (``si_snri_full``: the outputs
+as ``tisdiss separate`` writes them, with the band above the model's unless ``band="model"``)
+and in the band above alone (``si_snri_high``, ``si_snr_high``). The real-time factor of each
+setting is timed separately, on the same device, with plain ``model(mix, n_sep=, n_re=)`` calls
+on the first few utterances.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ..model.depth import MAX_REPEATS, Depth
 from ..model.network import TISDiSS
 from ..model.precision import at_precision
 from ..separation.adaptive import converged
+from ..separation.fullband import check_band, separated_at_rate
 from ..util.fileio import atomic_write as _atomic_write
 from ..util.timing import Stopwatch
 from ..zoo.load import LoadedModel
@@ -75,6 +80,9 @@ class UtteranceResult:
     stoi: float | None = None  # mean STOI over speakers (None unless requested)
     pesq: float | None = None  # mean PESQ (MOS-LQO) over speakers (None unless requested)
     adaptive: bool = False  # the adaptive-depth row (n_re = the depth it stopped at)
+    si_snri_full: float | None = None  # at the set's rate, when above the model's
+    si_snri_high: float | None = None  # the band above the model's alone
+    si_snr_high: float | None = None  # that band, SI-SNR against each talker's own
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,9 @@ class SettingResult:
     rtf: float | None  # compute seconds per audio second (None when not timed)
     stoi: float | None = None  # None unless requested
     pesq: float | None = None
+    si_snri_full: float | None = None  # at the set's rate (None when the set is at the model's)
+    si_snri_high: float | None = None
+    si_snr_high: float | None = None
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,8 @@ class EvalReport:
     adaptive_mean_n_re: float | None = None  # mean depth it stopped at
     precision: str = "fp32"  # what the network computed in (see tisdiss_cli.util.precision)
     groups: list[GroupResult] = field(default_factory=list)  # same-/cross-gender means, where known
+    input_rate: int | None = None  # the set's rate, when above the model's (the *_full and *_high scores)
+    band: str = "full"  # what the outputs hold above the model's band at the set's rate
 
     def setting(self, n_re: int) -> SettingResult:
         return next(s for s in self.settings if s.n_re == n_re)
@@ -303,6 +316,23 @@ def _score_utterance(
         raise metrics.MetricError(f"{utt.mix}: cannot score ({exc})") from None
 
 
+def _wide_scores(
+    row: UtteranceResult, est: np.ndarray, example: AudioExample, narrow: np.ndarray, model_rate: int, band: str
+) -> UtteranceResult:
+    """``row`` with the scores at the set's rate and in the band above: ``est [J, m]`` at the model's
+    rate (from ``narrow``, the mixture there) brought to the set's rate as the engine would."""
+    rate = example.sample_rate
+    wide = separated_at_rate(est, example.mix, narrow, model_rate, rate, band=band)[list(row.perm)]
+    refs, mix = example.refs, example.mix
+    full = (
+        np.diag(metrics.si_snr_matrix(wide, refs)).mean() - metrics.mixture_baseline(mix, refs, with_sdr=False).si_snr
+    )
+    e, r, m = (metrics.band_above(x, rate, model_rate) for x in (wide, refs, mix[None]))
+    high = float(np.diag(metrics.si_snr_matrix(e, r)).mean())
+    high_i = high - metrics.mixture_baseline(m[0], r, with_sdr=False).si_snr
+    return dataclasses.replace(row, si_snri_full=float(full), si_snri_high=high_i, si_snr_high=high)
+
+
 def _baseline(utt: Utterance, mix: np.ndarray, refs: np.ndarray, how: _Scoring) -> metrics.Baseline:
     try:
         return metrics.mixture_baseline(mix, refs, with_sdr=how.with_sdr, sdr_backend=how.sdr_backend)
@@ -335,6 +365,7 @@ def evaluate(
     precision: str = "auto",
     sdr_backend: metrics.SdrBackend = "fast",
     extra_metrics: Sequence[str] = (),
+    band: str = "full",
 ) -> EvalReport:
     """Score ``source`` on ``testset`` at one n_sep and every n_re in ``n_re_values``.
 
@@ -348,11 +379,14 @@ def evaluate(
     (:func:`~tisdiss_cli.util.precision.choose_precision`), for the scores and the timings.
     ``sdr_backend`` "fast" (default, no extra dependency) or "mir_eval" (the original, needs the
     ``eval`` extra) compute the same BSS Eval v3 SDR. ``extra_metrics`` adds perceptual metrics
-    ("stoi", "pesq"; the ``metrics`` extra) on the permutation-aligned estimates.
+    ("stoi", "pesq"; the ``metrics`` extra) on the permutation-aligned estimates. A set above the
+    model's rate is also scored at its rate and above the model's band, with the outputs as
+    ``tisdiss separate --band band`` writes them ("full" | "model").
     Raises :class:`~tisdiss_cli.evaluation.testset.TestSetError` for a bad test set, ``ValueError`` for
     settings the model cannot run.
     """
     model, name, default = _defaults(source)
+    check_band(band)
     values = sorted({int(k) for k in (n_re_values if n_re_values is not None else [default.n_re])})
     if not values:
         raise ValueError("no n_re value to evaluate")
@@ -393,12 +427,15 @@ def evaluate(
     adaptive_rows: list[UtteranceResult] = []
     timed_mixes: list[torch.Tensor] = []
     audio = forward_s = metric_s = 0.0
+    input_rate: int | None = None
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             for i, utt in enumerate(tset.utterances):
-                mix_np, refs = _resample(read_example(utt), rate)
+                example = read_example(utt)
+                mix_np, refs = _resample(example, rate)
+                wide_example = example if example.sample_rate > rate else None
                 mix = torch.from_numpy(mix_np).to(device=dev, dtype=dtype)[None]
                 audio += mix_np.shape[-1] / rate
                 if len(timed_mixes) < rtf_utterances:
@@ -409,9 +446,15 @@ def evaluate(
                 watch = Stopwatch(dev)
                 base = _baseline(utt, mix_np, refs, how)
                 scored = _score_utterance(utt, n_sep, outputs, refs, base, how)
+                if wide_example is not None:
+                    input_rate = wide_example.sample_rate
+                    for k, (row, aligned) in scored.items():
+                        scored[k] = _wide_scores(row, outputs[k], wide_example, mix_np, rate, band), aligned
                 if adaptive is not None:
                     depth, est = adaptive
                     row, _ = _score_utterance(utt, n_sep, {depth: est}, refs, base, how)[depth]
+                    if wide_example is not None:
+                        row = _wide_scores(row, est, wide_example, mix_np, rate, band)
                     adaptive_rows.append(dataclasses.replace(row, adaptive=True))
                 metric_s += watch.seconds()
                 for k, (row, aligned) in scored.items():
@@ -444,6 +487,8 @@ def evaluate(
         pesq_mode=perceptual.pesq_rate(rate)[1] if "pesq" in extra else None,
         rtf_utterances=len(timed_mixes),
         precision=chosen.name,
+        input_rate=input_rate,
+        band=band,
     )
     report.groups = group_means(rows, gender_pairs(tset))
     if adaptive_rows:
@@ -480,6 +525,7 @@ def _summarise(mine: list[UtteranceResult], n_sep: int, n_re: int, rtf: float | 
 
     si_snr = float(np.mean([r.si_snr for r in mine]))
     si_snri = float(np.mean([r.si_snri for r in mine]))
+    wide = (mean("si_snri_full"), mean("si_snri_high"), mean("si_snr_high"))
     return SettingResult(
-        n_sep, n_re, len(mine), si_snr, si_snri, mean("sdr"), mean("sdri"), rtf, mean("stoi"), mean("pesq")
+        n_sep, n_re, len(mine), si_snr, si_snri, mean("sdr"), mean("sdri"), rtf, mean("stoi"), mean("pesq"), *wide
     )

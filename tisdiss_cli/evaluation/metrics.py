@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..audio import files as audio
 from ..util.sisnr import pairwise_si_snr
 from .bss_eval import BssEval, BssEvalError, bss_eval_sources
 
@@ -193,3 +194,12 @@ def score(
         sdr = float(values.mean())
         sdri = sdr - baseline.sdr if baseline.sdr is not None else None
     return Scores(si_snr=float(snr.mean()), si_snri=float(snr.mean()) - baseline.si_snr, sdr=sdr, sdri=sdri, perm=perm)
+
+
+def band_above(x: np.ndarray, rate: int, model_rate: int) -> np.ndarray:
+    """``x [C, L]`` at ``rate`` less its part in the model's band (resampled to ``model_rate`` and
+    back): the band above the model's Nyquist, as scored on its own."""
+    x = np.asarray(x, np.float64)
+    down = audio.resample(np.ascontiguousarray(x.T), rate, model_rate)
+    back = np.asarray(audio.resample(down, model_rate, rate), np.float64).reshape(-1, x.shape[0]).T[:, : x.shape[1]]
+    return x - np.pad(back, ((0, 0), (0, x.shape[1] - back.shape[1])))

@@ -34,6 +34,7 @@ from .adaptive import separate_adaptive
 from .calibration import Calibration, calibrate
 from .chunking import ChunkPlan
 from .depth import DepthChoice, choose_depth, preset_depth
+from .fullband import OFFLINE_LOOKAHEAD, FullBandConfig, FullBandStage, check_band
 from .outputs import DEFAULT_FILENAME as DEFAULT_FILENAME
 from .outputs import FORMAT_SUFFIXES as FORMAT_SUFFIXES
 from .outputs import OutputOptions, OutputRate, SpeakerFiles, claim
@@ -145,6 +146,10 @@ class Separator:
     network's number) | a number of files (more talkers share files, fewer leave files silent;
     ``last_talkers.warning`` says what the voices suggested). Other than the network's number
     needs the voice tracker.
+    band: "full" (the default: when the input's rate is above the model's, each talker's file
+    gets the input's band above the model's Nyquist, shared out from the mixture by the separated
+    low band; :mod:`~.fullband`) | "model" (the model's band only, as before: nothing above its
+    Nyquist).
     """
 
     def __init__(
@@ -161,8 +166,10 @@ class Separator:
         precision: str = "auto",
         tracker: str = "voice",
         speakers: Speakers = "auto",
+        band: str = "full",
     ) -> None:
         self.device = pick_device(device)
+        self.band = check_band(band)
         if tracker not in TRACKERS:
             raise ValueError(f"unknown tracker {tracker!r}; choose from {', '.join(TRACKERS)}")
         self.tracker = tracker
@@ -303,9 +310,11 @@ class Separator:
         name: str | None = None,
         online: bool = False,
         speakers: Speakers | None = None,
+        band: str | None = None,
     ) -> SeparationStream:
         """The engine every front-end feeds; ``progress`` is told (model-rate samples done, ``total``).
-        ``online``: the tracker decides as the input arrives (streams), else once it has all of it."""
+        ``online``: the tracker decides as the input arrives (streams), else once it has all of it.
+        ``band``: this run's, if not the separator's."""
         on_chunk = None
         if progress is not None and total is not None:
             on_chunk = lambda end: progress(min(end, total), total)  # noqa: E731
@@ -323,7 +332,26 @@ class Separator:
             name=name,
             device=self.device,
             talkers=self._talker_stage(online, speakers),
+            fullband=self._fullband_stage(sample_rate, output_rate, online, band),
         )
+
+    def full_band(self, sample_rate: float, output_rate: float | None = None, band: str | None = None) -> bool:
+        """Whether outputs of an input at ``sample_rate`` (written at ``output_rate``, by default the
+        same) get the band above the model's: band "full" (``band``, else the separator's) and both
+        rates above the model's."""
+        out = sample_rate if output_rate is None else output_rate
+        return check_band(band or self.band) == "full" and min(sample_rate, out) > self.sample_rate
+
+    def _fullband_stage(
+        self, sample_rate: float, output_rate: float, online: bool, band: str | None
+    ) -> FullBandStage | None:
+        if not self.full_band(sample_rate, output_rate, band):
+            return None
+        # A file's talkers are decided over the whole recording: its highs may learn from 10 s on.
+        # Streams, and the stitching alone (which every front-end shares), do not look ahead.
+        lookahead = OFFLINE_LOOKAHEAD if self.tracker == "voice" and not online else 0.0
+        config = FullBandConfig(lookahead_seconds=lookahead)
+        return FullBandStage(None, output_rate, self.sample_rate, sample_rate, config)  # tracks: as many as arrive
 
     def _talker_stage(self, online: bool, speakers: Speakers | None) -> TalkerStage | None:
         if self.tracker != "voice":
@@ -343,11 +371,13 @@ class Separator:
         n_re: int | None = None,
         progress: ProgressFn | None = None,
         speakers: Speakers | None = None,
+        band: str | None = None,
     ) -> np.ndarray:
         """Mixture ``[L]`` or ``[C, L]`` (numpy or torch) at ``sample_rate`` -> ``[K, L]`` float32
         at the same rate and level (channels are averaged; the input is not modified): ``K`` talkers
         with ``speakers`` auto (the separator's unless given), else that many; what the tracker
-        found is in :attr:`last_talkers`.
+        found is in :attr:`last_talkers`. ``band`` ("full" | "model") overrides the separator's for
+        this call.
 
         Float samples are taken at full scale 1.0, int8/int16/int32 and uint8 (8-bit WAV) PCM is
         scaled to it; any other shape or dtype (soundfile's ``[L, C]`` included: pass ``wave.T``),
@@ -357,9 +387,8 @@ class Separator:
         x = as_mono_float32(wave)
         rate = check_sample_rate(sample_rate)
         total = audio.resampled_length(len(x), rate, self.sample_rate)
-        stream = self._stream(
-            self.depth(preset, n_sep, n_re), rate, rate, total=total, progress=progress, speakers=speakers
-        )
+        depth = self.depth(preset, n_sep, n_re)
+        stream = self._stream(depth, rate, rate, total=total, progress=progress, speakers=speakers, band=band)
         parts = [p for p in (stream.feed(x), *stream.close_blocks()) if p.shape[1]]  # empty ones may predate the count
         out = np.concatenate(parts, axis=1) if parts else np.zeros((stream.files, 0), np.float32)
         self.last_talkers = stream.talker_summary
@@ -377,18 +406,27 @@ class Separator:
         output_rate: OutputRate = "input",
         name: str | None = None,
         speakers: Speakers | None = None,
+        band: str | None = None,
     ) -> SeparationStream:
         """A :class:`SeparationStream` for input at ``sample_rate`` with ``channels`` channels:
         ``feed(block [n] or [n, channels]) -> [J, m]`` as chunks complete, then ``close()`` for the
         rest; the outputs equal :meth:`process_file`'s for the same samples, however they are cut.
-        ``name`` (a file's, say) starts the stream's error messages. A stream writes the network's
-        number of tracks unless ``speakers`` (or the separator's) is a number: its length, and so
-        its talkers, are not known in advance."""
+        ``name`` (a file's, say) starts the stream's error messages; ``band`` overrides the separator's.
+        A stream writes the network's number of tracks unless ``speakers`` (or the separator's) is a
+        number: its length, and so its talkers, are not known in advance."""
         rate = check_sample_rate(sample_rate)
         out_rate = rate if output_rate == "input" else self.sample_rate
         depth = self.depth(preset, n_sep, n_re)
         return self._stream(
-            depth, rate, out_rate, channels=channels, channel=channel, name=name, online=True, speakers=speakers
+            depth,
+            rate,
+            out_rate,
+            channels=channels,
+            channel=channel,
+            name=name,
+            online=True,
+            speakers=speakers,
+            band=band,
         )
 
     def output_paths(
@@ -426,6 +464,7 @@ class Separator:
         progress: ProgressFn | None = None,
         options: OutputOptions | None = None,
         speakers: Speakers | None = None,
+        band: str | None = None,
     ) -> FileResult:
         """Separate one file block by block into one file per speaker; see :meth:`separate_file`.
         ``options`` (checked once by whoever made it) replaces fmt ... overwrite."""
@@ -450,6 +489,7 @@ class Separator:
             progress=progress,
             name=str(info.path),
             speakers=speakers,
+            band=band,
         )
         length = audio.resampled_length(info.frames, info.sample_rate, out_rate)
         targets = lambda count: options.paths(stem, out_dir, count)  # noqa: E731
@@ -491,7 +531,8 @@ class Separator:
         float_output (32-bit float WAV instead of 24-bit PCM), output_rate ("input" | "model"),
         channel (0-based; None averages), stream (0-based audio stream of a container, e.g. a
         video; None: the first), filename, overwrite, progress, speakers ("auto": one file per
-        talker found, ``<stem>_spk1`` ... ``_spkK`` in order of first appearance; or a number).
+        talker found, ``<stem>_spk1`` ... ``_spkK`` in order of first appearance; or a number), band
+        ("full" | "model", this call's instead of the separator's).
         Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input. What
         :meth:`process_file` returns as warnings (a header that misstates the file's length, a
         number of files the voices disagree with) is logged as ``path: warning``.

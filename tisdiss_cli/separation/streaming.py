@@ -4,16 +4,19 @@
 (:meth:`Separator.separate`), files, standard input and live capture are front-ends that feed it
 blocks and write what it returns. It owns the steps in order: the finite check, downmix, soxr to
 the model's rate, :class:`~.chunking.OverlapAdd` (chunk plan, overlap-add, speaker
-re-alignment), soxr back to the output rate, and the trim to the input's length. None of these
-depends on how the input is cut into blocks: soxr's stream output does not, and the chunk starts
-depend only on segment and hop. The one thing that depends on the total length, the last chunk
-(shifted to end on the last sample), is run by :meth:`~SeparationStream.close`. So an input fed
-whole, in file blocks or in pipe reads gives the same output sample for sample.
+re-alignment), the talker stage, soxr back to the output rate, the full-band stage (the input's
+band above the model's shared out to the tracks, :mod:`~.fullband`), and the trim to the input's
+length. None of these depends on how the input is cut into blocks: soxr's stream output does
+not, and the chunk starts depend only on segment and hop. The one thing that depends on the total
+length, the last chunk (shifted to end on the last sample), is run by
+:meth:`~SeparationStream.close`. So an input fed whole, in file blocks or in pipe reads gives the
+same output sample for sample.
 
 Latency: output is final once no later chunk can overlap it. The shifted last chunk may start
 one segment before the newest sample, so the output trails the input by one segment, plus the
 compute time of the chunk that completes it, plus ``batch_size - 1`` hops when chunks are
-batched. soxr resamples in blocks of its own: input at another rate than the model's adds about
+batched, plus the online talker stage's and the full-band stage's own (about 1.1 s and 0.07 s).
+soxr resamples in blocks of its own: input at another rate than the model's adds about
 0.1 s each way (measured 16 kHz <-> 8 kHz), so live capture defaults to the model's rate.
 """
 
@@ -34,6 +37,7 @@ from ..audio.arrays import samples_to_float32
 from ..model.depth import Depth
 from ..util.timing import Stopwatch
 from .chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn
+from .fullband import FullBandStage
 from .talkers import OnlineTalkerStage, TalkerStage
 from .tracking import TalkerSummary
 
@@ -104,6 +108,7 @@ class SeparationStream:
         name: str | None = None,
         device: torch.device | None = None,
         talkers: TalkerStage | None = None,
+        fullband: FullBandStage | None = None,
     ) -> None:
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
@@ -121,6 +126,7 @@ class SeparationStream:
         self._output_channels = 0
         self.engine = OverlapAdd(self._timed(network(depth)), plan, num_spk, on_chunk=on_chunk)
         self.talkers = talkers  # None: the outputs as stitched (speakers aligned on chunk overlaps only)
+        self.fullband = fullband  # None: the model's band only
         self._held = np.zeros((0, num_spk), np.float32)  # output beyond what the input so far justifies
         self._arrivals: deque[tuple[int, float]] = deque()  # (input frames received by then, time)
         self.closed = False
@@ -131,7 +137,8 @@ class SeparationStream:
         plan = self.plan
         chunks = (plan.segment_samples + (plan.batch_size - 1) * plan.hop_samples) / self.model_rate
         tracking = self.talkers.latency_seconds if isinstance(self.talkers, OnlineTalkerStage) else 0.0
-        return chunks + tracking
+        highs = self.fullband.latency_seconds if self.fullband is not None else 0.0
+        return chunks + tracking + highs
 
     @property
     def files(self) -> int:
@@ -166,7 +173,7 @@ class SeparationStream:
         now = self.clock()
         self.stats.input_frames += len(block)
         self._arrivals.append((self.stats.input_frames, now))
-        mono = np.ascontiguousarray(audio.to_mono(block, self.channel))
+        mono = wide = np.ascontiguousarray(audio.to_mono(block, self.channel))
         if self._to_model is not None:
             mono = self._to_model.resample_chunk(mono, last=False)
             if not np.isfinite(mono).all():  # a float input at the very top of the float32 range
@@ -175,6 +182,8 @@ class SeparationStream:
                     f"{prefix}samples of up to {float(np.abs(block).max()):.3g} overflow float32 when resampled "
                     f"to {self.model_rate} Hz; scale the input down"
                 )
+        if self.fullband is not None:
+            self.fullband.mixture(wide, mono)
         parts = self._tracked(self.engine.push(mono) if len(mono) else [])
         return self._release(self._back(parts, last=False), final=False)
 
@@ -187,13 +196,18 @@ class SeparationStream:
         self._check_open("close")
         self.closed = True
         if self.stats.input_frames == 0:
+            if self.fullband is not None:
+                self.fullband.close()
             yield np.zeros((self.files, 0), np.float32)
             return
         parts: list[Tensor] = []
+        tail = np.zeros(0, np.float32)
         if self._to_model is not None:
-            tail = self._to_model.resample_chunk(np.zeros(0, np.float32), last=True)
+            tail = self._to_model.resample_chunk(tail, last=True)
             if len(tail):
                 parts += self.engine.push(tail)
+        if self.fullband is not None:
+            self.fullband.mixture(np.zeros(0, np.float32), tail, last=True)
         parts += self.engine.finish()
         if self.talkers is None:
             yield self._release(self._back(self._arrays(parts), last=True), final=True)
@@ -241,6 +255,8 @@ class SeparationStream:
             self._to_output = audio.resample_stream(self.model_rate, self.output_rate, y.shape[1])
         if self._to_output is not None and (len(y) or last):
             y = self._to_output.resample_chunk(np.ascontiguousarray(y), last=last)
+        if self.fullband is not None and (len(y) or last):
+            y = self.fullband.push(y, last=last)
         return y
 
     def _expected(self, frames: int) -> int:

@@ -358,6 +358,7 @@ class JobManager:
             options=job.options.output,
             progress=progress,
             speakers=job.options.speakers,
+            band=job.options.band,
         )
         job.outputs, job.clipped = result.outputs, result.clipped
         job.warnings += [job.scrub(w) for w in result.warnings]

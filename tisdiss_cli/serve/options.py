@@ -8,6 +8,7 @@ from typing import cast
 
 from ..audio.files import OUTPUT_FORMATS, OutputFormat
 from ..model.depth import PRESET_NAMES
+from ..separation.fullband import BANDS
 from ..separation.outputs import OUTPUT_RATES, OutputOptionError, OutputOptions, OutputRate
 from ..separation.separator import Speakers, check_speakers
 from .errors import RequestError
@@ -22,6 +23,8 @@ FIELDS: dict[str, str] = {
     "output_rate": f"{' | '.join(OUTPUT_RATES)}: write at the input's rate (default) or the model's",
     "channel": "separate this input channel (1-based) instead of the average",
     "speakers": "auto (default: one file per talker the voices show) or a number of files",
+    "band": f"{' | '.join(BANDS)}: above the model's rate, each talker gets the input's band above the model's "
+    "(default full), or the model's band only",
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
@@ -35,6 +38,7 @@ class JobOptions:
     n_re: int | None = None
     output: OutputOptions = OutputOptions()
     speakers: Speakers = "auto"
+    band: str = "full"  # full: the input's band above the model's shared out; model: the model's band only
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> JobOptions:
@@ -44,6 +48,9 @@ class JobOptions:
         preset = fields.get("preset") or "balanced"
         if preset not in PRESET_NAMES:
             raise RequestError(422, f"unknown preset {preset!r}; choose {', '.join(PRESET_NAMES)}")
+        band = fields.get("band") or "full"
+        if band not in BANDS:
+            raise RequestError(422, f"unknown band {band!r}; choose {', '.join(BANDS)}")
         fmt = fields.get("format") or "wav"
         rate = fields.get("output_rate") or "input"
         channel = _whole(fields, "channel", low=1)
@@ -60,7 +67,7 @@ class JobOptions:
             speakers = check_speakers((fields.get("speakers") or "auto").strip().lower())
         except ValueError as exc:
             raise RequestError(422, str(exc)) from None
-        return cls(preset, _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0), output, speakers)
+        return cls(preset, _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0), output, speakers, band)
 
 
 def _whole(fields: Mapping[str, str], name: str, *, low: int) -> int | None:

@@ -182,6 +182,7 @@ async function separate(event) {
   form.append("preset", document.querySelector("input[name=preset]:checked")?.value || "balanced");
   form.append("format", $("format").value);
   form.append("speakers", $("speakers").value);
+  form.append("band", $("band").value);
   try {
     progress(0, "Uploading…");
     const job = await follow(await upload(form));

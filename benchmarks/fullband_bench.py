@@ -15,25 +15,34 @@ the model's (each talker against their own highs), for:
 - ``oracle``: ideal ratio masks in the band above, from the references' power in each STFT bin
   (32 ms, 8 ms hop), on the same highs: what any mask on the mixture's highs could reach.
 
-::
+``--cost FILE ...`` instead times the engine on each file with and without the stage, with a
+stand-in network that costs nothing (each output a fixed share of the chunk), so that the
+stage's own CPU time shows; runs alternate, and each is reported::
 
     python benchmarks/fullband_bench.py ../shared/data/devconv --cache /tmp/devconv-lowband
+    python benchmarks/fullband_bench.py --cost long16k.wav talk44k.wav
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
+from torch import Tensor
 
 from tisdiss_cli.audio import files as audio
 from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.evaluation.testset import load_testset, read_example
+from tisdiss_cli.model.depth import Depth
+from tisdiss_cli.separation.chunking import ChunkPlan, SeparateFn
 from tisdiss_cli.separation.fullband import FullBandConfig, FullBandStage, analysis_window, geometry
 from tisdiss_cli.separation.separator import Separator
+from tisdiss_cli.separation.streaming import SeparationStream
 
 
 def stft(x: np.ndarray, n: int, hop: int) -> np.ndarray:
@@ -106,15 +115,55 @@ def score(est: np.ndarray, refs: np.ndarray, mix: np.ndarray, rate: int, model_r
     return float(narrow), float(wide), float(high)
 
 
+def stand_in(depth: Depth) -> SeparateFn:
+    """A network that costs nothing: 0.6 and 0.4 of each chunk."""
+
+    def run(chunks: Tensor) -> Tensor:
+        return torch.stack([0.6 * chunks, 0.4 * chunks], dim=1)
+
+    return run
+
+
+def engine_seconds(path: Path, full: bool, model_rate: int = 8000) -> float:
+    """CPU seconds of the engine over ``path`` (file blocks in, as a file's outputs out)."""
+    rate = sf.info(str(path)).samplerate
+    highs = FullBandStage(2, rate, model_rate, rate, FullBandConfig(lookahead_seconds=10.0)) if full else None
+    plan = ChunkPlan.from_seconds(4.0, 0.25, model_rate, 1)
+    stream = SeparationStream(stand_in, Depth(1, 1), plan, 2, model_rate, rate, fullband=highs)
+    start = time.process_time()
+    for block in sf.blocks(str(path), blocksize=65536, dtype="float32"):
+        stream.feed(block)
+    for _ in stream.close_blocks():
+        pass
+    return time.process_time() - start
+
+
+def cost(paths: list[Path], repeats: int = 2) -> None:
+    for path in paths:
+        seconds = sf.info(str(path)).duration
+        runs: dict[bool, list[float]] = {False: [], True: []}
+        for r in range(repeats):
+            for full in (False, True) if r % 2 == 0 else (True, False):
+                runs[full].append(engine_seconds(path, full))
+        plain, staged = (", ".join(f"{t:.2f}" for t in runs[k]) for k in (False, True))
+        print(f"{path.name} ({seconds:.0f} s): engine CPU {plain} s without the stage, {staged} s with it")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("testset", type=Path, help="a conversation set above the model's rate (devconv)")
-    parser.add_argument("--cache", type=Path, required=True, help="folder for the separated low bands")
+    parser.add_argument("testset", type=Path, nargs="?", help="a conversation set above the model's rate (devconv)")
+    parser.add_argument("--cache", type=Path, help="folder for the separated low bands")
+    parser.add_argument("--cost", type=Path, nargs="+", help="time the stage on these files instead")
     parser.add_argument("-m", "--model", default="tisdiss-small-8k")
     parser.add_argument("--lookahead", type=float, default=10.0, help="the stage's lookahead in seconds")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.cost:
+        cost(args.cost)
+        return
+    if args.testset is None or args.cache is None:
+        parser.error("a test set and --cache, or --cost FILE ...")
     separator = Separator(args.model, band="model")
     model_rate = separator.sample_rate
     args.cache.mkdir(parents=True, exist_ok=True)

@@ -60,11 +60,10 @@ class FullBandConfig:
     """How the highs are shared out (the defaults were measured on devconv, docs/full-band.md)."""
 
     frame_seconds: float = 0.032  # STFT window; the hop is a quarter of it
-    top: tuple[float, float] = (
-        0.625,
-        0.9,
-    )  # tracks' band the highs are continued from (fractions of the model's Nyquist)
-    low: tuple[float, float] = (0.025, 0.9)  # tracks' band that says who holds a frame
+    # the tracks' bands, as fractions of the model's Nyquist: the highs are continued from `top`,
+    # and `low` says who holds a frame (both end below soxr's roll-off)
+    top: tuple[float, float] = (0.625, 0.9)
+    low: tuple[float, float] = (0.025, 0.9)
     bands_per_octave: int = 8  # resolution of the masks above the model's Nyquist
     dominant_share: float = 0.9  # a track holding this share of the low band owns the frame's highs
     active_share: float = 1e-4  # frames whose low band is below this share of the loudest so far teach nothing

@@ -36,17 +36,8 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_cli_separates_m4a_and_mp4(clips: dict[str, Path], tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    args = [
-        "separate",
-        str(clips["m4a"]),
-        str(clips["mp4"]),
-        "-o",
-        str(out),
-        "-m",
-        str(tiny_checkpoint),
-        "--speakers",
-        "2",
-    ]
+    model = ["-m", str(tiny_checkpoint), "--speakers", "2"]  # two files per input, checked below
+    args = ["separate", str(clips["m4a"]), str(clips["mp4"]), "-o", str(out), *model]
     result = runner.invoke(app, [*args, "--segment", "0.25", "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
@@ -56,18 +47,7 @@ def test_cli_separates_m4a_and_mp4(clips: dict[str, Path], tiny_checkpoint: Path
         for spk in (1, 2):
             written = sf.info(str(out / f"{stem}_spk{spk}.wav"))
             assert (written.samplerate, written.frames, written.subtype) == (info.sample_rate, info.frames, "PCM_24")
-    only_mp4 = [
-        "separate",
-        str(clips["mp4"]),
-        "-o",
-        str(out),
-        "-m",
-        str(tiny_checkpoint),
-        "--speakers",
-        "2",
-        "--stream",
-        "2",
-    ]
+    only_mp4 = ["separate", str(clips["mp4"]), "-o", str(out), *model, "--stream", "2"]
     second = runner.invoke(app, [*only_mp4, "-q", "--format", "flac"])
     assert second.exit_code == 0, second.output
     assert sf.info(str(out / "call_spk1.flac")).frames == audio.probe(clips["mp4"], stream=1).frames == 17640

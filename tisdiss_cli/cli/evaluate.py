@@ -22,7 +22,7 @@ from .device import device_option
 from .precision import PRECISION_OPTION
 from .progress import audio_progress
 from .root import app
-from .tracker import parse_speakers, speakers_option, tracker_option
+from .tracker import speakers_option, tracker_option
 
 if TYPE_CHECKING:
     from ..evaluation.evaluate import EvalReport, SettingResult
@@ -368,7 +368,7 @@ def _eval_conversations(
             preset=preset,
             precision=precision,
             tracker=tracker,
-            speakers=parse_speakers(speakers),
+            speakers=speakers,  # "auto" or a number, as the Separator takes it
             **chunks,  # type: ignore[arg-type]
         )
         report = evaluate_conversations(separator, testset, limit=limit, with_sdr=sdr)

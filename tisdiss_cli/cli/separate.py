@@ -37,7 +37,7 @@ from .precision import PRECISION_OPTION
 from .progress import audio_progress
 from .root import app
 from .stdin import separate_stdin
-from .tracker import parse_speakers, speakers_option, tracker_option
+from .tracker import speakers_option, tracker_option
 
 EXAMPLES = """
 Examples:
@@ -243,7 +243,7 @@ def separate(
             match_level=match_level,
             precision=precision,
             tracker=tracker,
-            speakers=parse_speakers(speakers),
+            speakers=speakers,  # "auto" or a number, as the Separator takes it
             band=band,
         )
         choice = separator.choose_depth(preset, nsep, nre, max_rtf)

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ..separation.separator import TRACKERS, Speakers, check_speakers
+from ..separation.separator import TRACKERS, check_speakers
 from .choices import one_of
 
 
@@ -30,11 +30,6 @@ def _speakers(value: str) -> str:
     except ValueError as exc:
         raise typer.BadParameter(str(exc).removeprefix("speakers ")) from None
     return value
-
-
-def parse_speakers(value: str) -> Speakers:
-    """The option's text as the API takes it: ``"auto"`` or a number."""
-    return check_speakers(value)
 
 
 def speakers_option(help: str = "") -> Any:

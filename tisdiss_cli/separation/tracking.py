@@ -78,7 +78,9 @@ class TrackerConfig:
     active_db: float = -20.0  # an output within this of the louder output is active ...
     silence_db: float = -40.0  # ... unless it is this far below the loudest block: a pause
     split_gain: float = 0.035  # one group or two: the second only if splitting raises the mean similarity this much
-    talker_similarity: float = 0.58  # files: groups of voices less similar than this on average are two talkers
+    # files: groups of voices less similar than this on average are two talkers (0.58 split one reverberant
+    # or noisy talker in two; a meeting's talkers part at 0.54 and below on devmeet)
+    talker_similarity: float = 0.55
     min_talker_seconds: float = 6.0  # files: a group of fewer voices than this (in blocks) is not a talker
     two_voices: float = 0.3  # outputs less coherent than this, both active: two talkers (their voices pooled)
     always_overlapping: float = 0.35  # median coherence below this where both are active: two talkers

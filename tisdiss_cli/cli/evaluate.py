@@ -17,6 +17,7 @@ from rich.table import Table
 from ..util.fileio import unwritable_folder
 from . import help
 from .band import band_option
+from .denoise import denoise_option
 from .depth import NRE_SWEEP, NSEP_OVERRIDE
 from .device import device_option
 from .precision import PRECISION_OPTION
@@ -136,6 +137,7 @@ BAND = band_option(
     "For a set above the model's rate: full: the outputs get the input's band above the model's (as "
     "`separate`); model: the model's band only. Either way also scored at the set's rate and in the band above."
 )
+DENOISE = denoise_option()
 SEGMENT_EVAL = typer.Option(
     None, "--segment", min=0.05, metavar="SECONDS", help="With --conversations: chunk length (as `separate`)."
 )
@@ -169,6 +171,7 @@ def eval_command(
     tracker: str = TRACKER,
     speakers: str = SPEAKERS_EVAL,
     band: str = BAND,
+    denoise: bool = DENOISE,
     preset: str = PRESET_EVAL,
     segment: float | None = SEGMENT_EVAL,
     overlap: float | None = OVERLAP_EVAL,
@@ -181,11 +184,13 @@ def eval_command(
         conversations = is_conversation_set(testset)
     if conversations:
         chunks = {"segment": segment, **({"overlap": overlap} if overlap is not None else {})}
-        chunks_and_band = {**chunks, "band": band}
+        chunks_and_band = {**chunks, "band": band, "denoise": denoise}
         _eval_conversations(
             testset, model, limit, device, precision, json_out, sdr, tracker, speakers, preset, chunks_and_band
         )
         return
+    if denoise:
+        _fail(f"{testset}: --denoise is for conversation sets (scored through the engine); not yet for utterance sets")
     from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
     from ..evaluation.testset import TestSetError, load_testset
@@ -372,7 +377,7 @@ def _eval_conversations(
             **chunks,  # type: ignore[arg-type]
         )
         report = evaluate_conversations(separator, testset, limit=limit, with_sdr=sdr)
-    except (TestSetError, *MODEL_ERRORS, ValueError, OSError) as exc:
+    except (TestSetError, *MODEL_ERRORS, ValueError, OSError, ImportError) as exc:
         _fail(str(exc))
     console = Console()
     console.print(
@@ -380,7 +385,7 @@ def _eval_conversations(
             f"{report.model} on {report.testset} ({len(report.rows)} recordings, {report.sample_rate} Hz), "
             f"preset {report.preset} {report.depth}, segment {report.segment_seconds:g} s, "
             f"overlap {report.overlap:g}, {report.precision}, tracker {report.tracker}, speakers {report.speakers}, "
-            f"band {report.band}"
+            f"band {report.band}" + (", denoised (RNNoise)" if report.denoise else "")
         ),
         highlight=False,
         soft_wrap=True,

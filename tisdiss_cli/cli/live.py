@@ -23,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..audio.denoise import DenoiseUnavailable
 from ..audio.devices import AudioSink, AudioSource, FileSource, MicrophoneSource, MissingExtra, SpeakerSink
 from ..audio.files import AudioError, OutputExistsError
 from ..separation.chunking import check_segment
@@ -35,6 +36,7 @@ from ..zoo.load import MODEL_ERRORS
 from . import help
 from .band import band_option
 from .choices import checked_by
+from .denoise import denoise_option
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE, preset_option
 from .device import device_option
 from .messages import exists_message
@@ -102,6 +104,7 @@ def live(
         "full: with --rate above the model's, each talker gets the band above the model's Nyquist "
         "(about 0.07 s more latency); model: the model's band only."
     ),
+    denoise: bool = denoise_option(),
     rate: int | None = typer.Option(None, "--rate", min=1, metavar="HZ", help="Capture rate [default: the model's]."),
     channels: int = typer.Option(1, "--channels", min=1, metavar="N", help="Capture channels (averaged)."),
     input_device: str | None = typer.Option(None, "--input-device", metavar="ID|NAME", help="sounddevice input."),
@@ -131,7 +134,14 @@ def live(
 
     try:
         separator = Separator(
-            model, device=device, preset=preset, segment=segment, overlap=overlap, tracker=tracker, band=band
+            model,
+            device=device,
+            preset=preset,
+            segment=segment,
+            overlap=overlap,
+            tracker=tracker,
+            band=band,
+            denoise=denoise,
         )
         if monitor is not None and monitor > separator.num_spk:
             raise typer.BadParameter(f"the model has {separator.num_spk} speakers", param_hint="--monitor")
@@ -144,7 +154,7 @@ def live(
         if monitor is not None:
             sink = SpeakerSink(source.sample_rate, device=_device_id(output_device))
         choice = separator.choose_depth(preset, nsep, nre, max_rtf, live=True)
-    except MissingExtra as exc:
+    except (MissingExtra, DenoiseUnavailable) as exc:
         raise fail(str(exc)) from None
     except AudioError as exc:
         raise fail(str(exc)) from None

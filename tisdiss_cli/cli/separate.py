@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import TaskID
 
+from ..audio.denoise import DenoiseUnavailable
 from ..audio.files import OUTPUT_FORMATS, AudioError, OutputFormat, probe
 from ..audio.pcm import RAW_FORMATS
 from ..separation.batch import BatchReport, separate_files
@@ -29,6 +30,7 @@ from ..zoo.load import MODEL_ERRORS
 from . import help
 from .band import band_option
 from .choices import checked_by, one_of
+from .denoise import denoise_option
 from .depth import NRE_OVERRIDE, NSEP_OVERRIDE, preset_option
 from .device import device_option
 from .inputs import collect_inputs, distributed_rank, shard, split_outputs
@@ -109,6 +111,7 @@ TIMELINE = typer.Option(
     "repeat for both.",
 )
 BAND = band_option()
+DENOISE = denoise_option()
 BATCH_SIZE = typer.Option(1, "--batch-size", min=1, metavar="N", help="Chunks run together (useful on GPU).")
 FORMAT = typer.Option(
     "wav",
@@ -180,6 +183,7 @@ def separate(
     speakers: str = SPEAKERS,
     timeline: list[Path] | None = TIMELINE,
     band: str = BAND,
+    denoise: bool = DENOISE,
     batch_size: int = BATCH_SIZE,
     fmt: str = FORMAT,
     float_output: bool = FLOAT,
@@ -245,9 +249,10 @@ def separate(
             tracker=tracker,
             speakers=speakers,  # "auto" or a number, as the Separator takes it
             band=band,
+            denoise=denoise,
         )
         choice = separator.choose_depth(preset, nsep, nre, max_rtf)
-    except (*MODEL_ERRORS, ValueError, OSError) as exc:
+    except (*MODEL_ERRORS, ValueError, OSError, DenoiseUnavailable) as exc:
         err.print(f"error: {escape(str(exc))}")
         raise typer.Exit(1) from None
     depth, source = choice.depth, choice.reason

@@ -108,6 +108,7 @@ class ConversationReport:
     tracker: str
     speakers: str = "auto"  # files per recording: auto (one per talker found) or a number
     band: str = "model"  # full: the outputs hold the input's band above the model's
+    denoise: bool = False  # the mixtures went through RNNoise first (--denoise)
     rows: list[ConversationResult] = field(default_factory=list)
     pairs: list[PairSummary] = field(default_factory=list)
 
@@ -354,6 +355,7 @@ def evaluate_conversations(
         tracker=separator.tracker,
         speakers=str(separator.speakers),
         band=separator.band,
+        denoise=separator.denoise,
     )
     for i, utt in enumerate(tset.utterances):
         example = read_example(utt)

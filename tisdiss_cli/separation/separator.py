@@ -22,6 +22,7 @@ from torch import Tensor
 
 from ..audio import files as audio
 from ..audio.arrays import as_mono_float32, check_sample_rate
+from ..audio.denoise import Denoiser, rnnoise
 from ..audio.files import OutputExistsError as OutputExistsError  # raised by process_file; defined with the writer
 from ..model.depth import Depth
 from ..model.network import TISDiSS
@@ -150,6 +151,8 @@ class Separator:
     gets the input's band above the model's Nyquist, shared out from the mixture by the separated
     low band; :mod:`~.fullband`) | "model" (the model's band only, as before: nothing above its
     Nyquist).
+    denoise: run RNNoise on the mixture before it is separated (:mod:`~tisdiss_cli.audio.denoise`,
+    the ``denoise`` extra): on noisy recordings the talkers' files keep less of the noise.
     """
 
     def __init__(
@@ -167,9 +170,13 @@ class Separator:
         tracker: str = "voice",
         speakers: Speakers = "auto",
         band: str = "full",
+        denoise: bool = False,
     ) -> None:
         self.device = pick_device(device)
         self.band = check_band(band)
+        if denoise:
+            rnnoise()  # DenoiseUnavailable now, naming the extra, rather than at the first input
+        self.denoise = denoise
         if tracker not in TRACKERS:
             raise ValueError(f"unknown tracker {tracker!r}; choose from {', '.join(TRACKERS)}")
         self.tracker = tracker
@@ -333,6 +340,7 @@ class Separator:
             device=self.device,
             talkers=self._talker_stage(online, speakers),
             fullband=self._fullband_stage(sample_rate, output_rate, online, band),
+            denoiser=Denoiser(sample_rate) if self.denoise else None,
         )
 
     def full_band(self, sample_rate: float, output_rate: float | None = None, band: str | None = None) -> bool:

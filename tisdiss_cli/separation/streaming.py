@@ -2,7 +2,8 @@
 
 :class:`SeparationStream` is the one path from a mixture to its sources. Arrays
 (:meth:`Separator.separate`), files, standard input and live capture are front-ends that feed it
-blocks and write what it returns. It owns the steps in order: the finite check, downmix, soxr to
+blocks and write what it returns. It owns the steps in order: the finite check, downmix, the
+optional denoiser (:mod:`~tisdiss_cli.audio.denoise`, ``--denoise``), soxr to
 the model's rate, :class:`~.chunking.OverlapAdd` (chunk plan, overlap-add, speaker
 re-alignment), the talker stage, soxr back to the output rate, the full-band stage (the input's
 band above the model's shared out to the tracks, :mod:`~.fullband`), and the trim to the input's
@@ -34,6 +35,7 @@ from torch import Tensor
 
 from ..audio import files as audio
 from ..audio.arrays import samples_to_float32
+from ..audio.denoise import Denoiser
 from ..model.depth import Depth
 from ..util.timing import Stopwatch
 from .chunking import ChunkCallback, ChunkPlan, OverlapAdd, SeparateFn
@@ -109,6 +111,7 @@ class SeparationStream:
         device: torch.device | None = None,
         talkers: TalkerStage | None = None,
         fullband: FullBandStage | None = None,
+        denoiser: Denoiser | None = None,
     ) -> None:
         if channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
@@ -127,6 +130,7 @@ class SeparationStream:
         self.engine = OverlapAdd(self._timed(network(depth)), plan, num_spk, on_chunk=on_chunk)
         self.talkers = talkers  # None: the outputs as stitched (speakers aligned on chunk overlaps only)
         self.fullband = fullband  # None: the model's band only
+        self.denoiser = denoiser  # None: the mixture as it comes
         self._held = np.zeros((0, num_spk), np.float32)  # output beyond what the input so far justifies
         self._arrivals: deque[tuple[int, float]] = deque()  # (input frames received by then, time)
         self.closed = False
@@ -138,7 +142,8 @@ class SeparationStream:
         chunks = (plan.segment_samples + (plan.batch_size - 1) * plan.hop_samples) / self.model_rate
         tracking = self.talkers.latency_seconds if isinstance(self.talkers, OnlineTalkerStage) else 0.0
         highs = self.fullband.latency_seconds if self.fullband is not None else 0.0
-        return chunks + tracking + highs
+        denoise = self.denoiser.latency_seconds if self.denoiser is not None else 0.0
+        return chunks + tracking + highs + denoise
 
     @property
     def files(self) -> int:
@@ -173,9 +178,17 @@ class SeparationStream:
         now = self.clock()
         self.stats.input_frames += len(block)
         self._arrivals.append((self.stats.input_frames, now))
-        mono = wide = np.ascontiguousarray(audio.to_mono(block, self.channel))
+        wide = np.ascontiguousarray(audio.to_mono(block, self.channel))
+        if self.denoiser is not None:
+            wide = self.denoiser.push(wide)
+        parts = self._tracked(self._take(wide, block))
+        return self._release(self._back(parts, last=False), final=False)
+
+    def _take(self, wide: np.ndarray, block: np.ndarray) -> list[Tensor]:
+        """The mono mixture at the input rate -> the model's rate, the full-band stage and the chunks."""
+        mono = wide
         if self._to_model is not None:
-            mono = self._to_model.resample_chunk(mono, last=False)
+            mono = self._to_model.resample_chunk(wide, last=False)
             if not np.isfinite(mono).all():  # a float input at the very top of the float32 range
                 prefix = f"{self.name}: " if self.name else ""
                 raise audio.AudioError(
@@ -184,8 +197,7 @@ class SeparationStream:
                 )
         if self.fullband is not None:
             self.fullband.mixture(wide, mono)
-        parts = self._tracked(self.engine.push(mono) if len(mono) else [])
-        return self._release(self._back(parts, last=False), final=False)
+        return self.engine.push(mono) if len(mono) else []
 
     def close(self) -> np.ndarray:
         """Run the last chunks and return the rest of the output."""
@@ -201,6 +213,9 @@ class SeparationStream:
             yield np.zeros((self.files, 0), np.float32)
             return
         parts: list[Tensor] = []
+        if self.denoiser is not None:  # its delayed tail
+            rest = self.denoiser.flush()
+            parts += self._take(rest, rest)
         tail = np.zeros(0, np.float32)
         if self._to_model is not None:
             tail = self._to_model.resample_chunk(tail, last=True)

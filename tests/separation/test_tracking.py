@@ -217,7 +217,9 @@ def voices_around(directions: np.ndarray, each: int, seed: int) -> np.ndarray:
 def directions_at(similarity: float, count: int, dims: int = 8) -> np.ndarray:
     """``count`` unit vectors whose pairwise cosine is ``similarity``."""
     common = np.eye(dims)[0]
-    return np.stack([np.sqrt(similarity) * common + np.sqrt(1 - similarity) * np.eye(dims)[1 + i] for i in range(count)])
+    return np.stack(
+        [np.sqrt(similarity) * common + np.sqrt(1 - similarity) * np.eye(dims)[1 + i] for i in range(count)]
+    )
 
 
 def test_a_voice_drifting_in_a_room_stays_one_talker_and_a_meeting_keeps_its_talkers() -> None:

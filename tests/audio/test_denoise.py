@@ -41,6 +41,16 @@ def test_as_long_as_the_input_and_the_same_in_any_blocks(rate: int) -> None:
         assert np.array_equal(run(x, rate, block), whole)
 
 
+def test_a_flushed_denoiser_refuses_more() -> None:
+    d = denoise.Denoiser(16000)
+    d.push(np.zeros(1000, np.float32))
+    d.flush()
+    with pytest.raises(ValueError, match="flushed"):
+        d.push(np.zeros(10, np.float32))
+    with pytest.raises(ValueError, match="flushed"):
+        d.flush()
+
+
 def test_aligned_with_the_input() -> None:
     """RNNoise's own delay is taken out: the output lines up with the speech it keeps."""
     rate = 16000

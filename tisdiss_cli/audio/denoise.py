@@ -104,6 +104,8 @@ class Denoiser:
 
     def push(self, x: np.ndarray) -> np.ndarray:
         """Mono float32 samples at ``rate`` in -> the denoised samples final so far."""
+        if self._state is None:  # RNNoise's state is freed: a call on it would crash the process
+            raise ValueError("the denoiser was flushed; make a new one")
         x = np.ascontiguousarray(x, np.float32)
         self._fed += len(x)
         wide = self._up.resample_chunk(x, last=False) if self._up is not None else x
@@ -112,6 +114,8 @@ class Denoiser:
 
     def flush(self) -> np.ndarray:
         """The rest: the input's tail through the resampler and RNNoise's delay."""
+        if self._state is None:
+            raise ValueError("the denoiser was flushed already")
         empty = np.zeros(0, np.float32)
         tail = self._up.resample_chunk(empty, last=True) if self._up is not None else empty
         self._wide_in += len(tail)

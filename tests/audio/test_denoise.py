@@ -88,3 +88,7 @@ def test_the_engine_denoises_before_separating(tiny_checkpoint: Path) -> None:
     plain = Separator(tiny_checkpoint, device="cpu", precision="fp32", segment=1.0, tracker="overlap")
     assert np.array_equal(with_denoise, plain.separate(run(x, rate, len(x)), rate))
     assert not np.array_equal(with_denoise, plain.separate(x, rate))
+    empty = Separator(
+        tiny_checkpoint, device="cpu", precision="fp32", segment=1.0, tracker="overlap", denoise=True
+    ).stream(rate)
+    assert empty.close().shape[1] == 0 and empty.denoiser is not None and empty.denoiser._state is None

@@ -210,6 +210,8 @@ class SeparationStream:
         if self.stats.input_frames == 0:
             if self.fullband is not None:
                 self.fullband.close()
+            if self.denoiser is not None:
+                self.denoiser.close()
             yield np.zeros((self.files, 0), np.float32)
             return
         parts: list[Tensor] = []

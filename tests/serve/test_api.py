@@ -13,6 +13,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from tests.serve.conftest import Server, recording
+from tisdiss_cli.audio import denoise
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.serve.info import measure_speed
 
@@ -69,6 +70,7 @@ def test_info_has_presets_with_measured_speed(make_server) -> None:
     ]
     assert info["speed_measured"] is False and all(p["rtf"] is None for p in info["presets"])
     assert info["limits"]["queue"] == 4 and info["formats"] == ["wav", "flac", "mp3", "opus"]
+    assert info["denoise"] is denoise.available()
     server.manager.rtf.update(measure_speed(server.manager.separator))
     measured = server.client.get("/v1/info").json()
     assert measured["speed_measured"] and all(p["rtf"] > 0 for p in measured["presets"])
@@ -168,6 +170,11 @@ def test_results_of_an_unfinished_job_are_409(make_server, short_wav: Path) -> N
         ),
         ({"n_re": "2", "float": "true"}, ["--nre", "2", "--float"]),
         ({"band": "model"}, ["--band", "model"]),
+        pytest.param(
+            {"denoise": "true"},
+            ["--denoise"],
+            marks=pytest.mark.skipif(not denoise.available(), reason="RNNoise is in the denoise extra"),
+        ),
     ],
 )
 def test_outputs_are_bit_identical_to_tisdiss_separate(
@@ -177,7 +184,7 @@ def test_outputs_are_bit_identical_to_tisdiss_separate(
     src = recording(tmp_path / "talk.wav", 3.1, rate=16000, channels=2, seed=4)  # resampled, 3 chunks
     job = server.wait(server.post(src, **fields).json()["id"])
     assert job["state"] == "done" and job["progress"]["chunks_total"] == 3
-    assert job["band"] == fields.get("band", "full")
+    assert job["band"] == fields.get("band", "full") and job["denoise"] is ("denoise" in fields)
     served = [server.client.get(s["url"]).content for s in job["speakers"]]
 
     out = tmp_path / "cli"

@@ -15,6 +15,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from tests.serve.conftest import Server, recording
+from tisdiss_cli.audio import denoise
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.serve.config import ServeConfig, auth_warning, is_loopback
 
@@ -90,6 +91,7 @@ def riff(*, channels: int = 1, rate: int = 8000, declared: int | None = None, fr
             "unknown band 'wide'; choose full, model",
         ),
         (multipart(("file", "a.wav", GOOD), ("channel", None, b"2")), {}, 422, "a.wav has 1 channel(s), no channel 2"),
+        (multipart(("file", "a.wav", GOOD), ("denoise", None, b"much")), {}, 422, "denoise must be true or false"),
     ],
 )
 def test_bad_uploads_get_one_sentence_and_leave_nothing(make_server, body, headers, status, message) -> None:
@@ -101,6 +103,20 @@ def test_bad_uploads_get_one_sentence_and_leave_nothing(make_server, body, heade
     assert str(server.root) not in error  # the server's folders are never shown
     assert server.manager.jobs == {} and list(server.root.iterdir()) == []
     assert server.manager.disk.used == 0
+
+
+def test_denoise_on_a_server_without_rnnoise_is_refused_before_anything_is_kept(
+    make_server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(denoise, "available", lambda: False)
+    server: Server = make_server()
+    assert server.client.get("/v1/info").json()["denoise"] is False  # the page disables the choice
+    answer = send(server, multipart(("file", "a.wav", GOOD), ("denoise", None, b"true")))
+    assert answer.status_code == 422
+    assert answer.json()["error"] == (
+        "denoise is not available on this server: RNNoise is not installed (pip install 'tisdiss[denoise]')"
+    )
+    assert server.manager.jobs == {} and list(server.root.iterdir()) == []
 
 
 def test_upload_size_limit_is_413_declared_or_streamed(make_server, tmp_path: Path) -> None:

@@ -318,10 +318,11 @@ class Separator:
         online: bool = False,
         speakers: Speakers | None = None,
         band: str | None = None,
+        denoise: bool | None = None,
     ) -> SeparationStream:
         """The engine every front-end feeds; ``progress`` is told (model-rate samples done, ``total``).
         ``online``: the tracker decides as the input arrives (streams), else once it has all of it.
-        ``band``: this run's, if not the separator's."""
+        ``band``, ``denoise``: this run's, if not the separator's."""
         on_chunk = None
         if progress is not None and total is not None:
             on_chunk = lambda end: progress(min(end, total), total)  # noqa: E731
@@ -340,8 +341,15 @@ class Separator:
             device=self.device,
             talkers=self._talker_stage(online, speakers),
             fullband=self._fullband_stage(sample_rate, output_rate, online, band),
-            denoiser=Denoiser(sample_rate) if self.denoise else None,
+            denoiser=Denoiser(sample_rate) if self._denoise(denoise) else None,
         )
+
+    def _denoise(self, denoise: bool | None) -> bool:
+        """This run's choice (the separator's unless given); ``DenoiseUnavailable`` without the extra."""
+        chosen = self.denoise if denoise is None else denoise
+        if chosen:
+            rnnoise()
+        return chosen
 
     def full_band(self, sample_rate: float, output_rate: float | None = None, band: str | None = None) -> bool:
         """Whether outputs of an input at ``sample_rate`` (written at ``output_rate``, by default the
@@ -380,12 +388,13 @@ class Separator:
         progress: ProgressFn | None = None,
         speakers: Speakers | None = None,
         band: str | None = None,
+        denoise: bool | None = None,
     ) -> np.ndarray:
         """Mixture ``[L]`` or ``[C, L]`` (numpy or torch) at ``sample_rate`` -> ``[K, L]`` float32
         at the same rate and level (channels are averaged; the input is not modified): ``K`` talkers
         with ``speakers`` auto (the separator's unless given), else that many; what the tracker
-        found is in :attr:`last_talkers`. ``band`` ("full" | "model") overrides the separator's for
-        this call.
+        found is in :attr:`last_talkers`. ``band`` ("full" | "model") and ``denoise`` override the
+        separator's for this call.
 
         Float samples are taken at full scale 1.0, int8/int16/int32 and uint8 (8-bit WAV) PCM is
         scaled to it; any other shape or dtype (soundfile's ``[L, C]`` included: pass ``wave.T``),
@@ -396,7 +405,9 @@ class Separator:
         rate = check_sample_rate(sample_rate)
         total = audio.resampled_length(len(x), rate, self.sample_rate)
         depth = self.depth(preset, n_sep, n_re)
-        stream = self._stream(depth, rate, rate, total=total, progress=progress, speakers=speakers, band=band)
+        stream = self._stream(
+            depth, rate, rate, total=total, progress=progress, speakers=speakers, band=band, denoise=denoise
+        )
         parts = [p for p in (stream.feed(x), *stream.close_blocks()) if p.shape[1]]  # empty ones may predate the count
         out = np.concatenate(parts, axis=1) if parts else np.zeros((stream.files, 0), np.float32)
         self.last_talkers = stream.talker_summary
@@ -415,11 +426,13 @@ class Separator:
         name: str | None = None,
         speakers: Speakers | None = None,
         band: str | None = None,
+        denoise: bool | None = None,
     ) -> SeparationStream:
         """A :class:`SeparationStream` for input at ``sample_rate`` with ``channels`` channels:
         ``feed(block [n] or [n, channels]) -> [J, m]`` as chunks complete, then ``close()`` for the
         rest; the outputs equal :meth:`process_file`'s for the same samples, however they are cut.
-        ``name`` (a file's, say) starts the stream's error messages; ``band`` overrides the separator's.
+        ``name`` (a file's, say) starts the stream's error messages; ``band`` and ``denoise`` override
+        the separator's.
         A stream writes the network's number of tracks unless ``speakers`` (or the separator's) is a
         number: its length, and so its talkers, are not known in advance."""
         rate = check_sample_rate(sample_rate)
@@ -435,6 +448,7 @@ class Separator:
             online=True,
             speakers=speakers,
             band=band,
+            denoise=denoise,
         )
 
     def output_paths(
@@ -473,6 +487,7 @@ class Separator:
         options: OutputOptions | None = None,
         speakers: Speakers | None = None,
         band: str | None = None,
+        denoise: bool | None = None,
     ) -> FileResult:
         """Separate one file block by block into one file per speaker; see :meth:`separate_file`.
         ``options`` (checked once by whoever made it) replaces fmt ... overwrite."""
@@ -498,6 +513,7 @@ class Separator:
             name=str(info.path),
             speakers=speakers,
             band=band,
+            denoise=denoise,
         )
         length = audio.resampled_length(info.frames, info.sample_rate, out_rate)
         targets = lambda count: options.paths(stem, out_dir, count)  # noqa: E731
@@ -540,7 +556,7 @@ class Separator:
         channel (0-based; None averages), stream (0-based audio stream of a container, e.g. a
         video; None: the first), filename, overwrite, progress, speakers ("auto": one file per
         talker found, ``<stem>_spk1`` ... ``_spkK`` in order of first appearance; or a number), band
-        ("full" | "model", this call's instead of the separator's).
+        ("full" | "model") and denoise (this call's instead of the separator's).
         Raises :class:`tisdiss_cli.audio.files.AudioError` (``path: reason``) for bad input. What
         :meth:`process_file` returns as warnings (a header that misstates the file's length, a
         number of files the voices disagree with) is logged as ``path: warning``.

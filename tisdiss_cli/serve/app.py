@@ -348,6 +348,7 @@ def create_app(service: Service) -> FastAPI:
             "depth": {"n_sep": job.choice.depth.n_sep, "n_re": job.choice.depth.n_re, "reason": job.choice.reason},
             "format": job.options.output.fmt,
             "band": job.options.band,
+            "denoise": job.options.denoise,
             "progress": {
                 "chunks_done": job.chunks_done,
                 "chunks_total": job.chunks_total,

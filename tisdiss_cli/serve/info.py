@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from ..audio import denoise
 from ..audio.files import FFMPEG_SUFFIXES, OUTPUT_FORMATS, SNDFILE_SUFFIXES
 from ..model.depth import Depth, iter_presets
 from ..separation.separator import Separator
@@ -64,6 +65,7 @@ def describe(separator: Separator, limits: Limits, rtf: dict[tuple[int, int], fl
         ],
         "speed_measured": bool(rtf),
         "formats": list(OUTPUT_FORMATS),
+        "denoise": denoise.available(),
         "input_suffixes": suffixes,
         "limits": {
             "max_upload_bytes": limits.max_upload_bytes,

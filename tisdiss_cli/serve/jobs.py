@@ -359,6 +359,7 @@ class JobManager:
             progress=progress,
             speakers=job.options.speakers,
             band=job.options.band,
+            denoise=job.options.denoise,
         )
         job.outputs, job.clipped = result.outputs, result.clipped
         job.warnings += [job.scrub(w) for w in result.warnings]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
+from ..audio import denoise
 from ..audio.files import OUTPUT_FORMATS, OutputFormat
 from ..model.depth import PRESET_NAMES
 from ..separation.fullband import BANDS
@@ -25,6 +26,8 @@ FIELDS: dict[str, str] = {
     "speakers": "auto (default: one file per talker the voices show) or a number of files",
     "band": f"{' | '.join(BANDS)}: above the model's rate, each talker gets the input's band above the model's "
     "(default full), or the model's band only",
+    "denoise": "true: RNNoise on the mixture before it is separated (noisy recordings; costs quality on clean "
+    "ones); needs the server's denoise extra",
 }
 TRUE, FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
@@ -39,6 +42,7 @@ class JobOptions:
     output: OutputOptions = OutputOptions()
     speakers: Speakers = "auto"
     band: str = "full"  # full: the input's band above the model's shared out; model: the model's band only
+    denoise: bool = False
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> JobOptions:
@@ -67,7 +71,13 @@ class JobOptions:
             speakers = check_speakers((fields.get("speakers") or "auto").strip().lower())
         except ValueError as exc:
             raise RequestError(422, str(exc)) from None
-        return cls(preset, _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0), output, speakers, band)
+        wants_denoise = _flag(fields, "denoise")
+        if wants_denoise and not denoise.available():
+            raise RequestError(
+                422, f"denoise is not available on this server: RNNoise is not installed ({denoise.INSTALL_HINT})"
+            )
+        depth = _whole(fields, "n_sep", low=1), _whole(fields, "n_re", low=0)
+        return cls(preset, *depth, output, speakers, band, wants_denoise)
 
 
 def _whole(fields: Mapping[str, str], name: str, *, low: int) -> int | None:

@@ -68,6 +68,11 @@ async function loadInfo() {
     h("b", {}, m.name), ` · ${m.sample_rate / 1000} kHz · ${m.speakers} speakers · ${m.device} ${m.precision}`
   );
   $("version").textContent = `tisdiss ${info.version}`;
+  if (!info.denoise) {  // the server has no RNNoise: the choice would be refused
+    $("denoise").value = "false";
+    $("denoise").disabled = true;
+    $("denoise").title = "Not available on this server (pip install 'tisdiss[denoise]')";
+  }
   const limits = info.limits;
   $("drop-hint").textContent =
     `WAV, FLAC, MP3, Ogg${info.input_suffixes.includes(".m4a") ? ", m4a and videos" : " and more"} · ` +
@@ -183,6 +188,7 @@ async function separate(event) {
   form.append("format", $("format").value);
   form.append("speakers", $("speakers").value);
   form.append("band", $("band").value);
+  form.append("denoise", $("denoise").value);
   try {
     progress(0, "Uploading…");
     const job = await follow(await upload(form));

@@ -117,6 +117,13 @@ def test_separate_file_matches_array_api_and_never_overwrites(tiny_path: Path, t
         src, tmp_path / "out", overwrite=True, output_rate="model", fmt="flac", filename="{spk}-{stem}.{ext}"
     )
     assert [p.name for p in res.outputs] == ["1-talk.flac", "2-talk.flac"]
+    assert res.warnings == []
+    (tmp_path / "out" / "3-talk.flac").write_bytes(b"an earlier run's third talker")
+    again = sep.process_file(
+        src, tmp_path / "out", overwrite=True, output_rate="model", fmt="flac", filename="{spk}-{stem}.{ext}"
+    )
+    assert again.warnings == ["3-talk.flac: not from this run, which wrote 2 files; left as it was"]
+    assert (tmp_path / "out" / "3-talk.flac").read_bytes() == b"an earlier run's third talker"
     assert sf.info(res.outputs[0]).samplerate == 8000 and sf.info(res.outputs[0]).frames == 8000 * 3
     assert res.depth == (2, 1) and res.chunks == 4
     with pytest.raises(ValueError, match="same name"):

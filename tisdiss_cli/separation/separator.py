@@ -535,6 +535,11 @@ class Separator:
         result.talkers = engine.talker_summary
         if result.talkers is not None and result.talkers.warning:
             result.warnings.append(result.talkers.warning)
+        left = [p.name for p in options.paths(stem, out_dir, MAX_SPEAKERS)[len(outputs) :] if p.exists()]
+        if left:  # an earlier run's files, most likely (it found more talkers): said, never removed
+            kept = "it was" if len(left) == 1 else "they were"
+            wrote = f"{len(outputs)} file{'s' if len(outputs) != 1 else ''}"
+            result.warnings.append(f"{', '.join(left)}: not from this run, which wrote {wrote}; left as {kept}")
         truncated = info.header_warning()
         if truncated is not None:
             result.warnings.append(truncated)

@@ -39,7 +39,8 @@ def test_the_oracle_undoes_a_swap_and_keeps_every_output_unless_it_may_drop_nois
     np.testing.assert_array_equal(kept[0], np.eye(2))
     np.testing.assert_array_equal(kept[1], np.eye(2)[::-1])  # the swap undone
     np.testing.assert_array_equal(kept[2], np.eye(2))
-    assert kept[3].sum() == 2  # every output goes to some file
+    np.testing.assert_array_equal(kept[3][:, 0], [1.0, 0.0])  # the lone talker's output stays theirs ...
+    assert kept[3][:, 1].sum() == 1  # ... and the noise output must go to a file too
     dropped = oracle.oracle_assignment(outputs, refs, BLOCK, drop=True)
     np.testing.assert_array_equal(dropped[:3], kept[:3])
     np.testing.assert_array_equal(dropped[3], [[1.0, 0.0], [0.0, 0.0]])  # the noise output goes nowhere

@@ -1,5 +1,5 @@
 """``--denoise`` on the command line: it runs where RNNoise is installed, and says what to install
-where it is not; eval takes it for conversation sets and says so for utterance sets."""
+where it is not; eval takes it for conversation and utterance sets."""
 
 from __future__ import annotations
 
@@ -49,6 +49,16 @@ def test_separate_with_denoise_separates_the_denoised_mixture(tiny_checkpoint: P
     assert src.read_bytes() == before
 
 
+def utterance_set(root: Path, rate: int = 8000) -> Path:
+    """One two-talker utterance in the wsj0-2mix layout (a tone and a square wave)."""
+    t = np.arange(rate) / rate
+    talkers = {"s1": 0.2 * np.sin(2 * np.pi * 200 * t), "s2": 0.2 * np.sign(np.sin(2 * np.pi * 470 * t))}
+    for folder, x in {**talkers, "mix": talkers["s1"] + talkers["s2"]}.items():
+        (root / folder).mkdir(parents=True)
+        sf.write(root / folder / "a.wav", x, rate, subtype="FLOAT")
+    return root
+
+
 def runner_ok(args: list[str]) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -66,19 +76,40 @@ def test_without_rnnoise_the_error_says_what_to_install(
     assert result.exit_code == 1
     assert "pip install 'tisdiss[denoise]'" in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    report = tmp_path / "utt.json"
+    scored = CliRunner().invoke(
+        app,
+        ["eval", str(utterance_set(tmp_path / "utt")), "-m", str(tiny_checkpoint), "--json", str(report), "--denoise"],
+    )
+    assert scored.exit_code == 1 and "pip install 'tisdiss[denoise]'" in scored.output
+    assert "Traceback" not in scored.output and not report.exists()
 
 
 @needs_rnnoise
-def test_eval_denoises_a_conversation_set_and_refuses_an_utterance_set(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_eval_denoises_conversation_and_utterance_sets(tiny_checkpoint: Path, tmp_path: Path) -> None:
     root = write_conversations(tmp_path / "conv")
     out = tmp_path / "conv.json"
     args = ["eval", str(root), "-m", str(tiny_checkpoint), "--precision", "fp32", "--no-sdr", "--json", str(out)]
     result = CliRunner().invoke(app, [*args, "--denoise"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "denoised (RNNoise)" in result.output and json.loads(out.read_text())["denoise"] is True
-    utterances = tmp_path / "utt"
-    for sub in ("mix", "s1", "s2"):
-        (utterances / sub).mkdir(parents=True)
-        sf.write(utterances / sub / "a.wav", np.zeros(8000), 8000)
-    refused = CliRunner().invoke(app, ["eval", str(utterances), "-m", str(tiny_checkpoint), "--denoise"])
-    assert refused.exit_code == 1 and "not yet for utterance sets" in refused.output
+    utterances = utterance_set(tmp_path / "utt")
+    utt_json = tmp_path / "utt.json"
+    scored = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(utterances),
+            "-m",
+            str(tiny_checkpoint),
+            "--no-sdr",
+            "--rtf-utterances",
+            "0",
+            "--json",
+            str(utt_json),
+            "--denoise",
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert scored.exit_code == 0, scored.output
+    assert "denoised (RNNoise)" in scored.output and json.loads(utt_json.read_text())["denoise"] is True

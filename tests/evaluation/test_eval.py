@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.conftest import DEV2MIX, need
+from tisdiss_cli.audio import denoise
 from tisdiss_cli.cli import _register_commands, app
 from tisdiss_cli.evaluation import metrics
 from tisdiss_cli.evaluation.evaluate import evaluate, parse_depths
@@ -164,6 +165,31 @@ def test_a_set_above_the_model_rate_is_also_scored_at_its_rate_and_above(tmp_pat
     assert at_model_rate.input_rate is None and at_model_rate.settings[0].si_snri_full is None
     with pytest.raises(ValueError, match="unknown band"):
         evaluate(tiny, root, rtf_utterances=0, band="wide")
+
+
+@pytest.mark.skipif(not denoise.available(), reason="RNNoise is in the denoise extra")
+def test_denoise_separates_the_denoised_mixture_and_scores_over_the_recorded_one(tmp_path, tiny):
+    root = write_set(tmp_path / "set16k", n=2, rate=16000, seconds=1.0)
+    copy = tmp_path / "denoised"  # the same set, its mixtures denoised beforehand
+    for folder in ("mix", "s1", "s2"):
+        (copy / folder).mkdir(parents=True)
+        for path in sorted((root / folder).iterdir()):
+            x, rate = sf.read(path)
+            sf.write(copy / folder / path.name, denoise.denoised(x, rate) if folder == "mix" else x, rate, "FLOAT")
+    args = {"n_sep": 1, "n_re_values": [2], "rtf_utterances": 0, "with_sdr": False, "precision": "fp32"}
+    den, pre, plain = (evaluate(tiny, r, denoise=d, **args) for r, d in ((root, True), (copy, False), (root, False)))
+    assert den.denoise and not pre.denoise
+    for d, p, q in zip(den.utterances, pre.utterances, plain.utterances, strict=True):
+        assert d.si_snr == pytest.approx(p.si_snr, abs=1e-9)  # the network heard the denoised mixture
+        assert d.si_snr != pytest.approx(q.si_snr, abs=1e-3)
+        assert d.si_snr - d.si_snri == pytest.approx(q.si_snr - q.si_snri, abs=1e-9)  # improvement over the recording
+        ex = read_example(next(u for u in load_testset(root).utterances if u.id == d.id))
+        denoised_ex = read_example(next(u for u in load_testset(copy).utterances if u.id == d.id))
+        gap = (
+            metrics.mixture_baseline(denoised_ex.mix, ex.refs, with_sdr=False).si_snr
+            - metrics.mixture_baseline(ex.mix, ex.refs, with_sdr=False).si_snr
+        )
+        assert d.si_snri_full == pytest.approx(p.si_snri_full + gap, abs=1e-6)
 
 
 def test_loaded_model_presets_rates_and_limits(tmp_path, tiny):

@@ -161,3 +161,9 @@ class Denoiser:
             y = np.concatenate((y, np.zeros(self._fed - self._given - len(y), np.float32)))
         self._given += len(y)
         return np.ascontiguousarray(y, np.float32)
+
+
+def denoised(x: np.ndarray, rate: float) -> np.ndarray:
+    """A whole mono signal through RNNoise: the same length, aligned with ``x``."""
+    d = Denoiser(rate)
+    return np.concatenate((d.push(x), d.flush()))

@@ -189,8 +189,6 @@ def eval_command(
             testset, model, limit, device, precision, json_out, sdr, tracker, speakers, preset, chunks_and_band
         )
         return
-    if denoise:
-        _fail(f"{testset}: --denoise is for conversation sets (scored through the engine); not yet for utterance sets")
     from ..evaluation.evaluate import EvalProgress, evaluate, write_csv, write_json, write_plot
     from ..evaluation.metrics import MetricError
     from ..evaluation.testset import TestSetError, load_testset
@@ -244,6 +242,7 @@ def eval_command(
                 sdr_backend=backend,
                 extra_metrics=extra,
                 band=band,
+                denoise=denoise,
             )
         except (TestSetError, MetricError, CheckpointError, ValueError, ImportError, OSError) as exc:
             bar.stop()
@@ -294,7 +293,7 @@ def _print_report(console: Console, report: EvalReport, total: int, elapsed: flo
     console.print(
         escape(
             f"{report.model} on {report.testset} ({report.layout}, {total} utterances, {report.sample_rate} Hz, "
-            f"{report.precision})"
+            f"{report.precision}" + (", denoised (RNNoise)" if report.denoise else "") + ")"
         ),
         highlight=False,
         soft_wrap=True,

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..audio import files as audio
+from ..audio.denoise import denoised, rnnoise
 from ..model.depth import MAX_REPEATS, Depth
 from ..model.network import TISDiSS
 from ..model.precision import at_precision
@@ -140,6 +141,7 @@ class EvalReport:
     groups: list[GroupResult] = field(default_factory=list)  # same-/cross-gender means, where known
     input_rate: int | None = None  # the set's rate, when above the model's (the *_full and *_high scores)
     band: str = "full"  # what the outputs hold above the model's band at the set's rate
+    denoise: bool = False  # the mixtures went through RNNoise first (--denoise)
 
     def setting(self, n_re: int) -> SettingResult:
         return next(s for s in self.settings if s.n_re == n_re)
@@ -317,13 +319,20 @@ def _score_utterance(
 
 
 def _wide_scores(
-    row: UtteranceResult, est: np.ndarray, example: AudioExample, narrow: np.ndarray, model_rate: int, band: str
+    row: UtteranceResult,
+    est: np.ndarray,
+    example: AudioExample,
+    narrow: np.ndarray,
+    model_rate: int,
+    band: str,
+    recorded: np.ndarray,
 ) -> UtteranceResult:
     """``row`` with the scores at the set's rate and in the band above: ``est [J, m]`` at the model's
-    rate (from ``narrow``, the mixture there) brought to the set's rate as the engine would."""
+    rate (from ``narrow``, the separated mixture there) brought to the set's rate as the engine
+    would; the improvements are over ``recorded``, the mixture as it came."""
     rate = example.sample_rate
     wide = separated_at_rate(est, example.mix, narrow, model_rate, rate, band=band)[list(row.perm)]
-    refs, mix = example.refs, example.mix
+    refs, mix = example.refs, recorded
     full = (
         np.diag(metrics.si_snr_matrix(wide, refs)).mean() - metrics.mixture_baseline(mix, refs, with_sdr=False).si_snr
     )
@@ -331,6 +340,10 @@ def _wide_scores(
     high = float(np.diag(metrics.si_snr_matrix(e, r)).mean())
     high_i = high - metrics.mixture_baseline(m[0], r, with_sdr=False).si_snr
     return dataclasses.replace(row, si_snri_full=float(full), si_snri_high=high_i, si_snr_high=high)
+
+
+def _denoised(example: AudioExample) -> AudioExample:
+    return dataclasses.replace(example, mix=denoised(example.mix, example.sample_rate).astype(example.mix.dtype))
 
 
 def _baseline(utt: Utterance, mix: np.ndarray, refs: np.ndarray, how: _Scoring) -> metrics.Baseline:
@@ -366,6 +379,7 @@ def evaluate(
     sdr_backend: metrics.SdrBackend = "fast",
     extra_metrics: Sequence[str] = (),
     band: str = "full",
+    denoise: bool = False,
 ) -> EvalReport:
     """Score ``source`` on ``testset`` at one n_sep and every n_re in ``n_re_values``.
 
@@ -381,7 +395,9 @@ def evaluate(
     ``eval`` extra) compute the same BSS Eval v3 SDR. ``extra_metrics`` adds perceptual metrics
     ("stoi", "pesq"; the ``metrics`` extra) on the permutation-aligned estimates. A set above the
     model's rate is also scored at its rate and above the model's band, with the outputs as
-    ``tisdiss separate --band band`` writes them ("full" | "model").
+    ``tisdiss separate --band band`` writes them ("full" | "model"). ``denoise``: each mixture goes
+    through RNNoise at the set's rate first, as ``tisdiss separate --denoise`` does (the ``denoise``
+    extra); the improvements stay over the mixture as recorded, and the RTF is the network's alone.
     Raises :class:`~tisdiss_cli.evaluation.testset.TestSetError` for a bad test set, ``ValueError`` for
     settings the model cannot run.
     """
@@ -409,6 +425,8 @@ def evaluate(
         raise ImportError(problem)
     if with_sdr and sdr_backend == "mir_eval":
         metrics.require_mir_eval()
+    if denoise:
+        rnnoise()  # not installed: say so before any work
 
     tset = testset if isinstance(testset, TestSet) else load_testset(testset)
     tset = tset.head(limit)
@@ -433,8 +451,10 @@ def evaluate(
     try:
         with torch.inference_mode():
             for i, utt in enumerate(tset.utterances):
-                example = read_example(utt)
+                recorded = read_example(utt)
+                example = _denoised(recorded) if denoise else recorded
                 mix_np, refs = _resample(example, rate)
+                recorded_mix = _resample(recorded, rate)[0] if denoise else mix_np
                 wide_example = example if example.sample_rate > rate else None
                 mix = torch.from_numpy(mix_np).to(device=dev, dtype=dtype)[None]
                 audio += mix_np.shape[-1] / rate
@@ -444,17 +464,20 @@ def evaluate(
                 outputs, adaptive = _sweep(model, mix, n_sep, values, adaptive_threshold)
                 forward_s += watch.seconds()
                 watch = Stopwatch(dev)
-                base = _baseline(utt, mix_np, refs, how)
+                base = _baseline(utt, recorded_mix, refs, how)
                 scored = _score_utterance(utt, n_sep, outputs, refs, base, how)
                 if wide_example is not None:
                     input_rate = wide_example.sample_rate
                     for k, (row, aligned) in scored.items():
-                        scored[k] = _wide_scores(row, outputs[k], wide_example, mix_np, rate, band), aligned
+                        scored[k] = (
+                            _wide_scores(row, outputs[k], wide_example, mix_np, rate, band, recorded.mix),
+                            aligned,
+                        )
                 if adaptive is not None:
                     depth, est = adaptive
                     row, _ = _score_utterance(utt, n_sep, {depth: est}, refs, base, how)[depth]
                     if wide_example is not None:
-                        row = _wide_scores(row, est, wide_example, mix_np, rate, band)
+                        row = _wide_scores(row, est, wide_example, mix_np, rate, band, recorded.mix)
                     adaptive_rows.append(dataclasses.replace(row, adaptive=True))
                 metric_s += watch.seconds()
                 for k, (row, aligned) in scored.items():
@@ -489,6 +512,7 @@ def evaluate(
         precision=chosen.name,
         input_rate=input_rate,
         band=band,
+        denoise=denoise,
     )
     report.groups = group_means(rows, gender_pairs(tset))
     if adaptive_rows:

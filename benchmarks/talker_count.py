@@ -1,7 +1,8 @@
 """The talker-count threshold (``TrackerConfig.talker_similarity``) on recordings it was not tuned on.
 
 The default (0.55) was chosen on devconv and devmeet, which are also what the figures report. This
-builds held-out conversations from ``speech8k/train`` speakers (none of them in devconv or devmeet)
+builds held-out conversations from ``speech8k/train`` adults (none of them in devconv or devmeet;
+``--children``: the corpus's children instead)
 with devconv's recipe: sentences trimmed to their active part (+-100 ms), levelled to -25 dBFS
 with +-3 dB per turn; turns alternate (three or more talkers: a random talker, never the same
 twice in a row); 60 % of turns start 0.5-2 s before the previous one ends (at most 40 % into
@@ -24,6 +25,7 @@ so its outputs may be cleaner than on new voices.
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ THRESHOLDS = (0.48, 0.50, 0.52, 0.55, 0.58, 0.60, 0.62)
 LEVEL_DBFS = -25.0
 NOISE_SPAN = (0.8, 1.0)  # noise8k's last fifth: training recipes mix the first four
 MIN_NOISE_SECONDS = 20.0
+ADULT = 18  # years; devconv and devmeet hold adults only, speech8k/train children too
 
 
 @dataclass(frozen=True)
@@ -107,14 +110,28 @@ def conversation(
     return refs.sum(axis=0), refs
 
 
-def held_out_set(root: Path, counts: dict[int, int], seed: int) -> tuple[list[Recording], int]:
+def ages(root: Path) -> dict[str, int | None]:
+    """Each speaker's age in ``root/MANIFEST.tsv`` (None where it gives none)."""
+    found: dict[str, int | None] = {}
+    with open(root / "MANIFEST.tsv", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            found[row["speaker"]] = int(row["age"]) if row["age"] else None
+    return found
+
+
+def held_out_set(root: Path, counts: dict[int, int], seed: int, children: bool) -> tuple[list[Recording], int]:
     """Recordings of ``counts[k]`` k-talker conversations from ``root/train`` speechocean762 speakers
-    with at least 30 s of speech (disjoint within a recording)."""
+    with at least 30 s of speech (disjoint within a recording): adults as in devconv, or the
+    corpus's children (6-15 years)."""
     rng = np.random.default_rng(seed)
+    age = ages(root)
     pool = []
     for folder in sorted((root / "train").iterdir()):
+        years = age.get(folder.name)
+        if not folder.name.startswith("so") or years is None or (years < ADULT) != children:
+            continue
         files = sorted(folder.glob("*.flac"))
-        if folder.name.startswith("so") and sum(sf.info(f).duration for f in files) >= 30:
+        if sum(sf.info(f).duration for f in files) >= 30:
             pool.append(files)
     rate = sf.info(pool[0][0]).samplerate
     seconds = {1: 40.0, 2: 60.0, 3: 75.0, 4: 90.0}
@@ -156,6 +173,7 @@ def main() -> int:
     parser.add_argument("--model", "-m", default="tisdiss-small-8k")
     parser.add_argument("--counts", default="1:4,2:12,3:4,4:4", help="talkers:recordings,...")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--children", action="store_true", help="the corpus's children instead of its adults")
     parser.add_argument("--condition", choices=("clean", "reverb", "noisy"), default="clean")
     parser.add_argument(
         "--noise", type=Path, default=Path("../shared/data/noise8k"), help="noise8k (--condition noisy)"
@@ -164,7 +182,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     counts = {int(k): int(n) for k, n in (item.split(":") for item in args.counts.split(","))}
-    recordings, set_rate = held_out_set(args.speech, counts, args.seed)
+    recordings, set_rate = held_out_set(args.speech, counts, args.seed, args.children)
     rng = np.random.default_rng([args.seed, 1])
     if args.condition == "reverb":
         recordings = [in_room(r, set_rate, rng) for r in recordings]
@@ -202,7 +220,8 @@ def main() -> int:
         print(f"warning: the engine wrote another number of files than the sweep's default in {mismatches} recordings")
     sizes = sorted(counts)
     print(
-        f"\nheld-out conversations ({args.condition}; speech8k/train speakers, seed {args.seed}); "
+        f"\nheld-out conversations ({args.condition}; speech8k/train {'children' if args.children else 'adults'}, "
+        f"seed {args.seed}); "
         f"default {config.talker_similarity}"
     )
     print(

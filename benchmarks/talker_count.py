@@ -2,14 +2,14 @@
 
 The default (0.55) was chosen on devconv and devmeet, which are also what the figures report. This
 builds held-out conversations from ``speech8k/train`` adults (none of them in devconv or devmeet;
-``--children``: the corpus's children instead)
-with devconv's recipe: sentences trimmed to their active part (+-100 ms), levelled to -25 dBFS
-with +-3 dB per turn; turns alternate (three or more talkers: a random talker, never the same
-twice in a row); 60 % of turns start 0.5-2 s before the previous one ends (at most 40 % into
-it), the others 0.1-0.8 s after it. One, two, three and four talkers, fixed seed. ``--condition``
-puts them in a room as ``benchmarks/room_sets.py`` does (``reverb``: one simulated room each,
-RT60 0.3-0.6 s, reverberant-image references; ``noisy``: noise8k's held-out last fifth at 5 dB
-SNR, clean references).
+``--children``: the corpus's children instead) with devconv's recipe: sentences trimmed to their
+active part (+-100 ms), levelled to -25 dBFS with +-3 dB per turn; turns alternate (three or more
+talkers: a random talker, never the same twice in a row); 60 % of turns start 0.5-2 s before the
+previous one ends (at most 40 % into it), the others 0.1-0.8 s after it. One, two, three and four
+talkers, fixed seed. ``--condition`` puts them in a room: ``reverb``, one simulated room each
+(RT60 0.3-0.6 s), each talker's image at their dry level as `tisdiss train` mixes rooms, with
+reverberant-image references; ``noisy``, noise8k's held-out last fifth at 5 dB SNR, with clean
+references.
 
 Each recording goes once through the engine `tisdiss separate` uses (its stitched outputs and
 the tracker's analysis of them); then, for every threshold, the tracker finds the talkers,
@@ -41,7 +41,7 @@ from tisdiss_cli.separation import tracking
 from tisdiss_cli.separation.separator import Separator
 from tisdiss_cli.separation.talkers import voice_embedder
 from tisdiss_cli.training import rooms
-from tisdiss_cli.training.data import read_noise
+from tisdiss_cli.training.data import read_noise, reverberate
 
 THRESHOLDS = (0.48, 0.50, 0.52, 0.55, 0.58, 0.60, 0.62)
 LEVEL_DBFS = -25.0
@@ -145,11 +145,10 @@ def held_out_set(root: Path, counts: dict[int, int], seed: int, children: bool) 
 
 
 def in_room(rec: Recording, rate: int, rng: np.random.Generator) -> Recording:
-    """The talkers' reverberant images in one room (RT60 0.3-0.6 s), levelled as the dry mixture."""
+    """The talkers' reverberant images in one room (RT60 0.3-0.6 s), as the training mixer makes them."""
     _, rirs, _ = rooms.measured_room(rng, rooms.RoomRanges(rt60=(0.3, 0.6)), len(rec.refs), rate)
-    images = np.stack([rooms.convolve(r.astype(np.float32), h) for r, h in zip(rec.refs, rirs, strict=True)])
-    images = images.astype(np.float64)[:, : rec.refs.shape[1]]
-    images *= np.sqrt(np.mean(rec.refs.sum(0) ** 2)) / (np.sqrt(np.mean(images.sum(0) ** 2)) or 1.0)
+    images, _ = reverberate(rec.refs.astype(np.float32), rirs, "reverberant", rate, 0.0)
+    images = images.astype(np.float64)
     return Recording(rec.name, images.sum(0).astype(np.float32), images)
 
 

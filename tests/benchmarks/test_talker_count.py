@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from tests.conftest import REPO
+from tests.benchmarks import load_benchmark
 
-spec = importlib.util.spec_from_file_location("talker_count", REPO / "benchmarks" / "talker_count.py")
-assert spec is not None and spec.loader is not None
-talker_count = importlib.util.module_from_spec(spec)
-sys.modules["talker_count"] = talker_count
-spec.loader.exec_module(talker_count)
+talker_count = load_benchmark("talker_count")
 
 RATE = 8000
 

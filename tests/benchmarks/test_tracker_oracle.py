@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 
-from tests.conftest import REPO
+from tests.benchmarks import load_benchmark
 
-spec = importlib.util.spec_from_file_location("tracker_oracle", REPO / "benchmarks" / "tracker_oracle.py")
-assert spec is not None and spec.loader is not None
-oracle = importlib.util.module_from_spec(spec)
-sys.modules["tracker_oracle"] = oracle
-spec.loader.exec_module(oracle)
+oracle = load_benchmark("tracker_oracle")
 
 BLOCK = 400
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +10,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from tests.conftest import REPO
+from tests.benchmarks import load_benchmark
 
-spec = importlib.util.spec_from_file_location("wideband_data", REPO / "benchmarks" / "wideband_data.py")
-assert spec is not None and spec.loader is not None
-wideband = importlib.util.module_from_spec(spec)
-sys.modules["wideband_data"] = wideband
-spec.loader.exec_module(wideband)
+wideband = load_benchmark("wideband_data")
 
 HEADER = "path\tsplit\tspeaker\tgender\tgender_source\tage\tseconds\tcorpus\tsource\tlicense"
 

@@ -232,11 +232,15 @@ def _write_estimates(folder: Path, utt_id: str, est: np.ndarray, rate: int) -> N
         audio.write(folder / f"s{j + 1}" / f"{utt_id}.wav", wave, rate, float_output=True)
 
 
+def _mix_at(example: AudioExample, rate: int) -> np.ndarray:
+    return audio.resample(example.mix, example.sample_rate, rate)
+
+
 def _resample(example: AudioExample, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """(mix [L], refs [J, L]) at ``rate``."""
     if example.sample_rate == rate:
         return example.mix, example.refs
-    mix = audio.resample(example.mix, example.sample_rate, rate)
+    mix = _mix_at(example, rate)
     refs = audio.resample(example.refs.T, example.sample_rate, rate).T  # soxr wants [L, channels]
     return mix, np.ascontiguousarray(refs)
 
@@ -454,7 +458,7 @@ def evaluate(
                 recorded = read_example(utt)
                 example = _denoised(recorded) if denoise else recorded
                 mix_np, refs = _resample(example, rate)
-                recorded_mix = _resample(recorded, rate)[0] if denoise else mix_np
+                recorded_mix = _mix_at(recorded, rate) if denoise else mix_np
                 wide_example = example if example.sample_rate > rate else None
                 mix = torch.from_numpy(mix_np).to(device=dev, dtype=dtype)[None]
                 audio += mix_np.shape[-1] / rate

@@ -57,21 +57,25 @@ class Recording:
     refs: np.ndarray  # [K, N]
 
 
-def trimmed(x: np.ndarray, rate: int) -> np.ndarray:
-    """The active part of a sentence (10-ms frames within 40 dB of the loudest), +-100 ms."""
+def frame_energies(x: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean squares of ``x``'s 10-ms frames (a partial last one dropped), and which are active:
+    within 40 dB of the loudest."""
     frame = rate // 100
     energy = np.array([np.mean(x[i : i + frame] ** 2) for i in range(0, len(x) - frame + 1, frame)])
-    active = np.flatnonzero(energy > energy.max() * 1e-4)
-    pad = rate // 10
+    return energy, energy > energy.max() * 1e-4
+
+
+def trimmed(x: np.ndarray, rate: int) -> np.ndarray:
+    """The active part of a sentence, +-100 ms."""
+    active = np.flatnonzero(frame_energies(x, rate)[1])
+    frame, pad = rate // 100, rate // 10
     return x[max(0, active[0] * frame - pad) : min(len(x), (active[-1] + 1) * frame + pad)]
 
 
 def levelled(x: np.ndarray, rate: int, db: float) -> np.ndarray:
-    """``x`` at ``db`` dBFS, measured over its 10-ms frames within 40 dB of the loudest."""
-    frame = rate // 100
-    energy = np.array([np.mean(x[i : i + frame] ** 2) for i in range(0, len(x) - frame + 1, frame)])
-    level = np.mean(energy[energy > energy.max() * 1e-4])
-    return x * np.sqrt(10 ** (db / 10) / level)
+    """``x`` at ``db`` dBFS, measured over its active frames."""
+    energy, active = frame_energies(x, rate)
+    return x * np.sqrt(10 ** (db / 10) / np.mean(energy[active]))
 
 
 def conversation(
@@ -152,12 +156,21 @@ def in_room(rec: Recording, rate: int, rng: np.random.Generator) -> Recording:
     return Recording(rec.name, images.sum(0).astype(np.float32), images)
 
 
-def with_noise(rec: Recording, rate: int, rng: np.random.Generator, noise_dir: Path, snr_db: float = 5.0) -> Recording:
-    """noise8k (its held-out span) at ``snr_db`` against the talkers' sum; the clean references."""
-    noises = [p for p in sorted(noise_dir.iterdir()) if audio_io.is_audio_file(p)]
-    noises = [p for p in noises if audio_io.probe(p).frames / audio_io.probe(p).sample_rate >= MIN_NOISE_SECONDS]
-    path = noises[int(rng.integers(len(noises)))]
-    info = audio_io.probe(path)
+def noise_files(folder: Path) -> list[tuple[Path, audio_io.AudioInfo]]:
+    """The noise files of at least ``MIN_NOISE_SECONDS``, in name order."""
+    found = [(p, audio_io.probe(p)) for p in sorted(folder.iterdir()) if audio_io.is_audio_file(p)]
+    return [(p, info) for p, info in found if info.frames / info.sample_rate >= MIN_NOISE_SECONDS]
+
+
+def with_noise(
+    rec: Recording,
+    rate: int,
+    rng: np.random.Generator,
+    noises: list[tuple[Path, audio_io.AudioInfo]],
+    snr_db: float = 5.0,
+) -> Recording:
+    """One of ``noises`` (its held-out span) at ``snr_db`` against the talkers' sum; the clean references."""
+    path, info = noises[int(rng.integers(len(noises)))]
     need = int(np.ceil(rec.refs.shape[1] * info.sample_rate / rate)) + 16
     noise = read_noise(path, info.frames, need, NOISE_SPAN, rng).astype(np.float64)
     noise = audio_io.resample(noise, info.sample_rate, rate)[: rec.refs.shape[1]]
@@ -186,7 +199,8 @@ def main() -> int:
     if args.condition == "reverb":
         recordings = [in_room(r, set_rate, rng) for r in recordings]
     elif args.condition == "noisy":
-        recordings = [with_noise(r, set_rate, rng, args.noise) for r in recordings]
+        noises = noise_files(args.noise)
+        recordings = [with_noise(r, set_rate, rng, noises) for r in recordings]
     engine = Separator(args.model, band="model", precision="fp32")
     stitched = Separator(args.model, band="model", precision="fp32", tracker="overlap")
     config, embed, rate = engine.tracker_config, voice_embedder(), engine.sample_rate
